@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+//
+// ParallelCNN: the seed CNN of "Parallelizing Convolutional Neural Networks", trained on every
+// kind of parallel hardware. See README.md for the build modes.
+
+import PackageDescription
+
+// Hot kernels want the host's vector width (AVX-512 here) and no bounds checks. Those are unsafe
+// flags, which SwiftPM refuses in a package used as a remote dependency, so a dependent sets
+// PCNN_PORTABLE=1 and gets a baseline-x86-64 build with the same results (the kernels never rely
+// on fused multiply-add being fast or present for correctness).
+let portable = Context.environment["PCNN_PORTABLE"] != nil
+let speedFlags: [SwiftSetting] = portable ? [] : [
+    .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "ParallelCNN",
+    platforms: [.macOS(.v15)],
+
+    // MARK: Public products
+    products: [
+        .library(name: "ParallelCNN", targets: ["ParallelCNN"]),
+        .executable(name: "pcnn", targets: ["pcnn"]),
+    ],
+
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+
+    // MARK: Implementation targets
+    targets: [
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(name: "_CPUVector"),
+        .target(
+            name: "ParallelCNN",
+            dependencies: ["CZlib", "_CPUVector"],
+            swiftSettings: speedFlags
+        ),
+        .executableTarget(
+            name: "pcnn",
+            dependencies: [
+                "ParallelCNN",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: speedFlags
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "ParallelCNNTests",
+            dependencies: ["ParallelCNN"],
+            swiftSettings: speedFlags
+        ),
+    ]
+)

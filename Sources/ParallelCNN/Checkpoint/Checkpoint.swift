@@ -1,0 +1,159 @@
+import Foundation
+
+/// A training checkpoint: the network's parameters, optional optimizer state, and string metadata
+/// describing the training state.
+///
+/// On disk a checkpoint is a safetensors file (see `SafetensorsFile`) that Python's
+/// `safetensors.numpy.load_file` reads directly. It holds:
+/// - the parameters as float32 little-endian tensors `c1.w` [6, 5, 5], `c1.b` [6], `s1.w` [4, 4],
+///   `s1.b` [1], `f.w` [10, 6, 6, 6], `f.b` [10], laid out in that (canonical) order;
+/// - when `velocity` is present, the same six tensors prefixed with `momentum.`
+///   (`momentum.c1.w`, ...), after the parameters;
+/// - as safetensors metadata, `metadata` plus `"format": "parallelcnn-checkpoint"` and
+///   `"version": "1"`.
+///
+/// Guarantees: `read(from:)` of a file written by `write(to:)` returns a checkpoint with the same
+/// metadata and bit-identical parameters and velocity; writing is atomic and deterministic (equal
+/// checkpoints give identical files).
+public struct Checkpoint: Equatable, Sendable {
+    /// The network's parameters.
+    public var parameters: Parameters
+    /// The momentum buffer of the modern recipe, if the recipe has one.
+    public var velocity: Parameters?
+    /// Training state (recipe, epoch, position, seed, ...), written by the trainer. The keys
+    /// `formatKey` and `versionKey` are reserved.
+    public var metadata: [String: String]
+
+    /// Metadata key identifying the file as a ParallelCNN checkpoint.
+    public static let formatKey = "format"
+    /// The value of `formatKey`.
+    public static let formatName = "parallelcnn-checkpoint"
+    /// Metadata key holding the format version.
+    public static let versionKey = "version"
+    /// The format version written, and the only one read.
+    public static let formatVersion = "1"
+    /// Prefix of the tensor names holding `velocity`.
+    public static let velocityPrefix = "momentum."
+
+    public init(parameters: Parameters, velocity: Parameters? = nil, metadata: [String: String] = [:]) {
+        self.parameters = parameters
+        self.velocity = velocity
+        self.metadata = metadata
+    }
+
+    // MARK: Writing
+
+    /// Writes the checkpoint to `path` atomically: readers see either the previous file or the
+    /// complete new one (see `SafetensorsFile.write(to:)`). An existing file is replaced.
+    ///
+    /// - Throws: `CheckpointError.invalidMetadata` when `metadata` uses a reserved key (nothing is
+    ///   written then), or `CheckpointError.ioFailure`.
+    public func write(to path: String) throws {
+        try safetensors(reportingAs: path).write(to: path)
+    }
+
+    /// The checkpoint's file bytes, exactly as `write(to:)` stores them.
+    ///
+    /// - Throws: `CheckpointError.invalidMetadata` when `metadata` uses a reserved key.
+    public func encoded() throws -> Data {
+        try safetensors(reportingAs: SafetensorsFile.inMemoryPath).encoded()
+    }
+
+    /// The safetensors form of the checkpoint; errors name `path`.
+    private func safetensors(reportingAs path: String) throws -> SafetensorsFile {
+        if let reserved = [Self.formatKey, Self.versionKey].first(where: { metadata[$0] != nil }) {
+            throw CheckpointError.invalidMetadata(
+                path: path, reason: "the key \"\(reserved)\" is reserved for the checkpoint format")
+        }
+        var fileMetadata = metadata
+        fileMetadata[Self.formatKey] = Self.formatName
+        fileMetadata[Self.versionKey] = Self.formatVersion
+
+        var tensors = Self.tensors(of: parameters, prefix: "")
+        if let velocity {
+            tensors += Self.tensors(of: velocity, prefix: Self.velocityPrefix)
+        }
+        return SafetensorsFile(tensors: tensors, metadata: fileMetadata)
+    }
+
+    /// The six tensors of `parameters` in canonical order, named `prefix` + the canonical name.
+    private static func tensors(of parameters: Parameters, prefix: String) -> [SafetensorsFile.Tensor] {
+        TensorName.allCases.map { name in
+            SafetensorsFile.Tensor(name: prefix + name.rawValue, shape: name.shape, values: Array(parameters[name]))
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads the checkpoint at `path`.
+    ///
+    /// - Throws: `CheckpointError`: `.fileNotFound`; `.ioFailure`; for a truncated or corrupt file
+    ///   any structural error of `SafetensorsFile.decode(_:path:)` (e.g. `.truncated`,
+    ///   `.invalidHeader`, `.unsupportedDtype` for a non-F32 tensor, `.invalidOffsets`); then
+    ///   `.notACheckpoint` / `.unsupportedVersion` when the format metadata is absent or different,
+    ///   `.unexpectedTensor` for a tensor that is not part of a checkpoint, `.missingTensor` when a
+    ///   parameter tensor is absent (or some but not all `momentum.` tensors are present), and
+    ///   `.wrongShape`.
+    public static func read(from path: String) throws -> Checkpoint {
+        try Checkpoint(SafetensorsFile.read(path: path), path: path)
+    }
+
+    /// Decodes checkpoint bytes as produced by `encoded()`, with the checks of `read(from:)`.
+    /// `path` is only used in errors.
+    public static func decode(_ data: Data, path: String = SafetensorsFile.inMemoryPath) throws -> Checkpoint {
+        try Checkpoint(SafetensorsFile.decode(data, path: path), path: path)
+    }
+
+    /// Interprets a structurally valid safetensors file as a checkpoint.
+    private init(_ file: SafetensorsFile, path: String) throws {
+        guard let format = file.metadata[Self.formatKey] else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "the metadata has no \"\(Self.formatKey)\" entry")
+        }
+        guard format == Self.formatName else {
+            throw CheckpointError.notACheckpoint(
+                path: path, reason: "the format is \"\(format)\", expected \"\(Self.formatName)\"")
+        }
+        guard let version = file.metadata[Self.versionKey] else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "the metadata has no \"\(Self.versionKey)\" entry")
+        }
+        guard version == Self.formatVersion else {
+            throw CheckpointError.unsupportedVersion(path: path, version: version)
+        }
+
+        let byName = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let parameterNames = TensorName.allCases.map(\.rawValue)
+        let velocityNames = parameterNames.map { Self.velocityPrefix + $0 }
+        let known = Set(parameterNames + velocityNames)
+        if let stranger = file.tensors.first(where: { !known.contains($0.name) }) {
+            throw CheckpointError.unexpectedTensor(path: path, tensor: stranger.name)
+        }
+
+        parameters = try Self.parameters(from: byName, prefix: "", path: path)
+        velocity = velocityNames.contains { byName[$0] != nil }
+            ? try Self.parameters(from: byName, prefix: Self.velocityPrefix, path: path)
+            : nil
+        metadata = file.metadata.filter { $0.key != Self.formatKey && $0.key != Self.versionKey }
+    }
+
+    /// Assembles the tensors named `prefix` + each canonical name into parameters. The tensors come
+    /// from a decoded file, so their value counts match their shapes.
+    ///
+    /// - Throws: `.missingTensor` or `.wrongShape`.
+    private static func parameters(
+        from tensors: [String: SafetensorsFile.Tensor], prefix: String, path: String
+    ) throws -> Parameters {
+        var parameters = Parameters()
+        for name in TensorName.allCases {
+            let fullName = prefix + name.rawValue
+            guard let tensor = tensors[fullName] else {
+                throw CheckpointError.missingTensor(path: path, tensor: fullName)
+            }
+            guard tensor.shape == name.shape else {
+                throw CheckpointError.wrongShape(
+                    path: path, tensor: fullName, expected: name.shape, found: tensor.shape)
+            }
+            parameters[name] = tensor.values[...]
+        }
+        return parameters
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+
+/// A set of labelled 28x28 grey-scale images, decoded for training.
+public struct Dataset: Sendable {
+    /// A name for reports, e.g. "mnist-train".
+    public let name: String
+    /// `count * 784` pixels, row-major, image after image; pixel = `Float(Double(byte) / 255.0)`.
+    public let images: [Float]
+    /// One label per image, each in 0...9.
+    public let labels: [UInt8]
+
+    /// Number of samples.
+    public var count: Int { labels.count }
+
+    /// - Precondition: `images.count == labels.count * 784` and every label is in 0...9.
+    public init(name: String, images: [Float], labels: [UInt8]) {
+        precondition(images.count == labels.count * Network.imagePixels,
+                     "\(name): \(images.count) pixels for \(labels.count) labels")
+        precondition(labels.allSatisfy { Int($0) < Network.classes }, "\(name): label outside 0...9")
+        self.name = name
+        self.images = images
+        self.labels = labels
+    }
+
+    /// Decodes raw pixel bytes (as stored in IDX files) with the SPEC's formula
+    /// `Float(Double(byte) / 255.0)`, through a 256-entry table.
+    /// - Precondition: as `init(name:images:labels:)`, with `pixelBytes` in place of `images`.
+    public init(name: String, pixelBytes: [UInt8], labels: [UInt8]) {
+        let images = [Float](unsafeUninitializedCapacity: pixelBytes.count) { out, initialized in
+            Self.pixelTable.withUnsafeBufferPointer { table in
+                pixelBytes.withUnsafeBufferPointer { bytes in
+                    for i in bytes.indices { out[i] = table[Int(bytes[i])] }
+                }
+            }
+            initialized = pixelBytes.count
+        }
+        self.init(name: name, images: images, labels: labels)
+    }
+
+    /// `pixelTable[b] == Float(Double(b) / 255.0)` for every byte `b`.
+    public static let pixelTable: [Float] = (0...255).map { Float(Double($0) / 255.0) }
+
+    /// The pixels of sample `index`.
+    public func image(_ index: Int) -> ArraySlice<Float> {
+        images[index * Network.imagePixels..<(index + 1) * Network.imagePixels]
+    }
+
+    /// The first `min(n, count)` samples, under the same name (for `--limit`).
+    /// - Precondition: `n >= 0`.
+    public func prefix(_ n: Int) -> Dataset {
+        precondition(n >= 0, "negative prefix length \(n)")
+        let kept = min(n, count)
+        return Dataset(name: name, images: Array(images[..<(kept * Network.imagePixels)]),
+                       labels: Array(labels[..<kept]))
+    }
+}
+
+/// The data sets the program knows. Both use the same four IDX file names.
+public enum DatasetKind: String, CaseIterable, Sendable {
+    case mnist
+    case fashionMNIST = "fashion-mnist"
+
+    public static let trainImagesFile = "train-images-idx3-ubyte.gz"
+    public static let trainLabelsFile = "train-labels-idx1-ubyte.gz"
+    public static let testImagesFile = "t10k-images-idx3-ubyte.gz"
+    public static let testLabelsFile = "t10k-labels-idx1-ubyte.gz"
+
+    /// The four files, in the order train images, train labels, test images, test labels.
+    public var fileNames: [String] {
+        [Self.trainImagesFile, Self.trainLabelsFile, Self.testImagesFile, Self.testLabelsFile]
+    }
+
+    /// Base URLs to download the files from, tried in order.
+    public var defaultMirrors: [URL] {
+        let bases = switch self {
+        case .mnist:
+            ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+             "https://storage.googleapis.com/cvdf-datasets/mnist/",
+             "http://yann.lecun.com/exdb/mnist/"]
+        case .fashionMNIST:
+            ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+        }
+        return bases.compactMap(URL.init(string:))
+    }
+
+    /// SHA-256 (lowercase hex) of each `.gz` file, keyed by file name. Empty when no digests are
+    /// known for certain (Fashion-MNIST): such a data set is never downloaded, since it could not
+    /// be verified.
+    public var sha256: [String: String] {
+        switch self {
+        case .mnist:
+            [Self.trainImagesFile: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+             Self.trainLabelsFile: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+             Self.testImagesFile: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+             Self.testLabelsFile: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"]
+        case .fashionMNIST:
+            [:]
+        }
+    }
+
+    /// The environment variable naming a directory that holds the files.
+    public var directoryEnvironmentVariable: String {
+        switch self {
+        case .mnist: "MNIST_DIR"
+        case .fashionMNIST: "FASHION_MNIST_DIR"
+        }
+    }
+
+    /// Directories searched after the explicit one and the environment variable's; relative
+    /// paths are relative to the current directory.
+    public var defaultDirectories: [String] {
+        switch self {
+        case .mnist: ["data/mnist"]
+        case .fashionMNIST: ["data/fashion-mnist", "/usr/share/datasets/fashion-mnist"]
+        }
+    }
+}
+
+/// The training and test sets of one data set.
+public struct DatasetPair: Sendable {
+    public let train: Dataset
+    public let test: Dataset
+
+    public init(train: Dataset, test: Dataset) {
+        self.train = train
+        self.test = test
+    }
+}
+
+/// Finds and loads the IDX files of a data set.
+public enum DatasetLoader {
+    /// Finds the directory holding `kind`'s four files. Candidates, in order: `explicit` (the
+    /// `--data` option), then the directory in `kind.directoryEnvironmentVariable` (`$MNIST_DIR`,
+    /// `$FASHION_MNIST_DIR`), then `kind.defaultDirectories` (`./data/mnist`; for Fashion-MNIST
+    /// `./data/fashion-mnist`, then `/usr/share/datasets/fashion-mnist`). Relative paths are taken
+    /// relative to `currentDirectory`.
+    ///
+    /// A directory the user named (explicitly or through the environment variable) is never
+    /// skipped silently: if it lacks files, this throws instead of falling through.
+    /// - Returns: the first default directory holding all four files, or nil if none does.
+    /// - Throws: `DataError.missingFiles` when the explicit or environment directory is incomplete.
+    public static func locate(
+        _ kind: DatasetKind, explicit: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        currentDirectory: String = FileManager.default.currentDirectoryPath
+    ) throws(DataError) -> String? {
+        func resolved(_ path: String) -> String {
+            path.hasPrefix("/") ? path : (currentDirectory as NSString).appendingPathComponent(path)
+        }
+        let variable = kind.directoryEnvironmentVariable
+        for (directory, origin) in [(explicit, "explicit directory"), (environment[variable], "$\(variable)")] {
+            guard let directory, !directory.isEmpty else { continue }
+            let path = resolved(directory)
+            let missing = missingFiles(kind, in: path)
+            guard missing.isEmpty else { throw .missingFiles(directory: path, origin: origin, missing: missing) }
+            return path
+        }
+        return kind.defaultDirectories.map(resolved).first { missingFiles(kind, in: $0).isEmpty }
+    }
+
+    /// The path of file `name` in `directory`: `name` itself (`.gz`) if present, else the
+    /// uncompressed variant without `.gz`; nil if neither is a regular file.
+    public static func path(of name: String, in directory: String) -> String? {
+        let compressed = (directory as NSString).appendingPathComponent(name)
+        let candidates = [compressed, name.hasSuffix(".gz") ? String(compressed.dropLast(3)) : nil]
+        return candidates.compactMap { $0 }.first { candidate in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }
+    }
+
+    /// The names among `kind.fileNames` that `directory` lacks in both forms.
+    public static func missingFiles(_ kind: DatasetKind, in directory: String) -> [String] {
+        kind.fileNames.filter { path(of: $0, in: directory) == nil }
+    }
+
+    /// Loads the training and test sets from `directory`, which must hold the four files, each as
+    /// `name.gz` or as uncompressed `name` (without `.gz`). Sets are named "<kind>-train" and
+    /// "<kind>-test".
+    /// - Throws: `DataError` naming the faulty file: `.missingFiles` if files are absent, or any
+    ///   fault `IDX` finds, or `.countMismatch` if images and labels disagree.
+    public static func load(_ kind: DatasetKind, from directory: String) throws(DataError) -> DatasetPair {
+        let found = kind.fileNames.map { (name: $0, path: path(of: $0, in: directory)) }
+        let missing = found.filter { $0.path == nil }.map(\.name)
+        guard missing.isEmpty else { throw .missingFiles(directory: directory, origin: "given directory", missing: missing) }
+        let paths = found.compactMap(\.path)
+        return DatasetPair(
+            train: try loadSplit(name: "\(kind.rawValue)-train", imagesPath: paths[0], labelsPath: paths[1]),
+            test: try loadSplit(name: "\(kind.rawValue)-test", imagesPath: paths[2], labelsPath: paths[3]))
+    }
+
+    /// Loads one images file and its labels file as a data set named `name`.
+    /// - Throws: `DataError` for a fault in either file, or `.countMismatch`.
+    public static func loadSplit(name: String, imagesPath: String, labelsPath: String) throws(DataError) -> Dataset {
+        let labels = try IDX.readLabels(at: labelsPath)
+        let pixels = try IDX.readImages(at: imagesPath)
+        let images = pixels.count / Network.imagePixels
+        guard images == labels.count else {
+            throw .countMismatch(imagesPath: imagesPath, images: images, labelsPath: labelsPath, labels: labels.count)
+        }
+        return Dataset(name: name, pixelBytes: pixels, labels: labels)
+    }
+}

@@ -1,0 +1,67 @@
+/// The fast single-core engine and the baseline every speed-up is measured against.
+///
+/// Same mathematics as `ReferenceEngine` in its own summation order, with 8-lane vector kernels
+/// (`SampleWorkspace`), a vector `exp`, and no allocation per sample. A batch's per-sample
+/// gradients are summed in sample order, which the data-parallel engines reproduce exactly.
+public final class SequentialEngine: Engine {
+    public var description: String { "sequential" }
+
+    let state: ParameterState
+    let workspace = SampleWorkspace()
+    /// Sum of the batch's per-sample gradients.
+    private let batchGradient = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+
+    public init(parameters: Parameters) {
+        state = ParameterState(parameters)
+        batchGradient.initialize(repeating: 0, count: ParameterState.count)
+    }
+
+    deinit { batchGradient.deallocate() }
+
+    public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
+    public func currentParameters() -> Parameters { state.parameters }
+    public func currentVelocity() -> Parameters? { state.currentVelocity }
+
+    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+        var stats = StepStatistics()
+        let p = UnsafePointer(state.values)
+        data.images.withUnsafeBufferPointer { images in
+            for (k, index) in indices.enumerated() {
+                let sample = Int(index)
+                workspace.loadImage(images.baseAddress!, sample: sample)
+                workspace.forward(p, recipe: rule.recipe)
+                let label = Int(data.labels[sample])
+                if workspace.predictedClass != label { stats.misclassified += 1 }
+                stats.lossSum += workspace.outputError(label: label, recipe: rule.recipe)
+                stats.samples += 1
+                workspace.backward(p)
+                if indices.count > 1 { accumulate(workspace.grad, first: k == 0) }
+            }
+        }
+        let sum = indices.count > 1 ? UnsafePointer(batchGradient) : UnsafePointer(workspace.grad)
+        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
+        return stats
+    }
+
+    /// `batchGradient = grad` for the first sample, `+= grad` after it.
+    private func accumulate(_ grad: UnsafeMutablePointer<Float>, first: Bool) {
+        if first {
+            batchGradient.update(from: grad, count: ParameterState.count)
+        } else {
+            for i in stride(from: 0, to: ParameterState.count, by: 8) {
+                batchGradient.store(batchGradient.vec(i) + grad.vec(i), at: i)
+            }
+        }
+    }
+
+    public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
+        let p = UnsafePointer(state.values)
+        data.images.withUnsafeBufferPointer { images in
+            for (k, sample) in range.enumerated() {
+                workspace.loadImage(images.baseAddress!, sample: sample)
+                workspace.forward(p, recipe: recipe)
+                predictions[k] = UInt8(workspace.predictedClass)
+            }
+        }
+    }
+}

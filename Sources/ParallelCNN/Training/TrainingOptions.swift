@@ -1,0 +1,46 @@
+/// Everything that decides the result of a training run (engines aside, which all compute the
+/// same mathematics). Stored in checkpoints so a resumed run continues the same run.
+public struct TrainingOptions: Equatable, Sendable {
+    public var rule: UpdateRule
+    /// Samples per optimizer step.
+    public var batchSize: Int
+    /// Epochs to complete (a resumed run stops when this many are done in total).
+    public var epochs: Int
+    /// Seed of the epoch shuffles (modern recipe) and of `.seeded` initialisation.
+    public var seed: UInt64
+    public var initialization: Initialization
+
+    public var recipe: Recipe { rule.recipe }
+
+    public init(recipe: Recipe, epochs: Int = 1, batchSize: Int? = nil, learningRate: Float? = nil,
+                momentum: Float? = nil, seed: UInt64 = 1, initialization: Initialization = .original) {
+        rule = UpdateRule(recipe: recipe, learningRate: learningRate, momentum: momentum)
+        self.batchSize = batchSize ?? recipe.defaultBatchSize
+        self.epochs = epochs
+        self.seed = seed
+        self.initialization = initialization
+    }
+
+    /// The order in which epoch `epoch` (0-based) visits `count` training samples: file order for
+    /// the original recipe, otherwise a Fisher–Yates shuffle seeded by `seed` and `epoch`.
+    public func sampleOrder(epoch: Int, count: Int) -> [Int32] {
+        var order = (0..<Int32(count)).map { $0 }
+        guard recipe.shuffles else { return order }
+        var rng = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) &+ 1)
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            let j = Int(rng.next() % UInt64(i + 1))
+            order.swapAt(i, j)
+        }
+        return order
+    }
+}
+
+/// Where a run stands: `epoch` epochs completed, and `position` samples into the next one.
+public struct TrainingPosition: Equatable, Sendable {
+    public var epoch: Int
+    public var position: Int
+    public init(epoch: Int = 0, position: Int = 0) {
+        self.epoch = epoch
+        self.position = position
+    }
+}
