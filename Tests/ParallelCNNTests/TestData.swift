@@ -59,6 +59,7 @@ enum TestData {
     }
 
     /// Runs `body` with a fresh temporary directory and removes the directory afterwards.
+    @discardableResult
     static func withTemporaryDirectory<T>(_ body: (URL) throws -> T) throws -> T {
         let url = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: url) }

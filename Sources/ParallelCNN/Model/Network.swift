@@ -117,7 +117,7 @@ public struct Parameters: Equatable, Sendable {
     /// The hash as the 16 lowercase hex digits the CLI prints.
     public var hashString: String { Self.hexString(hash) }
 
-    static func hexString(_ h: UInt64) -> String {
+    public static func hexString(_ h: UInt64) -> String {
         let s = String(h, radix: 16)
         return String(repeating: "0", count: 16 - s.count) + s
     }

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import ParallelCNN
+
+/// Where the data comes from; shared by every command that reads MNIST.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Directory holding the four IDX files (raw or .gz). Default: $MNIST_DIR, then ./data/mnist.",
+        valueName: "dir"))
+    var data: String?
+
+    @Option(name: .long, help: "Data set: mnist or fashion-mnist (same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist).")
+    var dataset: DatasetKind = .mnist
+
+    /// Loads the data, downloading MNIST into ./data/<name> first if it is nowhere to be found
+    /// and `download` is allowed.
+    func load(download: Bool, log: (String) -> Void) throws -> DatasetPair {
+        if let directory = try DatasetLoader.locate(dataset, explicit: data) {
+            return try DatasetLoader.load(dataset, from: directory)
+        }
+        let target = "data/\(dataset.rawValue)"
+        guard download else {
+            throw ValidationError("no \(dataset.rawValue) files found (looked in --data, $\(dataset.directoryEnvironmentVariable), \(dataset.defaultDirectories.joined(separator: ", "))); run `pcnn download` or pass --data DIR")
+        }
+        log("No \(dataset.rawValue) files found in --data, $\(dataset.directoryEnvironmentVariable) or \(dataset.defaultDirectories.joined(separator: ", ")); downloading to ./\(target) first.")
+        try Downloader.download(dataset, into: target, log: log)
+        return try DatasetLoader.load(dataset, from: target)
+    }
+}
+
+/// Lines for the user go to standard error, so `--json` keeps standard output clean.
+func note(_ line: String) {
+    FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+}
+
+/// Prints `error` as the tool's error and exits non-zero.
+func fail(_ message: String) -> ExitCode {
+    note("error: \(message)")
+    return ExitCode.failure
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import ParallelCNN
+
+/// Loads a checkpoint and its training record, with errors that name the file.
+func loadModel(_ path: String) throws -> (Checkpoint, TrainingRecord) {
+    let checkpoint = try Checkpoint.read(from: path)
+    return (checkpoint, try checkpoint.trainingRecord(path: path))
+}
+
+struct Test: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint on the 10000 test images.")
+
+    @OptionGroup var source: DataOptions
+
+    @Option(help: "Checkpoint written by `pcnn train`.")
+    var model: String
+
+    @Option(help: "Engine to evaluate with.")
+    var engine: EngineKind = .sequential
+
+    @Flag(help: "Print one JSON object on standard output.")
+    var json = false
+
+    func run() throws {
+        do {
+            let (checkpoint, record) = try loadModel(model)
+            let data = try source.load(download: true, log: note)
+            let instance = try EngineConfiguration(kind: engine).makeEngine(parameters: checkpoint.parameters)
+            let errors = instance.countErrors(on: data.test, recipe: record.options.recipe)
+            let percent = 100 * Double(errors) / Double(data.test.count)
+            note(String(format: "%@: %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
+                        model, record.options.recipe.rawValue, record.position.epoch, percent, errors,
+                        data.test.count, checkpoint.parameters.hashString))
+            if json {
+                let object: [String: Any] = [
+                    "model": model, "recipe": record.options.recipe.rawValue, "epoch": record.position.epoch,
+                    "test_errors": errors, "test_error_percent": percent, "param_hash": checkpoint.parameters.hashString,
+                ]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show one test digit as text with the network's prediction and scores.")
+
+    @OptionGroup var source: DataOptions
+
+    @Option(help: "Checkpoint written by `pcnn train`.")
+    var model: String
+
+    @Option(help: "Index of the test image (0-9999).")
+    var index: Int
+
+    func run() throws {
+        do {
+            let (checkpoint, record) = try loadModel(model)
+            let data = try source.load(download: true, log: note)
+            guard (0..<data.test.count).contains(index) else {
+                throw ValidationError("--index must be between 0 and \(data.test.count - 1), got \(index)")
+            }
+            let recipe = record.options.recipe
+            let oracle = ReferenceEngine(parameters: checkpoint.parameters)
+            let scores = oracle.activations(of: data.test, sample: index, recipe: recipe).output
+            var best = 0
+            for o in 1..<scores.count where scores[best] < scores[o] { best = o }
+            print(DigitArt.render(data.test.image(index)))
+            let label = Int(data.test.labels[index])
+            print("test image \(index): label \(label), predicted \(best) \(best == label ? "(correct)" : "(WRONG)")")
+            print(recipe == .original ? "sigmoid outputs:" : "softmax probabilities:")
+            for (o, score) in scores.enumerated() {
+                let bar = String(repeating: "#", count: Int((max(0, min(1, score)) * 40).rounded()))
+                print(String(format: "  %d %@ %.4f %@", o, o == best ? ">" : " ", score, bar))
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+}
+
+enum DigitArt {
+    /// A 28x28 image (values 0...1) as 28 lines of 56 characters (two per pixel keeps the aspect).
+    static func render(_ image: ArraySlice<Float>) -> String {
+        let shades = Array(" .:-=+*#%@")
+        var lines: [String] = []
+        let start = image.startIndex
+        for r in 0..<Network.imageSide {
+            var line = ""
+            for c in 0..<Network.imageSide {
+                let v = image[start + r * Network.imageSide + c]
+                let ch = shades[min(shades.count - 1, Int(v * Float(shades.count - 1) + 0.5))]
+                line.append(ch); line.append(ch)
+            }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+}
