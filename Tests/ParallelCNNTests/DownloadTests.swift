@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import ParallelCNN
 
@@ -58,8 +61,7 @@ final class LocalServer {
         let answered = lineRead.wait(timeout: .now() + timeout) == .success
         let text = firstLine.withLock { $0 }?.trimmingCharacters(in: .whitespacesAndNewlines)
         guard answered, let text, let port = Int(text) else {
-            process.terminate()
-            process.waitUntilExit()
+            Self.forceStop(process)
             throw ServerError(reason: "python3 server did not report its port within \(timeout) s: \(text ?? "nothing")")
         }
         self.port = port
@@ -75,9 +77,13 @@ final class LocalServer {
         URL(string: "http://127.0.0.1:\(port)/\(path)/")!
     }
 
-    func stop() {
+    /// Kills the server with SIGKILL: processes started from test threads inherit their blocked
+    /// signal mask, so `Process.terminate()` (SIGTERM) may never arrive.
+    func stop() { Self.forceStop(process) }
+
+    private static func forceStop(_ process: Process) {
         guard process.isRunning else { return }
-        process.terminate()
+        _ = kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 

@@ -38,8 +38,8 @@ enum TestData {
     }
 
     /// The full MNIST training and test sets, loaded once for all tests.
-    static func mnist() throws -> DatasetPair {
-        let directory = try requireMNISTDirectory()
+    static func mnist(sourceLocation: SourceLocation = #_sourceLocation) throws -> DatasetPair {
+        let directory = try requireMNISTDirectory(sourceLocation: sourceLocation)
         return try loadedMNIST.withLock { cache in
             if let pair = cache { return pair }
             let pair = try DatasetLoader.load(.mnist, from: directory)

@@ -21,8 +21,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case corruptGzip(path: String, reason: String)
     /// The IDX magic number is not the one this kind of file must have.
     case badMagic(path: String, expected: UInt32, found: UInt32)
-    /// The (decompressed) file ends early: its header announces `expectedBytes` in all,
-    /// only `gotBytes` are there.
+    /// The (decompressed) file ends early: its header announces `expectedBytes` in all (header
+    /// included), only `gotBytes` are there.
     case truncated(path: String, expectedBytes: Int, gotBytes: Int)
     /// The header announces more samples than any sane data set holds (a lying or corrupt header).
     case countTooLarge(path: String, count: UInt32, limit: Int)
@@ -64,7 +64,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             "\(path): wrong IDX magic number: expected \(expected) (\(Self.magicName(expected))), "
                 + "found \(found) (\(Self.magicName(found)))"
         case .truncated(let path, let expected, let got):
-            "\(path): truncated: the header announces \(expected) bytes in all, the file holds only \(got)"
+            "\(path): truncated: expected \(expected) bytes (as its header announces, header included), got \(got)"
         case .countTooLarge(let path, let count, let limit):
             "\(path): the header announces \(count) samples, more than the limit of \(limit) "
                 + "(corrupt or lying header)"
@@ -84,7 +84,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 
     private static func hex(_ bytes: [UInt8]) -> String {
-        bytes.isEmpty ? "nothing (empty file)" : bytes.map { String(format: "%02x", $0) }.joined(separator: " ")
+        bytes.isEmpty ? "nothing (empty file)" : bytes.hexEncoded(separator: " ")
     }
 
     private static func magicName(_ magic: UInt32) -> String {
@@ -165,36 +165,25 @@ private final class IDXFile {
             let code = errno
             throw code == ENOENT ? .fileNotFound(path: path) : .unreadable(path: path, reason: Self.errorText(code))
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let code = errno
+        do throws(DataError) {
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, reason: Self.errorText(errno)) }
+            guard (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(path: path, reason: "not a regular file") }
+            var first: [UInt8] = [0, 0]
+            let peeked = pread(fd, &first, 2, 0)
+            guard peeked >= 0 else { throw .unreadable(path: path, reason: Self.errorText(errno)) }
+            first.removeLast(2 - peeked)
+            isGzip = first == Self.gzipMagic
+            if path.hasSuffix(".gz") && !isGzip { throw .notGzip(path: path, firstBytes: first) }
+            fileSize = Int(info.st_size)
+            // On success zlib owns the descriptor and closes it in gzclose.
+            guard let file = gzdopen(fd, "rb") else { throw .unreadable(path: path, reason: "zlib cannot open the file") }
+            self.file = file
+        } catch {
             close(fd)
-            throw .unreadable(path: path, reason: Self.errorText(code))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw .unreadable(path: path, reason: "not a regular file")
-        }
-        var first: [UInt8] = [0, 0]
-        let peeked = pread(fd, &first, 2, 0)
-        guard peeked >= 0 else {
-            let code = errno
-            close(fd)
-            throw .unreadable(path: path, reason: Self.errorText(code))
-        }
-        first.removeLast(2 - peeked)
-        isGzip = first == Self.gzipMagic
-        if path.hasSuffix(".gz") && !isGzip {
-            close(fd)
-            throw .notGzip(path: path, firstBytes: first)
-        }
-        guard let file = gzdopen(fd, "rb") else {  // takes ownership of fd on success only
-            close(fd)
-            throw .unreadable(path: path, reason: "zlib cannot open the file")
+            throw error
         }
         _ = gzbuffer(file, UInt32(Self.chunkSize / 4))
-        self.file = file
-        self.fileSize = Int(info.st_size)
     }
 
     deinit { _ = gzclose(file) }

@@ -73,7 +73,7 @@ public struct SHA256: Sendable {
     public static func hexDigest(of data: some DataProtocol) -> String {
         var hasher = SHA256()
         hasher.update(data)
-        return hex(hasher.finalize())
+        return hasher.finalize().hexEncoded()
     }
 
     /// Lowercase hexadecimal digest of the file at `path`, read in 1 MiB chunks.
@@ -96,11 +96,7 @@ public struct SHA256: Sendable {
             }
             chunk.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0.prefix(got))) }
         }
-        return hex(hasher.finalize())
-    }
-
-    private static func hex(_ digest: [UInt8]) -> String {
-        digest.map { String(format: "%02x", $0) }.joined()
+        return hasher.finalize().hexEncoded()
     }
 
     /// Runs the compression function over whole 64-byte blocks.
@@ -144,5 +140,12 @@ public struct SHA256: Sendable {
         }
         h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d
         h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Lowercase two-digit hexadecimal of each byte, joined by `separator`.
+    func hexEncoded(separator: String = "") -> String {
+        map { String(format: "%02x", $0) }.joined(separator: separator)
     }
 }

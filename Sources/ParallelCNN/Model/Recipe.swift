@@ -8,9 +8,10 @@ public enum Recipe: String, CaseIterable, Sendable {
     /// True gradients of softmax cross-entropy, minibatch momentum SGD, reshuffled every epoch.
     case modern
 
-    public var defaultLearningRate: Float { self == .original ? 0.1 : 0.2 }
+    public var defaultLearningRate: Float { self == .original ? 0.1 : 0.05 }
     public var defaultBatchSize: Int { self == .original ? 1 : 32 }
     public var defaultMomentum: Float { self == .original ? 0 : 0.9 }
+    public var defaultLearningRateDecay: Float { self == .original ? 1 : 0.5 }
     /// Whether each epoch visits the training set in a fresh seeded order.
     public var shuffles: Bool { self == .modern }
 

@@ -66,8 +66,11 @@ public final class Trainer {
         let batch = max(1, options.batchSize)
         while position.epoch < options.epochs {
             let order = options.sampleOrder(epoch: position.epoch, count: count)
+            let rule = options.rule(forEpoch: position.epoch)
             let complete = position.position == 0
             var stats = StepStatistics()
+            // The original program sums its per-sample errors in float; SPEC's figures are that sum.
+            var floatLossSum: Float = 0
             var trainingSeconds = 0.0
             var lastProgress = 0.0
             var lastCheckpoint = Self.now()
@@ -77,7 +80,9 @@ public final class Trainer {
                 while position.position < count {
                     let end = min(position.position + batch, count)
                     let indices = UnsafeBufferPointer(rebasing: order[position.position..<end])
-                    stats += engine.train(on: data.train, indices: indices, rule: options.rule)
+                    let step = engine.train(on: data.train, indices: indices, rule: rule)
+                    stats += step
+                    floatLossSum += Float(step.lossSum)
                     position.position = end
 
                     let now = Self.now()
@@ -106,7 +111,8 @@ public final class Trainer {
             let testErrors = engine.countErrors(on: data.test, recipe: options.recipe)
             onEpoch?(EpochReport(
                 epoch: position.epoch, seconds: trainingSeconds,
-                meanLoss: stats.samples > 0 ? stats.lossSum / Double(stats.samples) : 0,
+                meanLoss: stats.samples == 0 ? 0 : options.recipe == .original && complete
+                    ? Double(floatLossSum / Float(stats.samples)) : stats.lossSum / Double(stats.samples),
                 trainErrorPercent: stats.samples > 0 ? 100 * Double(stats.misclassified) / Double(stats.samples) : 0,
                 testErrors: testErrors, testCount: data.test.count,
                 parameterHash: engine.currentParameters().hash, complete: complete))

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything that decides the result of a training run (engines aside, which all compute the
 /// same mathematics). Stored in checkpoints so a resumed run continues the same run.
 public struct TrainingOptions: Equatable, Sendable {
@@ -9,16 +11,27 @@ public struct TrainingOptions: Equatable, Sendable {
     /// Seed of the epoch shuffles (modern recipe) and of `.seeded` initialisation.
     public var seed: UInt64
     public var initialization: Initialization
+    /// Factor applied to the learning rate after each epoch (epoch e uses `lr · decay^e`).
+    public var learningRateDecay: Float
 
     public var recipe: Recipe { rule.recipe }
 
+    /// The update rule of epoch `epoch` (0-based), with the decayed learning rate.
+    public func rule(forEpoch epoch: Int) -> UpdateRule {
+        var r = rule
+        r.learningRate = rule.learningRate * Float(pow(Double(learningRateDecay), Double(epoch)))
+        return r
+    }
+
     public init(recipe: Recipe, epochs: Int = 1, batchSize: Int? = nil, learningRate: Float? = nil,
-                momentum: Float? = nil, seed: UInt64 = 1, initialization: Initialization = .original) {
+                momentum: Float? = nil, seed: UInt64 = 1, initialization: Initialization = .original,
+                learningRateDecay: Float? = nil) {
         rule = UpdateRule(recipe: recipe, learningRate: learningRate, momentum: momentum)
         self.batchSize = batchSize ?? recipe.defaultBatchSize
         self.epochs = epochs
         self.seed = seed
         self.initialization = initialization
+        self.learningRateDecay = learningRateDecay ?? recipe.defaultLearningRateDecay
     }
 
     /// The order in which epoch `epoch` (0-based) visits `count` training samples: file order for

@@ -38,6 +38,7 @@ extension Checkpoint {
             "batch": String(o.batchSize),
             "learning_rate": String(o.rule.learningRate),
             "momentum": String(o.rule.momentum),
+            "lr_decay": String(o.learningRateDecay),
             "seed": String(o.seed),
             "init": initialization,
             "dataset": record.dataset.rawValue,
@@ -76,7 +77,8 @@ extension Checkpoint {
         let options = TrainingOptions(
             recipe: recipe, epochs: try number("epochs", Int.self), batchSize: try number("batch", Int.self),
             learningRate: try number("learning_rate", Float.self), momentum: try number("momentum", Float.self),
-            seed: try number("seed", UInt64.self), initialization: initialization)
+            seed: try number("seed", UInt64.self), initialization: initialization,
+            learningRateDecay: try number("lr_decay", Float.self))
         let record = TrainingRecord(
             options: options,
             position: TrainingPosition(epoch: try number("epoch", Int.self), position: try number("position", Int.self)),

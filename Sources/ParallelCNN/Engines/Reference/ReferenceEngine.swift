@@ -157,9 +157,9 @@ public final class ReferenceEngine: Engine {
         let loss: Double
         switch recipe {
         case .original:
-            var squares: Double = 0
-            for o in 0..<O { squares += Double(fError[o]) * Double(fError[o]) }
-            loss = squares.squareRoot()
+            var squares: Float = 0
+            for o in 0..<O { squares += fError[o] * fError[o] }
+            loss = Double(squares.squareRoot())
         case .modern:
             loss = -log(Double(fOut[label]))
         }

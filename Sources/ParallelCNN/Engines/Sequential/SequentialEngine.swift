@@ -65,3 +65,29 @@ public final class SequentialEngine: Engine {
         }
     }
 }
+
+extension SequentialEngine {
+    /// One sample's update direction `scale ⊙ g` (the recipe's divisors applied) under the current
+    /// parameters, without changing them; for agreement tests against `ReferenceEngine`.
+    public func gradient(of data: Dataset, sample: Int, recipe: Recipe) -> (gradient: Parameters, loss: Double) {
+        let p = UnsafePointer(state.values)
+        let loss = data.images.withUnsafeBufferPointer { images in
+            workspace.loadImage(images.baseAddress!, sample: sample)
+            workspace.forward(p, recipe: recipe)
+            let loss = workspace.outputError(label: Int(data.labels[sample]), recipe: recipe)
+            workspace.backward(p)
+            return loss
+        }
+        let scale = UpdateRule(recipe: recipe).scaleVector()
+        return (Parameters(values: (0..<Parameters.count).map { workspace.grad[$0] * scale[$0] }), loss)
+    }
+
+    /// The activations of one sample: c1 output [6][24][24], s1 output [6][6][6], output [10].
+    public func activations(of data: Dataset, sample: Int, recipe: Recipe) -> (c1: [Float], s1: [Float], output: [Float]) {
+        data.images.withUnsafeBufferPointer { workspace.loadImage($0.baseAddress!, sample: sample) }
+        workspace.forward(UnsafePointer(state.values), recipe: recipe)
+        return (Array(UnsafeBufferPointer(start: workspace.c1Out, count: Network.channels * Network.convMapSize)),
+                Array(UnsafeBufferPointer(start: workspace.s1Out, count: Network.poolOutputs)),
+                Array(UnsafeBufferPointer(start: workspace.fOut, count: Network.classes)))
+    }
+}

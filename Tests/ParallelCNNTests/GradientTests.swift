@@ -1,0 +1,78 @@
+import Testing
+import ParallelCNN
+
+@Suite("Gradients and engine agreement", TestData.mnistTrait)
+struct GradientTests {
+    /// Samples used by the checks: a spread of digits.
+    static let samples = [0, 1, 7, 123, 4567]
+
+    @Test("modern recipe: finite differences match the reference gradient for every tensor", arguments: TensorName.allCases)
+    func finiteDifferences(tensor: TensorName) throws {
+        let data = try TestData.mnist()
+        // Smaller weights than the original range keep sigmoids out of saturation, so every
+        // tensor's gradient is far from zero and the check has something to check.
+        var p = Initialization.seeded(3).makeParameters()
+        for i in p.values.indices { p.values[i] *= 0.3 }
+        let engine = ReferenceEngine(parameters: p)
+        let range = Parameters.range(of: tensor)
+        let indices = range.count <= 16 ? Array(range) : stride(from: range.lowerBound, to: range.upperBound, by: range.count / 12).map { $0 }
+        var checked = 0
+        for sample in Self.samples.prefix(3) {
+            engine.load(parameters: p, velocity: nil)
+            let analytic = engine.gradient(of: data.train, sample: sample, recipe: .modern).gradient
+            for i in indices {
+                let h: Float = 1e-2
+                var plus = p, minus = p
+                plus.values[i] += h
+                minus.values[i] -= h
+                engine.load(parameters: plus, velocity: nil)
+                let lossPlus = engine.loss(of: data.train, sample: sample, recipe: .modern)
+                engine.load(parameters: minus, velocity: nil)
+                let lossMinus = engine.loss(of: data.train, sample: sample, recipe: .modern)
+                // The engines return the ascent direction -dL/dθ.
+                let numeric = Float(-(lossPlus - lossMinus) / Double(plus.values[i] - minus.values[i]))
+                let g = analytic.values[i]
+                #expect(abs(numeric - g) <= 2e-3 + 2e-2 * abs(g),
+                        "\(tensor.rawValue)[\(i - range.lowerBound)] sample \(sample): numeric \(numeric), analytic \(g)")
+                if abs(g) > 1e-3 { checked += 1 }
+            }
+        }
+        #expect(checked > 0, "every checked gradient of \(tensor.rawValue) was ~0: the check proved nothing")
+    }
+
+    @Test("sequential engine: activations and gradients agree with the reference", arguments: Recipe.allCases)
+    func sequentialAgrees(recipe: Recipe) throws {
+        let data = try TestData.mnist()
+        for seed in [1, 2] as [UInt64] {
+            let p = seed == 1 ? Initialization.original.makeParameters() : Initialization.seeded(seed).makeParameters()
+            let reference = ReferenceEngine(parameters: p), sequential = SequentialEngine(parameters: p)
+            for sample in Self.samples + Array(200..<220) {
+                let a = reference.activations(of: data.train, sample: sample, recipe: recipe)
+                let b = sequential.activations(of: data.train, sample: sample, recipe: recipe)
+                expectClose(b.c1, a.c1, absolute: 1e-5, relative: 1e-4, "c1 output, sample \(sample)")
+                expectClose(b.s1, a.s1, absolute: 1e-5, relative: 1e-4, "s1 output, sample \(sample)")
+                expectClose(b.output, a.output, absolute: 1e-5, relative: 1e-4, "output, sample \(sample)")
+                let ga = reference.gradient(of: data.train, sample: sample, recipe: recipe)
+                let gb = sequential.gradient(of: data.train, sample: sample, recipe: recipe)
+                for tensor in TensorName.allCases {
+                    expectClose(Array(gb.gradient[tensor]), Array(ga.gradient[tensor]), absolute: 1e-5, relative: 1e-3,
+                                "\(recipe) gradient \(tensor.rawValue), sample \(sample)")
+                }
+                #expect(abs(ga.loss - gb.loss) <= 1e-5 + 1e-4 * abs(ga.loss))
+            }
+        }
+    }
+
+    @Test("sequential engine: a few hundred training steps stay close to the reference", arguments: [(Recipe.original, 1), (.modern, 8), (.original, 16)])
+    func trainingAgrees(recipe: Recipe, batch: Int) throws {
+        let data = try TestData.mnist()
+        let p = Initialization.seeded(5).makeParameters()
+        let subset = DatasetPair(train: data.train.prefix(400), test: data.test.prefix(1))
+        let options = TrainingOptions(recipe: recipe, epochs: 1, batchSize: batch, seed: 5)
+        let reference = ReferenceEngine(parameters: p), sequential = SequentialEngine(parameters: p)
+        Trainer(engine: reference, data: subset, options: options).run()
+        Trainer(engine: sequential, data: subset, options: options).run()
+        expectClose(sequential.currentParameters().values, reference.currentParameters().values,
+                    absolute: 1e-4, relative: 1e-3, "\(recipe) batch \(batch) parameters after 400 samples")
+    }
+}

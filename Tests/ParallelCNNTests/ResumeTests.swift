@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import ParallelCNN
+
+@Suite("Checkpoints: resume continues the same run", TestData.mnistTrait)
+struct ResumeTests {
+    /// Trains 2 epochs of `options` on 1000 samples; with `stopAfter`, stops after that many
+    /// optimizer steps, round-trips through a checkpoint file into a fresh engine, and finishes.
+    func finalHash(_ options: TrainingOptions, stopAfter: Int?) throws -> String {
+        let data = try TestData.mnist()
+        let subset = DatasetPair(train: data.train.prefix(1000), test: data.test.prefix(100))
+        let record = TrainingRecord(options: options, position: TrainingPosition(), dataset: .mnist, trainSamples: 1000)
+        let engine = SequentialEngine(parameters: options.initialization.makeParameters())
+        let first = Trainer(engine: engine, data: subset, options: options)
+        guard let stopAfter else {
+            first.run()
+            return engine.currentParameters().hashString
+        }
+        var steps = 0
+        first.onProgress = { _ in }
+        first.progressInterval = 0
+        first.shouldStop = { steps += 1; return steps >= stopAfter }
+        guard case .interrupted(let position) = first.run() else {
+            Issue.record("the run was not interrupted")
+            return ""
+        }
+        return try TestData.withTemporaryDirectory { dir in
+            let path = dir.appendingPathComponent("resume.safetensors").path
+            var state = record
+            state.position = position
+            try Checkpoint(parameters: engine.currentParameters(), velocity: engine.currentVelocity(),
+                           record: state, engine: engine.description).write(to: path)
+            let checkpoint = try Checkpoint.read(from: path)
+            let restored = try checkpoint.trainingRecord(path: path)
+            #expect(restored == state)
+            let fresh = SequentialEngine(parameters: checkpoint.parameters)
+            fresh.load(parameters: checkpoint.parameters, velocity: checkpoint.velocity)
+            Trainer(engine: fresh, data: subset, options: restored.options, start: restored.position).run()
+            return fresh.currentParameters().hashString
+        }
+    }
+
+    @Test("modern recipe (momentum, shuffles): interrupted mid-epoch and at an epoch end", arguments: [5, 31, 32, 50])
+    func modern(stopAfter: Int) throws {
+        let options = TrainingOptions(recipe: .modern, epochs: 2, batchSize: 32, seed: 9, initialization: .seeded(9))
+        #expect(try finalHash(options, stopAfter: stopAfter) == finalHash(options, stopAfter: nil))
+    }
+
+    @Test("original recipe: interrupted mid-epoch", arguments: [1, 999, 1500])
+    func original(stopAfter: Int) throws {
+        let options = TrainingOptions(recipe: .original, epochs: 2)
+        #expect(try finalHash(options, stopAfter: stopAfter) == finalHash(options, stopAfter: nil))
+    }
+
+    @Test("a checkpoint without training metadata is rejected with the file's name")
+    func missingMetadata() throws {
+        try TestData.withTemporaryDirectory { dir in
+            let path = dir.appendingPathComponent("bare.safetensors").path
+            try Checkpoint(parameters: Parameters()).write(to: path)
+            #expect(throws: TrainingRecordError.self) { try Checkpoint.read(from: path).trainingRecord(path: path) }
+            do {
+                _ = try Checkpoint.read(from: path).trainingRecord(path: path)
+            } catch {
+                #expect("\(error)".contains(path))
+            }
+        }
+    }
+}
