@@ -379,7 +379,8 @@ struct IDXErrorTests {
         #expect(try DatasetLoader.locate(.mnist, explicit: nil, environment: [:], currentDirectory: cwd)
                 == file("data/mnist").path)
         // Fashion-MNIST has its own variable and defaults.
-        #expect(try DatasetLoader.locate(.fashionMNIST, explicit: nil, environment: ["FASHION_MNIST_DIR": complete.path],
+        #expect(try DatasetLoader.locate(.fashionMNIST, explicit: nil,
+                                         environment: ["FASHION_MNIST_DIR": complete.path],
                                          currentDirectory: cwd) == complete.path)
         #expect(DatasetKind.fashionMNIST.defaultDirectories.contains("/usr/share/datasets/fashion-mnist"))
         Fixture.expect(.missingFiles(directory: incomplete.path, origin: "given directory", missing: missing)) {

@@ -62,7 +62,7 @@ final class LocalServer {
         let text = firstLine.withLock { $0 }?.trimmingCharacters(in: .whitespacesAndNewlines)
         guard answered, let text, let port = Int(text) else {
             Self.forceStop(process)
-            throw ServerError(reason: "python3 server did not report its port within \(timeout) s: \(text ?? "nothing")")
+            throw ServerError(reason: "python3 did not report its port within \(timeout) s: \(text ?? "nothing")")
         }
         self.port = port
     }
@@ -269,7 +269,8 @@ struct DownloaderConfigurationTests {
         #expect(Downloader.mirrors(for: .mnist, environment: environment).map(\.absoluteString)
                 == ["http://127.0.0.1:8000/a/", "file:///srv/mnist"])
         #expect(Downloader.mirrors(for: .mnist, environment: [:]) == DatasetKind.mnist.defaultMirrors)
-        #expect(Downloader.mirrors(for: .fashionMNIST, environment: environment) == DatasetKind.fashionMNIST.defaultMirrors)
+        #expect(Downloader.mirrors(for: .fashionMNIST, environment: environment)
+                == DatasetKind.fashionMNIST.defaultMirrors)
         #expect(DatasetKind.mnist.defaultMirrors.count == 3)
     }
 

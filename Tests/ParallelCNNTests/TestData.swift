@@ -30,11 +30,12 @@ enum TestData {
     /// Enables a test when MNIST is available, or when `PCNN_REQUIRE_DATA=1` demands it.
     static let mnistTrait: ConditionTrait = .enabled(
         if: mnistDirectory != nil || dataRequired,
-        "MNIST files not found ($MNIST_DIR, data/mnist, ../shared/datasets/mnist); set PCNN_REQUIRE_DATA=1 to fail instead")
+        "MNIST not found ($MNIST_DIR, data/mnist, ../shared/datasets/mnist); PCNN_REQUIRE_DATA=1 fails instead")
 
     /// The MNIST directory, or a test failure saying why there is none.
     static func requireMNISTDirectory(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try #require(mnistDirectory, "PCNN_REQUIRE_DATA=1 but no MNIST directory was found", sourceLocation: sourceLocation)
+        try #require(mnistDirectory, "PCNN_REQUIRE_DATA=1 but no MNIST directory was found",
+                     sourceLocation: sourceLocation)
     }
 
     /// The full MNIST training and test sets, loaded once for all tests.

@@ -165,7 +165,8 @@ public enum DatasetLoader {
         let candidates = [compressed, name.hasSuffix(".gz") ? String(compressed.dropLast(3)) : nil]
         return candidates.compactMap { $0 }.first { candidate in
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory) && !isDirectory.boolValue
+            let exists = FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory)
+            return exists && !isDirectory.boolValue
         }
     }
 
@@ -182,7 +183,9 @@ public enum DatasetLoader {
     public static func load(_ kind: DatasetKind, from directory: String) throws(DataError) -> DatasetPair {
         let found = kind.fileNames.map { (name: $0, path: path(of: $0, in: directory)) }
         let missing = found.filter { $0.path == nil }.map(\.name)
-        guard missing.isEmpty else { throw .missingFiles(directory: directory, origin: "given directory", missing: missing) }
+        guard missing.isEmpty else {
+            throw .missingFiles(directory: directory, origin: "given directory", missing: missing)
+        }
         let paths = found.compactMap(\.path)
         return DatasetPair(
             train: try loadSplit(name: "\(kind.rawValue)-train", imagesPath: paths[0], labelsPath: paths[1]),

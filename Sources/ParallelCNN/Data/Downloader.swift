@@ -60,7 +60,8 @@ public enum DownloadError: Error, CustomStringConvertible, Equatable, Sendable {
 /// Guarantees: a file appears under its final name only after its SHA-256 matched
 /// `DatasetKind.sha256`. Each file is fetched into `name.part-<pid>` in the target directory,
 /// verified on disk, then renamed (atomically) over the final name; a failed attempt removes its
-/// temporary file. Files already present with the right digest are not fetched again.
+/// temporary file. Files already present with the right digest are not fetched again; one present
+/// with a wrong digest is replaced only by a verified download (and left alone if all mirrors fail).
 public enum Downloader {
     /// Comma-separated base URLs that replace `DatasetKind.mnist.defaultMirrors` (tests,
     /// air-gapped machines). Applies to MNIST only.
@@ -132,7 +133,9 @@ public enum Downloader {
     /// Fetches `url` into a temporary file next to `target`, checks its digest and renames it to
     /// `target`. Returns nil on success, or why this mirror failed; throws for local faults, which
     /// another mirror would not cure.
-    private static func fetch(_ url: URL, to target: String, digest: String, with fetcher: Fetcher) throws(DownloadError) -> String? {
+    private static func fetch(
+        _ url: URL, to target: String, digest: String, with fetcher: Fetcher
+    ) throws(DownloadError) -> String? {
         let data: Data
         switch fetcher.get(url) {
         case .success(let body): data = body

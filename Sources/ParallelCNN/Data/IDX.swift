@@ -168,7 +168,9 @@ private final class IDXFile {
         do throws(DataError) {
             var info = stat()
             guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, reason: Self.errorText(errno)) }
-            guard (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(path: path, reason: "not a regular file") }
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                throw .unreadable(path: path, reason: "not a regular file")
+            }
             var first: [UInt8] = [0, 0]
             let peeked = pread(fd, &first, 2, 0)
             guard peeked >= 0 else { throw .unreadable(path: path, reason: Self.errorText(errno)) }
@@ -177,7 +179,9 @@ private final class IDXFile {
             if path.hasSuffix(".gz") && !isGzip { throw .notGzip(path: path, firstBytes: first) }
             fileSize = Int(info.st_size)
             // On success zlib owns the descriptor and closes it in gzclose.
-            guard let file = gzdopen(fd, "rb") else { throw .unreadable(path: path, reason: "zlib cannot open the file") }
+            guard let file = gzdopen(fd, "rb") else {
+                throw .unreadable(path: path, reason: "zlib cannot open the file")
+            }
             self.file = file
         } catch {
             close(fd)

@@ -82,7 +82,8 @@ public struct SHA256: Sendable {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             let code = errno
-            throw code == ENOENT ? .fileNotFound(path: path) : .unreadable(path: path, reason: String(cString: strerror(code)))
+            throw code == ENOENT
+                ? .fileNotFound(path: path) : .unreadable(path: path, reason: String(cString: strerror(code)))
         }
         defer { close(fd) }
         var hasher = SHA256()
