@@ -11,7 +11,7 @@ struct PCNN: ParsableCommand {
         downloads it if it is nowhere to be found, trains, reports the test error and writes a checkpoint.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Test.self, Predict.self, Download.self],
+        subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self],
         defaultSubcommand: nil
     )
 }
@@ -23,4 +23,30 @@ extension DatasetKind: ExpressibleByArgument {}
 /// `--init original|seeded`.
 enum InitChoice: String, ExpressibleByArgument, CaseIterable {
     case original, seeded
+}
+extension ThreadStrategy: ExpressibleByArgument {}
+
+/// `--threads` and `--strategy` of the threads engine.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Threads of the threads engine (default: the number of cores).")
+    var threads: Int?
+
+    @Option(help: "threads engine: layer (split each layer, the paper's OpenMP strategy) or data (split the batch).")
+    var strategy: ThreadStrategy = .data
+
+    func validate(engine: EngineKind) throws {
+        if let threads {
+            guard (1...256).contains(threads) else {
+                throw ValidationError("--threads must be between 1 and 256, got \(threads)")
+            }
+            guard engine == .threads else { throw ValidationError("--threads applies to --engine threads only") }
+            if threads > EngineConfiguration.availableCores {
+                note("note: \(threads) threads on \(EngineConfiguration.availableCores) cores: oversubscribed, expect it to be slower")
+            }
+        }
+    }
+
+    func configuration(_ kind: EngineKind) -> EngineConfiguration {
+        EngineConfiguration(kind: kind, threads: threads ?? EngineConfiguration.availableCores, strategy: strategy)
+    }
 }

@@ -13,7 +13,11 @@ struct Train: ParsableCommand {
           modern    softmax cross-entropy with true gradients, minibatch momentum SGD (default \
         --batch 32 --lr 0.05 --momentum 0.9 --lr-decay 0.5), reshuffled every epoch from --seed. Best seen: --batch 4 --lr 0.02 reaches 2.46% test error in 3 epochs.
 
-        Engines: reference (plain, exact, slow: the oracle), sequential (fast, one core).
+        Engines: reference (plain, exact, slow: the oracle), sequential (fast, one core), threads \
+        (--threads T, default all cores; --strategy layer splits each layer across threads as the \
+        paper's OpenMP version and is bit-identical to sequential; --strategy data splits each \
+        batch's samples and equals sequential with the same --batch; with --recipe original it \
+        averages the per-sample updates of the batch).
 
         A checkpoint is written after every epoch, every 60 s within an epoch, and on Ctrl-C \
         (the first Ctrl-C stops cleanly, a second one kills). --resume FILE continues the run it \
@@ -24,6 +28,8 @@ struct Train: ParsableCommand {
 
     @Option(help: "Engine: \(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var engine: EngineKind = .sequential
+
+    @OptionGroup var engineOptions: EngineOptions
 
     @Option(help: "Training rule: original or modern.")
     var recipe: Recipe?
@@ -71,6 +77,7 @@ struct Train: ParsableCommand {
         if let lrDecay, !(lrDecay > 0 && lrDecay <= 1) { throw ValidationError("--lr-decay must be in (0, 1], got \(lrDecay)") }
         if let momentum, !(momentum >= 0 && momentum < 1) { throw ValidationError("--momentum must be in [0, 1), got \(momentum)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        try engineOptions.validate(engine: engine)
     }
 
     func run() throws {
@@ -117,7 +124,7 @@ struct Train: ParsableCommand {
         }
 
         let train = data.train.prefix(record.trainSamples)
-        let engineInstance = try EngineConfiguration(kind: engine).makeEngine(parameters: parameters)
+        let engineInstance = try engineOptions.configuration(engine).makeEngine(parameters: parameters)
         engineInstance.load(parameters: parameters, velocity: velocity)
         let trainer = Trainer(engine: engineInstance, data: DatasetPair(train: train, test: data.test),
                               options: record.options, start: record.position)

@@ -66,6 +66,10 @@ struct CLITests {
         (["train", "--lr", "-1"], "--lr"),
         (["train", "--engine", "gpu"], "engine"),
         (["train", "--limit", "0"], "--limit"),
+        (["train", "--engine", "threads", "--threads", "0"], "--threads"),
+        (["train", "--engine", "threads", "--threads", "100000"], "--threads"),
+        (["train", "--engine", "threads", "--threads", "two"], "--threads"),
+        (["train", "--engine", "threads", "--strategy", "model"], "strategy"),
         (["predict", "--model", "/nonexistent.safetensors", "--index", "0"], "nonexistent"),
     ])
     func badArguments(arguments: [String], mention: String) throws {

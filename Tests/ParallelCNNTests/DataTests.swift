@@ -124,7 +124,8 @@ enum Fixture {
     static func writeGzip(_ bytes: [UInt8], to url: URL) throws {
         let plain = url.deletingPathExtension()
         try write(bytes, to: plain)
-        try #require(try TestData.run(["gzip", "-n", "-f", plain.path]) == 0, "gzip failed")
+        let gzip = try runProcess("gzip", ["-n", "-f", plain.path])
+        try #require(gzip.status == 0, "gzip failed: \(gzip.output)")
         #expect(FileManager.default.fileExists(atPath: url.path))
     }
 

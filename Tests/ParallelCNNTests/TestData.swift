@@ -66,17 +66,4 @@ enum TestData {
         defer { try? FileManager.default.removeItem(at: url) }
         return try body(url)
     }
-
-    /// Runs an executable found on `$PATH` and returns its exit status; output is discarded.
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
 }

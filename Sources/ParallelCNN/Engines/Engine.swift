@@ -23,7 +23,7 @@ public struct StepStatistics: Sendable, Equatable {
 
 /// The engines a user can pick with `--engine`.
 public enum EngineKind: String, CaseIterable, Sendable {
-    case reference, sequential
+    case reference, sequential, threads
 }
 
 /// One way of running the network. The trainer drives every engine through this protocol

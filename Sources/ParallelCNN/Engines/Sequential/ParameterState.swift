@@ -43,6 +43,16 @@ final class ParameterState {
         hasVelocity ? Parameters(values: Array(UnsafeBufferPointer(start: velocity, count: Parameters.count))) : nil
     }
 
+    /// `sum = grad` for a batch's first sample, `sum += grad` after it: the sample-order
+    /// summation every CPU engine shares, so they agree bit for bit.
+    static func accumulate(_ grad: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Float>, first: Bool) {
+        if first {
+            sum.update(from: grad, count: count)
+        } else {
+            for i in stride(from: 0, to: count, by: 8) { sum.store(sum.vec(i) + grad.vec(i), at: i) }
+        }
+    }
+
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
     func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
         if scaleRecipe != rule.recipe {

@@ -35,23 +35,12 @@ public final class SequentialEngine: Engine {
                 stats.lossSum += workspace.outputError(label: label, recipe: rule.recipe)
                 stats.samples += 1
                 workspace.backward(p)
-                if indices.count > 1 { accumulate(workspace.grad, first: k == 0) }
+                if indices.count > 1 { ParameterState.accumulate(workspace.grad, into: batchGradient, first: k == 0) }
             }
         }
         let sum = indices.count > 1 ? UnsafePointer(batchGradient) : UnsafePointer(workspace.grad)
         state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
         return stats
-    }
-
-    /// `batchGradient = grad` for the first sample, `+= grad` after it.
-    private func accumulate(_ grad: UnsafeMutablePointer<Float>, first: Bool) {
-        if first {
-            batchGradient.update(from: grad, count: ParameterState.count)
-        } else {
-            for i in stride(from: 0, to: ParameterState.count, by: 8) {
-                batchGradient.store(batchGradient.vec(i) + grad.vec(i), at: i)
-            }
-        }
     }
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
