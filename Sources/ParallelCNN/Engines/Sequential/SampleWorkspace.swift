@@ -48,7 +48,9 @@ final class SampleWorkspace {
     /// Output error `δ = target - output`.
     let fError: UnsafeMutablePointer<Float>
     /// This sample's ascent direction, canonical order, padded to a whole number of `Vec`s.
-    let grad: UnsafeMutablePointer<Float>
+    /// Points at the workspace's own buffer unless a caller redirects it (the data-parallel engine
+    /// points it at the sample's slot, saving a copy).
+    var grad: UnsafeMutablePointer<Float>
     /// Per-lane partial sums of the c1 weight gradient [30 items][5 taps][8] and bias [6][8].
     let c1Partials: UnsafeMutablePointer<Float>
     let c1BiasPartials: UnsafeMutablePointer<Float>

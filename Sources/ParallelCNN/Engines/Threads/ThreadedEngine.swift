@@ -71,6 +71,7 @@ public final class ThreadedEngine: Engine {
         if slotCapacity < batch {
             slots.deallocate()
             slots = .allocate(capacity: batch * stride)
+            slots.initialize(repeating: 0, count: batch * stride)
             slotCapacity = batch
         }
         let p = UnsafePointer(state.values), slots = self.slots, gradient = batchGradient
@@ -79,8 +80,11 @@ public final class ThreadedEngine: Engine {
         do {
             pool.run { member in
                 let w = workspaces[member]
+                let ownGradient = w.grad
+                defer { w.grad = ownGradient }
                 var mine = StepStatistics()
                 for k in pool.share(of: batch, member: member) {
+                    w.grad = slots + k * stride
                     let sample = Int(indices[k]), label = Int(labels[sample])
                     w.loadImage(images, sample: sample)
                     w.forward(p, recipe: rule.recipe)
@@ -88,18 +92,18 @@ public final class ThreadedEngine: Engine {
                     mine.lossSum += w.outputError(label: label, recipe: rule.recipe)
                     mine.samples += 1
                     w.backward(p)
-                    (slots + k * stride).update(from: w.grad, count: stride)
                 }
                 stats[member] = mine
             }
-            // Sum the slots in sample order; each thread takes a range of parameters.
+            // Sum the slots in sample order; each thread takes a range of parameters and streams
+            // through the slots one after another.
             pool.run { member in
-                let vectors = pool.share(of: stride / 8, member: member)
-                for v in vectors {
-                    let i = v * 8
-                    var sum = UnsafePointer(slots).vec(i)
-                    for k in 1..<batch { sum += UnsafePointer(slots + k * stride).vec(i) }
-                    gradient.store(sum, at: i)
+                let floats = pool.share(of: stride / 8, member: member)
+                let lower = floats.lowerBound * 8, upper = floats.upperBound * 8
+                (gradient + lower).update(from: slots + lower, count: upper - lower)
+                for k in 1..<max(1, batch) {
+                    let slot = UnsafePointer(slots + k * stride)
+                    for i in Swift.stride(from: lower, to: upper, by: 8) { gradient.store(gradient.vec(i) + slot.vec(i), at: i) }
                 }
             }
         }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Synchronization
 
 /// A persistent team of threads that runs one job on every member and waits for all of them:
@@ -22,12 +23,14 @@ final class WorkerPool: @unchecked Sendable {
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var threads: [pthread_t] = []
 
-    /// Spin iterations before a worker parks (tens of microseconds).
-    private static let spinLimit = 20_000
+    /// Spin iterations before a worker parks: about a hundred microseconds, or almost none when
+    /// there are more threads than cores (a spinning thread would steal a working one's core).
+    private let spinLimit: Int
 
     init(size: Int) {
         precondition(size >= 1)
         self.size = size
+        spinLimit = size > ProcessInfo.processInfo.activeProcessorCount ? 64 : 200_000
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         for member in 1..<size {
@@ -79,7 +82,7 @@ final class WorkerPool: @unchecked Sendable {
             var spins = 0
             while generation.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins < Self.spinLimit {
+                if spins < spinLimit {
                     spinPause()
                     continue
                 }
