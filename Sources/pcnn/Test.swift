@@ -2,20 +2,26 @@ import ArgumentParser
 import Foundation
 import ParallelCNN
 
-/// Loads a checkpoint and its training record, with errors that name the file.
-func loadModel(_ path: String) throws -> (Checkpoint, TrainingRecord) {
-    let checkpoint = try Checkpoint.read(from: path)
-    return (checkpoint, try checkpoint.trainingRecord(path: path))
+/// `--model FILE` and the data it is evaluated on, shared by `test` and `predict`.
+struct ModelOptions: ParsableArguments {
+    @OptionGroup var source: DataOptions
+
+    @Option(help: "Checkpoint written by `pcnn train`.")
+    var model: String
+
+    /// The checkpoint, its training record (errors name the file), and the data.
+    func load() throws -> (Checkpoint, TrainingRecord, DatasetPair) {
+        let checkpoint = try Checkpoint.read(from: model)
+        let record = try checkpoint.trainingRecord(path: model)
+        return (checkpoint, record, try source.load(download: true, log: note))
+    }
 }
 
 struct Test: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a checkpoint on the 10000 test images.")
 
-    @OptionGroup var source: DataOptions
-
-    @Option(help: "Checkpoint written by `pcnn train`.")
-    var model: String
+    @OptionGroup var options: ModelOptions
 
     @Option(help: "Engine to evaluate with.")
     var engine: EngineKind = .sequential
@@ -25,8 +31,8 @@ struct Test: ParsableCommand {
 
     func run() throws {
         do {
-            let (checkpoint, record) = try loadModel(model)
-            let data = try source.load(download: true, log: note)
+            let (checkpoint, record, data) = try options.load()
+            let model = options.model
             let instance = try EngineConfiguration(kind: engine).makeEngine(parameters: checkpoint.parameters)
             let errors = instance.countErrors(on: data.test, recipe: record.options.recipe)
             let percent = 100 * Double(errors) / Double(data.test.count)
@@ -52,18 +58,15 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show one test digit as text with the network's prediction and scores.")
 
-    @OptionGroup var source: DataOptions
-
-    @Option(help: "Checkpoint written by `pcnn train`.")
-    var model: String
+    @OptionGroup var options: ModelOptions
 
     @Option(help: "Index of the test image (0-9999).")
     var index: Int
 
     func run() throws {
         do {
-            let (checkpoint, record) = try loadModel(model)
-            let data = try source.load(download: true, log: note)
+            let (checkpoint, record, data) = try options.load()
+            let model = options.model
             guard (0..<data.test.count).contains(index) else {
                 throw ValidationError("--index must be between 0 and \(data.test.count - 1), got \(index)")
             }
