@@ -45,19 +45,38 @@ struct BenchThreads: ParsableCommand {
         let count = min(samples, data.train.count)
         note("Timing \(count) samples per configuration on \(EngineConfiguration.availableCores) cores...")
         let rows = Benchmark.threads(data: data.train, samples: count, threadCounts: threads, dataBatch: batch, progress: note)
+        let overheads = threads.filter { $0 > 1 }.map { ($0, Benchmark.regionOverhead(threads: $0)) }
+        let sequentialPerSample = (rows.first { $0.engine == "sequential" && $0.batch == 1 }?.seconds ?? 0) / Double(count)
         if json {
             let objects: [[String: Any]] = rows.map {
                 ["engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
                  "seconds": $0.seconds, "speedup": $0.speedup, "efficiency": $0.efficiency]
             }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys]), as: UTF8.self))
+            let report: [String: Any] = [
+                "samples": count, "rows": objects, "sequential_seconds_per_sample": sequentialPerSample,
+                "region_overhead_seconds": Dictionary(uniqueKeysWithValues: overheads.map { (String($0.0), $0.1) }),
+                "layer_regions_per_sample": ThreadedEngine.layerRegionsPerSample,
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
         print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineConfiguration.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
-        print("strategy  batch  threads  seconds  speed-up  efficiency")
-        for r in rows {
-            print(String(format: "%-9@ %5d  %7d  %7.3f  %7.2fx  %9.0f%%", r.engine == "sequential" ? "seq" : r.strategy,
-                         r.batch, r.workers, r.seconds, r.speedup, 100 * r.efficiency))
+        printTable(rows)
+        print(String(format: "sequential: %.2f µs per sample; the layer strategy runs %d parallel regions per sample",
+                     sequentialPerSample * 1e6, ThreadedEngine.layerRegionsPerSample))
+        for (t, seconds) in overheads {
+            print(String(format: "empty parallel region (fork + join), T=%d: %.2f µs", t, seconds * 1e6))
         }
+    }
+}
+
+/// Prints benchmark rows as the paper's speed-up tables.
+func printTable(_ rows: [BenchmarkRow], workerTitle: String = "threads") {
+    func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
+    print("engine      strategy  batch  \(workerTitle)  seconds  speed-up  efficiency")
+    for r in rows {
+        let numbers = String(format: "%5d  %*d  %7.3f  %7.2fx  %9.0f%%", r.batch, workerTitle.count, r.workers,
+                             r.seconds, r.speedup, 100 * r.efficiency)
+        print(pad(r.engine, 11) + " " + pad(r.strategy, 9) + " " + numbers)
     }
 }

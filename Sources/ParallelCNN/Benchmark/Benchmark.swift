@@ -56,4 +56,17 @@ public enum Benchmark {
         }
         return rows
     }
+
+    /// Seconds per fork-join of an empty parallel region on a `threads`-member pool: the fixed
+    /// cost the layer strategy pays `ThreadedEngine.layerRegionsPerSample` times per sample.
+    public static func regionOverhead(threads: Int, regions: Int = 200_000) -> Double {
+        let pool = WorkerPool(size: threads)
+        let counter = UnsafeMutablePointer<Int>.allocate(capacity: threads * 16)
+        defer { counter.deallocate() }
+        counter.initialize(repeating: 0, count: threads * 16)
+        for _ in 0..<1000 { pool.run { counter[$0 * 16] += 1 } }
+        let began = Trainer.now()
+        for _ in 0..<regions { pool.run { counter[$0 * 16] += 1 } }
+        return (Trainer.now() - began) / Double(regions)
+    }
 }

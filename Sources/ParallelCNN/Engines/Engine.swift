@@ -14,6 +14,11 @@ public struct StepStatistics: Sendable, Equatable {
         self.samples = samples
     }
 
+    public static func + (a: StepStatistics, b: StepStatistics) -> StepStatistics {
+        StepStatistics(lossSum: a.lossSum + b.lossSum, misclassified: a.misclassified + b.misclassified,
+                       samples: a.samples + b.samples)
+    }
+
     public static func += (a: inout StepStatistics, b: StepStatistics) {
         a.lossSum += b.lossSum
         a.misclassified += b.misclassified

@@ -43,8 +43,7 @@ final class ParameterState {
         hasVelocity ? Parameters(values: Array(UnsafeBufferPointer(start: velocity, count: Parameters.count))) : nil
     }
 
-    /// `sum = grad` for a batch's first sample, `sum += grad` after it: the sample-order
-    /// summation every CPU engine shares, so they agree bit for bit.
+    /// `sum = grad` for a block's first sample, `sum += grad` after it.
     static func accumulate(_ grad: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Float>, first: Bool) {
         if first {
             sum.update(from: grad, count: count)
@@ -76,5 +75,72 @@ final class ParameterState {
                 values.store(values.vec(i) + lr * g, at: i)
             }
         }
+    }
+}
+
+/// The order in which every CPU engine sums a batch's per-sample gradients (and statistics), so
+/// that they agree bit for bit: samples in order within blocks of `blockSize`, then the block sums
+/// in block order.
+///
+/// Blocks let a data-parallel engine hand out whole blocks to whichever worker is free: a worker
+/// keeps one hot block sum instead of writing every sample's gradient to memory, and only one sum
+/// per block is combined at the end.
+final class BatchGradient {
+    static let blockSize = 4
+
+    /// One padded gradient per block.
+    private(set) var blockSums: UnsafeMutablePointer<Float>
+    private var blockStatistics: UnsafeMutablePointer<StepStatistics>
+    private var blockCapacity = 0
+    private let total = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+
+    init() {
+        blockSums = .allocate(capacity: 0)
+        blockStatistics = .allocate(capacity: 0)
+        total.initialize(repeating: 0, count: ParameterState.count)
+    }
+
+    deinit {
+        blockSums.deallocate()
+        blockStatistics.deallocate()
+        total.deallocate()
+    }
+
+    static func blockCount(batch: Int) -> Int { (batch + blockSize - 1) / blockSize }
+
+    static func samples(ofBlock block: Int, batch: Int) -> Range<Int> {
+        (block * blockSize)..<min(batch, (block + 1) * blockSize)
+    }
+
+    /// Makes room for the blocks of a batch of `batch` samples.
+    func reserve(batch: Int) {
+        let blocks = Self.blockCount(batch: batch)
+        guard blocks > blockCapacity else { return }
+        blockSums.deallocate()
+        blockSums = .allocate(capacity: blocks * ParameterState.count)
+        blockSums.initialize(repeating: 0, count: blocks * ParameterState.count)
+        blockStatistics.deallocate()
+        blockStatistics = .allocate(capacity: blocks)
+        blockStatistics.initialize(repeating: StepStatistics(), count: blocks)
+        blockCapacity = blocks
+    }
+
+    func blockSum(_ block: Int) -> UnsafeMutablePointer<Float> { blockSums + block * ParameterState.count }
+
+    /// Adds sample `k`'s gradient and statistics into its block's sums.
+    func add(_ grad: UnsafePointer<Float>, _ statistics: StepStatistics, sample k: Int) {
+        let block = k / Self.blockSize, first = k % Self.blockSize == 0
+        ParameterState.accumulate(grad, into: blockSum(block), first: first)
+        blockStatistics[block] = first ? statistics : blockStatistics[block] + statistics
+    }
+
+    /// The batch's gradient sum and statistics: the block sums added in block order.
+    func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+        let blocks = Self.blockCount(batch: batch)
+        var statistics = blockStatistics[0]
+        for block in 1..<max(1, blocks) { statistics += blockStatistics[block] }
+        if blocks == 1 { return (UnsafePointer(blockSums), statistics) }
+        for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
+        return (UnsafePointer(total), statistics)
     }
 }

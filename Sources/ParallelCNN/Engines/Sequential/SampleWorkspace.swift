@@ -370,4 +370,16 @@ final class SampleWorkspace {
         c1WeightGradient(items: 0..<(C * K1))
         finishC1WeightGradient(items: 0..<(C * K1))
     }
+
+    /// One training sample on this thread: load, forward, error, backward (fills `grad`); returns
+    /// the sample's loss and correctness.
+    func trainSample(_ images: UnsafePointer<Float>, sample: Int, label: Int, _ p: UnsafePointer<Float>,
+                     recipe: Recipe) -> StepStatistics {
+        loadImage(images, sample: sample)
+        forward(p, recipe: recipe)
+        let wrong = predictedClass != label
+        let loss = outputError(label: label, recipe: recipe)
+        backward(p)
+        return StepStatistics(lossSum: loss, misclassified: wrong ? 1 : 0, samples: 1)
+    }
 }

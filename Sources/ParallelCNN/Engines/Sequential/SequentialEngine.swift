@@ -2,44 +2,39 @@
 ///
 /// Same mathematics as `ReferenceEngine` in its own summation order, with 8-lane vector kernels
 /// (`SampleWorkspace`), a vector `exp`, and no allocation per sample. A batch's per-sample
-/// gradients are summed in sample order, which the data-parallel engines reproduce exactly.
+/// gradients are summed in `BatchGradient`'s order, which the data-parallel engines reproduce
+/// exactly.
 public final class SequentialEngine: Engine {
     public var description: String { "sequential" }
 
     let state: ParameterState
     let workspace = SampleWorkspace()
-    /// Sum of the batch's per-sample gradients.
-    private let batchGradient = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+    private let batchGradient = BatchGradient()
 
     public init(parameters: Parameters) {
         state = ParameterState(parameters)
-        batchGradient.initialize(repeating: 0, count: ParameterState.count)
     }
-
-    deinit { batchGradient.deallocate() }
 
     public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
     public func currentParameters() -> Parameters { state.parameters }
     public func currentVelocity() -> Parameters? { state.currentVelocity }
 
     public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
-        var stats = StepStatistics()
+        let batch = indices.count
+        guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values)
+        if batch > 1 { batchGradient.reserve(batch: batch) }
+        var single = StepStatistics()
         data.images.withUnsafeBufferPointer { images in
             for (k, index) in indices.enumerated() {
                 let sample = Int(index)
-                workspace.loadImage(images.baseAddress!, sample: sample)
-                workspace.forward(p, recipe: rule.recipe)
-                let label = Int(data.labels[sample])
-                if workspace.predictedClass != label { stats.misclassified += 1 }
-                stats.lossSum += workspace.outputError(label: label, recipe: rule.recipe)
-                stats.samples += 1
-                workspace.backward(p)
-                if indices.count > 1 { ParameterState.accumulate(workspace.grad, into: batchGradient, first: k == 0) }
+                let stats = workspace.trainSample(images.baseAddress!, sample: sample, label: Int(data.labels[sample]), p,
+                                                  recipe: rule.recipe)
+                if batch > 1 { batchGradient.add(workspace.grad, stats, sample: k) } else { single = stats }
             }
         }
-        let sum = indices.count > 1 ? UnsafePointer(batchGradient) : UnsafePointer(workspace.grad)
-        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
+        let (sum, stats) = batch > 1 ? batchGradient.sum(batch: batch) : (UnsafePointer(workspace.grad), single)
+        state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }
 

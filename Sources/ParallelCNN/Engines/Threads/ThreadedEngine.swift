@@ -5,8 +5,8 @@ public enum ThreadStrategy: String, CaseIterable, Sendable {
     /// so results are bit-identical to `sequential` for any thread count.
     case layer
     /// Data parallelism: the batch's samples are split across threads, each with its own
-    /// buffers; per-sample gradients are summed in sample order, independent of the thread count,
-    /// so results equal `sequential` with the same batch.
+    /// buffers; each thread takes whole blocks of `BatchGradient`'s summation order, so results
+    /// are independent of the thread count and equal `sequential` with the same batch.
     case data
 }
 
@@ -17,16 +17,14 @@ public final class ThreadedEngine: Engine {
     public let strategy: ThreadStrategy
     public var description: String { "threads(T=\(threads), \(strategy.rawValue))" }
 
+    /// Parallel regions (fork-joins) the layer strategy runs per training sample.
+    public static let layerRegionsPerSample = 3
+
     private let state: ParameterState
     private let pool: WorkerPool
     /// One workspace per thread (data strategy); the layer strategy shares the first.
     private let workspaces: [SampleWorkspace]
-    /// Per-sample gradients of a batch (data strategy), `ParameterState.count` floats each.
-    private var slots: UnsafeMutablePointer<Float>
-    private var slotCapacity = 0
-    private let batchGradient = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
-    /// Each thread's statistics of the current step.
-    private let workerStatistics: UnsafeMutablePointer<StepStatistics>
+    private let batchGradient = BatchGradient()
 
     public init(parameters: Parameters, threads: Int, strategy: ThreadStrategy) {
         precondition(threads >= 1)
@@ -35,16 +33,6 @@ public final class ThreadedEngine: Engine {
         state = ParameterState(parameters)
         pool = WorkerPool(size: threads)
         workspaces = (0..<(strategy == .data ? threads : 1)).map { _ in SampleWorkspace() }
-        slots = .allocate(capacity: 1)
-        batchGradient.initialize(repeating: 0, count: ParameterState.count)
-        workerStatistics = .allocate(capacity: threads)
-        workerStatistics.initialize(repeating: StepStatistics(), count: threads)
-    }
-
-    deinit {
-        slots.deallocate()
-        batchGradient.deallocate()
-        workerStatistics.deallocate()
     }
 
     public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
@@ -67,69 +55,43 @@ public final class ThreadedEngine: Engine {
     private func trainDataParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
-        let stride = ParameterState.count
-        if slotCapacity < batch {
-            slots.deallocate()
-            slots = .allocate(capacity: batch * stride)
-            slots.initialize(repeating: 0, count: batch * stride)
-            slotCapacity = batch
-        }
-        let p = UnsafePointer(state.values), slots = self.slots, gradient = batchGradient
-        let workspaces = self.workspaces, pool = self.pool
-        let stats = workerStatistics
-        do {
-            pool.run { member in
-                let w = workspaces[member]
-                let ownGradient = w.grad
-                defer { w.grad = ownGradient }
-                var mine = StepStatistics()
-                for k in pool.share(of: batch, member: member) {
-                    w.grad = slots + k * stride
-                    let sample = Int(indices[k]), label = Int(labels[sample])
-                    w.loadImage(images, sample: sample)
-                    w.forward(p, recipe: rule.recipe)
-                    if w.predictedClass != label { mine.misclassified += 1 }
-                    mine.lossSum += w.outputError(label: label, recipe: rule.recipe)
-                    mine.samples += 1
-                    w.backward(p)
-                }
-                stats[member] = mine
-            }
-            // Sum the slots in sample order; each thread takes a range of parameters and streams
-            // through the slots one after another.
-            pool.run { member in
-                let floats = pool.share(of: stride / 8, member: member)
-                let lower = floats.lowerBound * 8, upper = floats.upperBound * 8
-                (gradient + lower).update(from: slots + lower, count: upper - lower)
-                for k in 1..<max(1, batch) {
-                    let slot = UnsafePointer(slots + k * stride)
-                    for i in Swift.stride(from: lower, to: upper, by: 8) { gradient.store(gradient.vec(i) + slot.vec(i), at: i) }
-                }
+        guard batch > 0 else { return StepStatistics() }
+        batchGradient.reserve(batch: batch)
+        let p = UnsafePointer(state.values), sums = batchGradient, workspaces = self.workspaces
+        pool.runClaiming(items: BatchGradient.blockCount(batch: batch)) { member, block in
+            let w = workspaces[member]
+            for k in BatchGradient.samples(ofBlock: block, batch: batch) {
+                let sample = Int(indices[k])
+                let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: rule.recipe)
+                sums.add(w.grad, stats, sample: k)
             }
         }
+        let (gradient, stats) = sums.sum(batch: batch)
         state.apply(gradientSum: gradient, batchSize: batch, rule: rule)
-        var total = StepStatistics()
-        for member in 0..<threads { total += stats[member] }
-        return total
+        return stats
     }
 
     // MARK: Layer strategy
 
     private func trainLayerParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
-        var stats = StepStatistics()
+        let batch = indices.count
+        guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values), w = workspaces[0]
+        if batch > 1 { batchGradient.reserve(batch: batch) }
+        var single = StepStatistics()
         for (k, index) in indices.enumerated() {
             let sample = Int(index), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
-            if w.predictedClass != label { stats.misclassified += 1 }
-            stats.lossSum += w.outputError(label: label, recipe: rule.recipe)
-            stats.samples += 1
+            let wrong = w.predictedClass != label
+            let stats = StepStatistics(lossSum: w.outputError(label: label, recipe: rule.recipe),
+                                       misclassified: wrong ? 1 : 0, samples: 1)
             backwardLayerParallel(p)
-            if indices.count > 1 { ParameterState.accumulate(w.grad, into: batchGradient, first: k == 0) }
+            if batch > 1 { batchGradient.add(w.grad, stats, sample: k) } else { single = stats }
         }
-        state.apply(gradientSum: indices.count > 1 ? batchGradient : w.grad, batchSize: indices.count, rule: rule)
+        let (sum, stats) = batch > 1 ? batchGradient.sum(batch: batch) : (UnsafePointer(w.grad), single)
+        state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }
 

@@ -17,6 +17,8 @@ final class WorkerPool: @unchecked Sendable {
     private let finished = Atomic<Int>(0)
     private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// The next unclaimed item of a `runClaiming` job.
+    private let nextItem = Atomic<Int>(0)
     /// The job of the current generation; written before the generation is published.
     private var job: ((Int) -> Void)?
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -74,6 +76,19 @@ final class WorkerPool: @unchecked Sendable {
         body(0)
         while finished.load(ordering: .acquiring) < size - 1 { spinPause() }
         job = nil
+    }
+
+    /// Runs `body(member, item)` for every item in `0..<count`, each claimed by whichever member
+    /// is free first: a member on a slower (or busier) core simply takes fewer items.
+    func runClaiming(items count: Int, _ body: @escaping (_ member: Int, _ item: Int) -> Void) {
+        nextItem.store(0, ordering: .relaxed)
+        run { member in
+            while true {
+                let item = self.nextItem.add(1, ordering: .relaxed).oldValue
+                if item >= count { return }
+                body(member, item)
+            }
+        }
     }
 
     private func workerLoop(member: Int) {
