@@ -24,6 +24,12 @@ let package = Package(
         .executable(name: "pcnn", targets: ["pcnn"]),
     ],
 
+    // Optional system parts. `MPI` needs Open MPI (Debian: libopenmpi-dev openmpi-bin) and
+    // enables `--engine mpi`: `swift build -c release --traits MPI`.
+    traits: [
+        .trait(name: "MPI", description: "The mpi engine, on Open MPI (libopenmpi-dev, pkg-config ompi-c)."),
+    ],
+
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
@@ -36,9 +42,17 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .systemLibrary(name: "_CPUVector"),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
         .target(
             name: "ParallelCNN",
-            dependencies: ["CZlib", "_CPUVector"],
+            dependencies: [
+                "CZlib", "_CPUVector",
+                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+            ],
             swiftSettings: speedFlags
         ),
         .executableTarget(

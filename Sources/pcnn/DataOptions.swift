@@ -29,7 +29,11 @@ struct DataOptions: ParsableArguments {
 }
 
 /// Lines for the user go to standard error, so `--json` keeps standard output clean.
+/// Set on MPI ranks other than 0: only rank 0 reports.
+nonisolated(unsafe) var silent = false
+
 func note(_ line: String) {
+    if silent { return }
     FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
 }
 

@@ -28,10 +28,10 @@ extension ThreadStrategy: ExpressibleByArgument {}
 
 /// `--threads` and `--strategy` of the threads engine.
 struct EngineOptions: ParsableArguments {
-    @Option(help: "Threads of the threads engine (default: the number of cores).")
+    @Option(help: "Threads of the threads engine (default: the number of cores), or per rank of the mpi engine's data strategy (default: 1).")
     var threads: Int?
 
-    @Option(help: "threads engine: layer (split each layer, the paper's OpenMP strategy) or data (split the batch).")
+    @Option(help: "threads and mpi engines: layer (split each layer, the paper's OpenMP and MPI strategy) or data (split the batch).")
     var strategy: ThreadStrategy = .data
 
     func validate(engine: EngineKind) throws {
@@ -39,7 +39,9 @@ struct EngineOptions: ParsableArguments {
             guard (1...256).contains(threads) else {
                 throw ValidationError("--threads must be between 1 and 256, got \(threads)")
             }
-            guard engine == .threads else { throw ValidationError("--threads applies to --engine threads only") }
+            guard engine == .threads || (engine == .mpi && strategy == .data) else {
+                throw ValidationError("--threads applies to --engine threads, and to --engine mpi --strategy data")
+            }
             if threads > EngineConfiguration.availableCores {
                 note("note: \(threads) threads on \(EngineConfiguration.availableCores) cores: oversubscribed, expect it to be slower")
             }
@@ -47,6 +49,7 @@ struct EngineOptions: ParsableArguments {
     }
 
     func configuration(_ kind: EngineKind) -> EngineConfiguration {
-        EngineConfiguration(kind: kind, threads: threads ?? EngineConfiguration.availableCores, strategy: strategy)
+        EngineConfiguration(kind: kind, threads: threads ?? (kind == .mpi ? 1 : EngineConfiguration.availableCores),
+                            strategy: strategy)
     }
 }

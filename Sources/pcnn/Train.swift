@@ -93,7 +93,29 @@ struct Train: ParsableCommand {
     }
 
     private func train() throws {
-        let data = try source.load(download: true, log: note)
+        let group = try engineOptions.configuration(engine).processGroup()
+        silent = group.rank != 0
+        // Every rank sets up; if any fails (a bad path on one node, say), all stop together and
+        // the error is printed once.
+        let setup = Result { try prepare(group: group) }
+        let (failed, error) = group.agree(setup.map { _ in () }, context: "agreeing on set-up")
+        if failed {
+            if let error { silent = false; throw error }
+            throw ExitCode.failure
+        }
+        let (record, parameters, data, train, engineInstance, trainer) = try setup.get()
+        do {
+            try run(group: group, record: record, parameters: parameters, data: data, train: train,
+                    engineInstance: engineInstance, trainer: trainer)
+        } catch let error where group.size > 1 && !(error is ExitCode) {
+            group.fail(error)   // the other ranks may be waiting in a collective: end them all
+        }
+    }
+
+    /// Loads the data and the starting point and builds the engine and trainer (on every rank).
+    private func prepare(group: any ProcessGroup) throws
+        -> (TrainingRecord, Parameters, DatasetPair, Dataset, any Engine, Trainer) {
+        let data = try source.load(download: group.size == 1, log: note)
         var record: TrainingRecord
         var parameters: Parameters
         var velocity: Parameters?
@@ -126,8 +148,26 @@ struct Train: ParsableCommand {
         let train = data.train.prefix(record.trainSamples)
         let engineInstance = try engineOptions.configuration(engine).makeEngine(parameters: parameters)
         engineInstance.load(parameters: parameters, velocity: velocity)
-        let trainer = Trainer(engine: engineInstance, data: DatasetPair(train: train, test: data.test),
-                              options: record.options, start: record.position)
+        var trainerData = DatasetPair(train: train, test: data.test)
+        var epochOrder: ((Int) -> [Int32])?
+        #if MPI
+        if let mpi = engineInstance as? MPIEngine, mpi.strategy == .data, group.size > 1 {
+            // Each rank keeps only the samples its part of every batch needs.
+            let plan = ShardPlan(count: train.count, batch: record.options.batchSize, ranks: group.size)
+            let shard = plan.shard(of: train, rank: group.rank)
+            mpi.useShard(shard)
+            trainerData = DatasetPair(train: shard.data, test: data.test)
+            let options = record.options
+            epochOrder = { plan.order(epoch: $0, options: options) }
+        }
+        #endif
+        let trainer = Trainer(engine: engineInstance, data: trainerData, options: record.options, start: record.position)
+        trainer.epochOrder = epochOrder
+        return (record, parameters, data, train, engineInstance, trainer)
+    }
+
+    private func run(group: any ProcessGroup, record: TrainingRecord, parameters: Parameters, data: DatasetPair,
+                     train: Dataset, engineInstance: any Engine, trainer: Trainer) throws {
         let options = record.options
         note("Training \(engineInstance.description) engine, \(options.recipe.rawValue) recipe, batch \(options.batchSize), lr \(options.rule.learningRate), momentum \(options.rule.momentum), \(train.count) samples per epoch, initial hash \(parameters.hashString)")
 
@@ -135,20 +175,35 @@ struct Train: ParsableCommand {
         var epochReports: [EpochReport] = []
         var lastSaved: String?
         func checkpoint(_ position: TrainingPosition) throws {
-            guard !noSave else { return }
+            guard !noSave, group.rank == 0 else { return }
             let state = TrainingRecord(options: options, position: position, dataset: record.dataset, trainSamples: train.count)
             try Checkpoint(parameters: engineInstance.currentParameters(), velocity: engineInstance.currentVelocity(),
                            record: state, engine: engineInstance.description).write(to: save)
             lastSaved = save
         }
         var saveError: Error?
-        trainer.onProgress = { progress.update($0) }
+        if group.rank == 0 { trainer.onProgress = { progress.update($0) } }
         trainer.onCheckpoint = { position in
             do { try checkpoint(position) } catch { saveError = error }
         }
-        trainer.shouldStop = { stopRequested != 0 || saveError != nil }
+        var stopPolls = 0
+        trainer.shouldStop = {
+            let local = stopRequested != 0 || saveError != nil
+            guard group.size > 1 else { return local }
+            // Ranks must stop at the same step: agree every 32 steps (a few µs each time).
+            stopPolls += 1
+            return stopPolls % 32 == 0 && group.anyRank(local, context: "agreeing on stopping")
+        }
         trainer.onEpoch = { report in
             progress.finishLine()
+            #if MPI
+            if let mpi = engineInstance as? MPIEngine {
+                let divergent = mpi.divergentRanks()
+                if !divergent.isEmpty {
+                    group.fail(ValidationError("after epoch \(report.epoch) ranks \(divergent) hold parameters that differ from rank 0's: the replicas diverged"))
+                }
+            }
+            #endif
             epochReports.append(report)
             do { try checkpoint(TrainingPosition(epoch: report.epoch, position: 0)) } catch { saveError = error }
             note(String(format: "epoch %d: %.3f s, train %@ %.6f, train error %.2f%%, test error %.2f%% (%d/%d), hash %@",
@@ -177,9 +232,10 @@ struct Train: ParsableCommand {
         note(String(format: "done: %d epoch(s) in this run, %.3f s per epoch, test error %.2f%%, parameter hash %@%@",
                     times.count, meanTime, testPercent, finalParameters.hashString,
                     lastSaved.map { ", checkpoint \($0)" } ?? ""))
-        if json {
+        if json && group.rank == 0 {
             let object: [String: Any] = [
                 "engine": engineInstance.description,
+                "ranks": group.size,
                 "recipe": options.recipe.rawValue,
                 "epochs": options.epochs,
                 "epochs_run": times.count,

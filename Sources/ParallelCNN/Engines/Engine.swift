@@ -28,7 +28,22 @@ public struct StepStatistics: Sendable, Equatable {
 
 /// The engines a user can pick with `--engine`.
 public enum EngineKind: String, CaseIterable, Sendable {
-    case reference, sequential, threads
+    case reference, sequential, threads, mpi
+}
+
+/// Why an engine cannot be made or cannot go on.
+public enum EngineError: Error, CustomStringConvertible, Equatable {
+    /// The engine needs an optional system part this build or machine lacks; the text says how to get it.
+    case unavailable(engine: String, remedy: String)
+    /// A data-parallel rank was handed a sample outside its shard (a sample-order bug).
+    case sampleNotInShard(Int)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let engine, let remedy): "the \(engine) engine is not available: \(remedy)"
+        case .sampleNotInShard(let sample): "sample \(sample) is not in this rank's shard"
+        }
+    }
 }
 
 /// One way of running the network. The trainer drives every engine through this protocol

@@ -17,12 +17,35 @@ public struct EngineConfiguration: Equatable, Sendable {
     /// Cores this process may run on.
     public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    /// A new engine holding `parameters`.
+    /// A new engine holding `parameters`. For `mpi` this initialises MPI (every rank of the job
+    /// must call it) and throws `EngineError.unavailable` in a build without the `MPI` trait.
     public func makeEngine(parameters: Parameters) throws -> any Engine {
         switch kind {
-        case .reference: ReferenceEngine(parameters: parameters)
-        case .sequential: SequentialEngine(parameters: parameters)
-        case .threads: ThreadedEngine(parameters: parameters, threads: threads, strategy: strategy)
+        case .reference: return ReferenceEngine(parameters: parameters)
+        case .sequential: return SequentialEngine(parameters: parameters)
+        case .threads: return ThreadedEngine(parameters: parameters, threads: threads, strategy: strategy)
+        case .mpi:
+            #if MPI
+            return MPIEngine(parameters: parameters, communicator: try Communicator.world(), strategy: strategy, threads: threads)
+            #else
+            throw EngineError.unavailable(engine: "mpi", remedy: Self.mpiRemedy)
+            #endif
         }
     }
+
+    /// Whether this build includes the `mpi` engine (the `MPI` package trait).
+    public static var mpiBuilt: Bool {
+        #if MPI
+        true
+        #else
+        false
+        #endif
+    }
+
+    public static let mpiRemedy = """
+        this pcnn was built without MPI. Install Open MPI and rebuild with the MPI trait: \
+        `apt-get install libopenmpi-dev openmpi-bin`, then `swift build -c release --traits MPI` \
+        (scripts/setup and scripts/train do both when Open MPI is present), and run it under \
+        `mpirun -np N pcnn train --engine mpi`
+        """
 }

@@ -51,6 +51,9 @@ public final class Trainer {
     public var onCheckpoint: ((TrainingPosition) -> Void)?
     public var checkpointInterval: Double = 60
     public var progressInterval: Double = 0.1
+    /// The sample order of an epoch, when not `options.sampleOrder` over the whole training set
+    /// (a data-parallel rank trains from a shard: `ShardPlan.order`).
+    public var epochOrder: ((_ epoch: Int) -> [Int32])?
 
     public init(engine: any Engine, data: DatasetPair, options: TrainingOptions, start: TrainingPosition = TrainingPosition()) {
         self.engine = engine
@@ -62,10 +65,10 @@ public final class Trainer {
     /// Trains until `options.epochs` epochs are complete or `shouldStop` says stop.
     @discardableResult
     public func run() -> TrainingStop {
-        let count = data.train.count
         let batch = max(1, options.batchSize)
         while position.epoch < options.epochs {
-            let order = options.sampleOrder(epoch: position.epoch, count: count)
+            let order = epochOrder?(position.epoch) ?? options.sampleOrder(epoch: position.epoch, count: data.train.count)
+            let count = order.count
             let rule = options.rule(forEpoch: position.epoch)
             let complete = position.position == 0
             var stats = StepStatistics()

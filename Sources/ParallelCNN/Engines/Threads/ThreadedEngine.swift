@@ -21,9 +21,8 @@ public final class ThreadedEngine: Engine {
     public static let layerRegionsPerSample = 3
 
     private let state: ParameterState
-    private let pool: WorkerPool
-    /// One workspace per thread (data strategy); the layer strategy shares the first.
-    private let workspaces: [SampleWorkspace]
+    private let team: DataParallelTeam
+    private var pool: WorkerPool { team.pool }
     private let batchGradient = BatchGradient()
 
     public init(parameters: Parameters, threads: Int, strategy: ThreadStrategy) {
@@ -31,8 +30,8 @@ public final class ThreadedEngine: Engine {
         self.threads = threads
         self.strategy = strategy
         state = ParameterState(parameters)
-        pool = WorkerPool(size: threads)
-        workspaces = (0..<(strategy == .data ? threads : 1)).map { _ in SampleWorkspace() }
+        // The layer strategy's threads share one sample's workspace.
+        team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1)
     }
 
     public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
@@ -54,20 +53,10 @@ public final class ThreadedEngine: Engine {
 
     private func trainDataParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
-        let batch = indices.count
-        guard batch > 0 else { return StepStatistics() }
-        batchGradient.reserve(batch: batch)
-        let p = UnsafePointer(state.values), sums = batchGradient, workspaces = self.workspaces
-        pool.runClaiming(items: BatchGradient.blockCount(batch: batch)) { member, block in
-            let w = workspaces[member]
-            for k in BatchGradient.samples(ofBlock: block, batch: batch) {
-                let sample = Int(indices[k])
-                let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: rule.recipe)
-                sums.add(w.grad, stats, sample: k)
-            }
-        }
-        let (gradient, stats) = sums.sum(batch: batch)
-        state.apply(gradientSum: gradient, batchSize: batch, rule: rule)
+        guard indices.count > 0 else { return StepStatistics() }
+        let (gradient, stats) = team.gradient(images: images, labels: labels, indices: indices,
+                                               parameters: UnsafePointer(state.values), recipe: rule.recipe)
+        state.apply(gradientSum: gradient, batchSize: indices.count, rule: rule)
         return stats
     }
 
@@ -77,7 +66,7 @@ public final class ThreadedEngine: Engine {
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
-        let p = UnsafePointer(state.values), w = workspaces[0]
+        let p = UnsafePointer(state.values), w = team.workspaces[0]
         if batch > 1 { batchGradient.reserve(batch: batch) }
         var single = StepStatistics()
         for (k, index) in indices.enumerated() {
@@ -98,7 +87,7 @@ public final class ThreadedEngine: Engine {
     /// c1 and s1 split by s1 output rows (each needs 4 c1 rows, so one region covers both);
     /// the tiny f layer on the calling thread.
     private func forwardLayerParallel(_ p: UnsafePointer<Float>, recipe: Recipe) {
-        let w = workspaces[0], pool = self.pool
+        let w = team.workspaces[0], pool = self.pool
         let poolRows = Network.poolSide, k2 = Network.poolKernel
         pool.run { member in
             let rows = pool.share(of: poolRows, member: member)
@@ -114,7 +103,7 @@ public final class ThreadedEngine: Engine {
     /// f and the s1 error on the calling thread, then two regions: s1 weight gradient (by kernel
     /// row) with the c1 error (by s1 row), and the c1 weight gradient (by map and kernel row).
     private func backwardLayerParallel(_ p: UnsafePointer<Float>) {
-        let w = workspaces[0], pool = self.pool
+        let w = team.workspaces[0], pool = self.pool
         w.fWeightGradient(outputs: 0..<Network.classes)
         w.s1ErrorBackward(p, chunks: 0..<(Network.poolOutputs / 8))
         let poolRows = Network.poolSide
@@ -131,23 +120,17 @@ public final class ThreadedEngine: Engine {
     }
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
-        let p = UnsafePointer(state.values), workspaces = self.workspaces, pool = self.pool
+        let p = UnsafePointer(state.values)
         data.images.withUnsafeBufferPointer { images in
             let base = images.baseAddress!
             if strategy == .data {
-                pool.run { member in
-                    let w = workspaces[member]
-                    for k in pool.share(of: range.count, member: member) {
-                        w.loadImage(base, sample: range.lowerBound + k)
-                        w.forward(p, recipe: recipe)
-                        predictions[k] = UInt8(w.predictedClass)
-                    }
-                }
+                team.predict(images: base, range: range, parameters: p, recipe: recipe, into: predictions)
             } else {
+                let w = team.workspaces[0]
                 for (k, sample) in range.enumerated() {
-                    workspaces[0].loadImage(base, sample: sample)
+                    w.loadImage(base, sample: sample)
                     forwardLayerParallel(p, recipe: recipe)
-                    predictions[k] = UInt8(workspaces[0].predictedClass)
+                    predictions[k] = UInt8(w.predictedClass)
                 }
             }
         }

@@ -1,0 +1,48 @@
+/// Threads that train whole blocks of a batch, each with its own workspace, into the block sums
+/// of `BatchGradient`: the data strategy of the `threads` engine and, inside each rank, of `mpi`.
+///
+/// Blocks are claimed from a shared counter, so a thread on a faster (or less busy) core takes
+/// more of them; which thread fills a block never changes its sum, so results do not depend on
+/// the thread count.
+final class DataParallelTeam {
+    let pool: WorkerPool
+    let workspaces: [SampleWorkspace]
+    private let sums = BatchGradient()
+
+    init(threads: Int, workspaces count: Int? = nil) {
+        pool = WorkerPool(size: threads)
+        workspaces = (0..<(count ?? threads)).map { _ in SampleWorkspace() }
+    }
+
+    /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
+    /// under parameters `p`. The pointer stays valid until the next call.
+    func gradient(images: UnsafePointer<Float>, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
+                  parameters p: UnsafePointer<Float>, recipe: Recipe) -> (UnsafePointer<Float>, StepStatistics) {
+        let batch = indices.count
+        sums.reserve(batch: batch)
+        let sums = self.sums, workspaces = self.workspaces
+        pool.runClaiming(items: BatchGradient.blockCount(batch: batch)) { member, block in
+            let w = workspaces[member]
+            for k in BatchGradient.samples(ofBlock: block, batch: batch) {
+                let sample = Int(indices[k])
+                let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
+                sums.add(w.grad, stats, sample: k)
+            }
+        }
+        return sums.sum(batch: batch)
+    }
+
+    /// Predicted classes of `range`'s samples, split across the threads.
+    func predict(images: UnsafePointer<Float>, range: Range<Int>, parameters p: UnsafePointer<Float>, recipe: Recipe,
+                 into predictions: UnsafeMutableBufferPointer<UInt8>) {
+        let workspaces = self.workspaces, pool = self.pool
+        pool.run { member in
+            let w = workspaces[member]
+            for k in pool.share(of: range.count, member: member) {
+                w.loadImage(images, sample: range.lowerBound + k)
+                w.forward(p, recipe: recipe)
+                predictions[k] = UInt8(w.predictedClass)
+            }
+        }
+    }
+}
