@@ -12,6 +12,11 @@ struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Data set: mnist or fashion-mnist (same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist).")
     var dataset: DatasetKind = .mnist
 
+    /// The directory `load` reads from, once it has found or downloaded the files.
+    var resolvedDirectory: String? {
+        (try? DatasetLoader.locate(dataset, explicit: data)) ?? nil
+    }
+
     /// Loads the data, downloading MNIST into ./data/<name> first if it is nowhere to be found
     /// and `download` is allowed.
     func load(download: Bool, log: (String) -> Void) throws -> DatasetPair {

@@ -100,7 +100,11 @@ struct Train: ParsableCommand {
         let setup = Result { try prepare(group: group) }
         let (failed, error) = group.agree(setup.map { _ in () }, context: "agreeing on set-up")
         if failed {
-            if let error { silent = false; throw error }
+            if let error {
+                silent = false
+                if group.size > 1 { throw fail("rank \(group.rank) of \(group.size): \(error)") }
+                throw error
+            }
             throw ExitCode.failure
         }
         let (record, parameters, data, train, engineInstance, trainer) = try setup.get()

@@ -8,6 +8,15 @@ public struct BenchmarkRow: Sendable {
     /// Baseline seconds (sequential, same batch, same samples, same run) over `seconds`.
     public var speedup: Double
     public var efficiency: Double { speedup / Double(max(1, workers)) }
+
+    public init(engine: String, strategy: String, workers: Int, batch: Int, seconds: Double, speedup: Double) {
+        self.engine = engine
+        self.strategy = strategy
+        self.workers = workers
+        self.batch = batch
+        self.seconds = seconds
+        self.speedup = speedup
+    }
 }
 
 /// Times engines on the same training samples, one after another in one process, so that the

@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+import ParallelCNN
+
+/// `mpirun` with what CI needs (it runs as root on 2 cores): the Open MPI root permission in the
+/// environment and `--oversubscribe` for 3 ranks.
+enum MPIRun {
+    static let mpirun: String? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    static func run(ranks: Int, _ arguments: [String], perRankData: (good: String, badOnRank: Int)? = nil) throws
+        -> (status: Int32, output: String, seconds: Double) {
+        let mpirun = try #require(mpirun, "mpirun not found: apt-get install openmpi-bin")
+        let binary = try #require(CLI.binary, "pcnn was not built next to the tests")
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        environment["PCNN_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
+        var command = ["--oversubscribe", "-np", "\(ranks)"]
+        if let perRankData {
+            // One rank gets a data directory that does not exist, as if its node lacked the files.
+            let script = "if [ \"$OMPI_COMM_WORLD_RANK\" = \(perRankData.badOnRank) ]; then d=/nonexistent/mnist; else d=\(perRankData.good); fi; exec \"$0\" \"$@\" --data \"$d\""
+            command += ["sh", "-c", script, binary.path] + arguments
+        } else {
+            command += [binary.path] + arguments
+        }
+        let began = Date()
+        let result = try runProcess(mpirun, command, environment: environment)
+        return (result.status, result.output, Date().timeIntervalSince(began))
+    }
+
+    static func json(_ output: String) throws -> [String: Any] {
+        let lines = output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count == 1, "exactly one JSON object (from rank 0), got \(lines.count):\n\(output)")
+        let line = try #require(lines.first, "\(output)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+}
+
+#if MPI
+@Suite("mpi engine under mpirun", .serialized, TestData.mnistTrait,
+       .enabled(if: MPIRun.mpirun != nil || ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] == "1",
+                "mpirun not found; PCNN_REQUIRE_MPI=1 fails instead"))
+struct MPITests {
+    @Test("layer strategy is bit-identical to sequential on 2 and 3 ranks, both recipes",
+          arguments: [2, 3])
+    func layerBitIdentical(ranks: Int) throws {
+        let data = try TestData.requireMNISTDirectory()
+        for recipeArguments in [["--recipe", "original", "--limit", "600"],
+                                ["--recipe", "modern", "--batch", "8", "--limit", "800"]] {
+            let common = ["train", "--data", data, "--no-save", "--json"] + recipeArguments
+            let sequential = try CLI.run(common + ["--engine", "sequential"])
+            #expect(sequential.status == 0, "\(sequential.output)")
+            let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "layer"])
+            #expect(mpi.status == 0, "\(mpi.output)")
+            let expected = try MPIRun.json(sequential.output)["param_hash"] as? String
+            let object = try MPIRun.json(mpi.output)
+            #expect(expected != nil && object["param_hash"] as? String == expected, "\(recipeArguments)")
+            #expect(object["ranks"] as? Int == ranks)
+        }
+    }
+
+    @Test("data strategy: ranks agree (checked every epoch) and match threads data within float tolerance",
+          arguments: [(2, 1), (3, 1), (2, 2)])
+    func dataMatchesThreads(ranks: Int, threads: Int) throws {
+        let data = try TestData.requireMNISTDirectory()
+        try TestData.withTemporaryDirectory { dir in
+            // The original recipe keeps file order, so the ranks' shards cover the same batches as
+            // one process does; only the order of the gradient sum differs (MPI_Allreduce).
+            let common = ["train", "--data", data, "--recipe", "original", "--batch", "16", "--limit", "1200",
+                          "--epochs", "2", "--json"]
+            let threadsModel = dir.appendingPathComponent("threads.safetensors").path
+            let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
+            let reference = try CLI.run(common + ["--engine", "threads", "--strategy", "data", "--threads", "2",
+                                                  "--save", threadsModel])
+            #expect(reference.status == 0, "\(reference.output)")
+            let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "data",
+                                                             "--threads", "\(threads)", "--save", mpiModel])
+            #expect(mpi.status == 0, "\(mpi.output)")
+            #expect(!mpi.output.contains("diverged"))
+            _ = try MPIRun.json(mpi.output)
+            let a = try Checkpoint.read(from: threadsModel).parameters.values
+            let b = try Checkpoint.read(from: mpiModel).parameters.values
+            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+            // Measured about 1e-7 here; a missing or doubled rank's share moves weights by > 1e-2.
+            #expect(worst < 1e-4, "largest parameter difference \(worst)")
+        }
+    }
+
+    @Test("a rank that cannot read its data stops every rank quickly, error printed once")
+    func failingRankStopsAll() throws {
+        let data = try TestData.requireMNISTDirectory()
+        for strategy in ["data", "layer"] {
+            let run = try MPIRun.run(ranks: 2, ["train", "--engine", "mpi", "--strategy", strategy, "--no-save"],
+                                     perRankData: (good: data, badOnRank: 1))
+            #expect(run.status != 0, "\(run.output)")
+            #expect(run.seconds < 60, "took \(run.seconds) s")
+            let errors = run.output.components(separatedBy: "error: rank 1 of 2:").count - 1
+            #expect(errors == 1, "the error should be printed once:\n\(run.output)")
+            #expect(run.output.contains("/nonexistent/mnist"))
+        }
+    }
+}
+#else
+@Suite("mpi engine, in a build without MPI")
+struct MPIMissingTests {
+    @Test("--engine mpi explains how to get MPI")
+    func explainsMissingMPI() throws {
+        #expect(ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] != "1",
+                "PCNN_REQUIRE_MPI=1, but this build lacks the MPI trait (is Open MPI installed? see scripts/build-traits)")
+        let run = try CLI.run(["train", "--engine", "mpi", "--limit", "10", "--no-save", "--data", "/nonexistent"])
+        #expect(run.status != 0)
+        #expect(run.output.contains("libopenmpi-dev"), "\(run.output)")
+        #expect(run.output.contains("--traits MPI"), "\(run.output)")
+    }
+}
+#endif
+
+@Suite("Shard plan of the data-parallel ranks")
+struct ShardPlanTests {
+    @Test("ranks' positions partition the epoch; each batch is cut into contiguous parts in rank order",
+          arguments: [(1000, 64, 2), (1000, 64, 3), (999, 7, 4), (5, 16, 3)])
+    func partition(count: Int, batch: Int, ranks: Int) {
+        let plan = ShardPlan(count: count, batch: batch, ranks: ranks)
+        var owner = [Int](repeating: -1, count: count)
+        for rank in 0..<ranks {
+            for position in plan.positions(rank: rank) {
+                #expect(owner[position] == -1)
+                owner[position] = rank
+            }
+        }
+        #expect(!owner.contains(-1))
+        for start in stride(from: 0, to: count, by: batch) {
+            let owners = owner[start..<min(count, start + batch)]
+            #expect(owners.elementsEqual(owners.sorted()), "batch at \(start) is not in rank order")
+        }
+    }
+
+    @Test("a shuffled order is a permutation that keeps every sample on its rank; shards hold exactly those samples")
+    func shuffledOrderStaysOnRank() throws {
+        let options = TrainingOptions(recipe: .modern, epochs: 1, seed: 7)
+        let plan = ShardPlan(count: 300, batch: 32, ranks: 3)
+        let order = plan.order(epoch: 2, options: options)
+        #expect(Set(order).count == 300 && order.allSatisfy { (0..<300).contains($0) })
+        #expect(order != plan.order(epoch: 3, options: options))
+        let pixels = (0..<300).flatMap { i in [Float](repeating: Float(i), count: Network.imagePixels) }
+        let data = Dataset(name: "t", images: pixels, labels: (0..<300).map { UInt8($0 % 10) })
+        for rank in 0..<3 {
+            let positions = plan.positions(rank: rank)
+            let shard = plan.shard(of: data, rank: rank)
+            #expect(Set(positions.map { order[$0] }) == Set(positions.map(Int32.init)))
+            for sample in positions {
+                let row = Int(shard.row[sample])
+                #expect(row >= 0 && shard.data.images[row * Network.imagePixels] == Float(sample))
+            }
+            #expect(shard.data.count == positions.count)
+        }
+        #expect(ShardPlan(count: 300, batch: 32, ranks: 3).order(epoch: 0, options: TrainingOptions(recipe: .original, epochs: 1))
+                == (0..<300).map(Int32.init))
+    }
+}
