@@ -106,10 +106,8 @@ public final class MPIEngine: Engine {
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values), w = team.workspaces[0]
         let rank = communicator.rank, ranks = communicator.size
-        if batch > 1 { batchGradient.reserve(batch: batch) }
-        var single = StepStatistics()
-        for (k, index) in indices.enumerated() {
-            let sample = Int(index), label = Int(labels[sample])
+        let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
+            let sample = Int(indices[k]), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
@@ -128,9 +126,8 @@ public final class MPIEngine: Engine {
             w.c1WeightGradient(items: items)
             w.finishC1WeightGradient(items: items)
             exchanges[2].run(communicator, context: "exchanging c1 gradient rows")
-            if batch > 1 { batchGradient.add(w.grad, stats, sample: k) } else { single = stats }
+            return stats
         }
-        let (sum, stats) = batch > 1 ? batchGradient.sum(batch: batch) : (UnsafePointer(w.grad), single)
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }

@@ -134,6 +134,16 @@ final class BatchGradient {
         blockStatistics[block] = first ? statistics : blockStatistics[block] + statistics
     }
 
+    /// Trains a batch one sample at a time on this thread: `train(k)` leaves sample `k`'s gradient
+    /// in `grad` and returns its statistics. A batch of one is used where it lies, without a copy.
+    func sum(batch: Int, gradient grad: UnsafePointer<Float>, _ train: (Int) -> StepStatistics)
+        -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+        if batch == 1 { return (grad, train(0)) }
+        reserve(batch: batch)
+        for k in 0..<batch { add(grad, train(k), sample: k) }
+        return sum(batch: batch)
+    }
+
     /// The batch's gradient sum and statistics: the block sums added in block order.
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
         let blocks = Self.blockCount(batch: batch)

@@ -23,17 +23,13 @@ public final class SequentialEngine: Engine {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values)
-        if batch > 1 { batchGradient.reserve(batch: batch) }
-        var single = StepStatistics()
-        data.images.withUnsafeBufferPointer { images in
-            for (k, index) in indices.enumerated() {
-                let sample = Int(index)
-                let stats = workspace.trainSample(images.baseAddress!, sample: sample, label: Int(data.labels[sample]), p,
-                                                  recipe: rule.recipe)
-                if batch > 1 { batchGradient.add(workspace.grad, stats, sample: k) } else { single = stats }
+        let (sum, stats) = data.images.withUnsafeBufferPointer { images in
+            batchGradient.sum(batch: batch, gradient: workspace.grad) { k in
+                let sample = Int(indices[k])
+                return workspace.trainSample(images.baseAddress!, sample: sample, label: Int(data.labels[sample]), p,
+                                             recipe: rule.recipe)
             }
         }
-        let (sum, stats) = batch > 1 ? batchGradient.sum(batch: batch) : (UnsafePointer(workspace.grad), single)
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }

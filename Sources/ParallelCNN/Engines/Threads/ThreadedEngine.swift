@@ -67,19 +67,16 @@ public final class ThreadedEngine: Engine {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values), w = team.workspaces[0]
-        if batch > 1 { batchGradient.reserve(batch: batch) }
-        var single = StepStatistics()
-        for (k, index) in indices.enumerated() {
-            let sample = Int(index), label = Int(labels[sample])
+        let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
+            let sample = Int(indices[k]), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
             let stats = StepStatistics(lossSum: w.outputError(label: label, recipe: rule.recipe),
                                        misclassified: wrong ? 1 : 0, samples: 1)
             backwardLayerParallel(p)
-            if batch > 1 { batchGradient.add(w.grad, stats, sample: k) } else { single = stats }
+            return stats
         }
-        let (sum, stats) = batch > 1 ? batchGradient.sum(batch: batch) : (UnsafePointer(w.grad), single)
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }
