@@ -1,13 +1,14 @@
-// Vector fused multiply-add for the Swift CPU kernels.
+// Vector helpers for the Swift CPU kernels.
 //
 // Swift's SIMD8<Float>.addingProduct is lowered lane by lane and LLVM's SLP vectoriser rebuilds
-// it into shuffles; this clang builtin on an ext_vector_type (imported by Swift as SIMD8<Float>)
-// becomes one vfmadd instruction. Without hardware FMA (a baseline x86-64 build) it falls back to
-// a separate multiply and add instead of a slow software fmaf per lane.
+// it into shuffles; this clang builtin on an ext_vector_type (imported by Swift as SIMD8<Float>,
+// SIMD16<Float>) becomes one vfmadd instruction. Without hardware FMA (a baseline x86-64 build) it
+// falls back to a separate multiply and add instead of a slow software fmaf per lane.
 #ifndef PCNN_CPU_VECTOR_H
 #define PCNN_CPU_VECTOR_H
 
 typedef float pcnn_float8 __attribute__((ext_vector_type(8)));
+typedef float pcnn_float16 __attribute__((ext_vector_type(16)));
 
 static inline __attribute__((always_inline))
 pcnn_float8 pcnn_fma8(pcnn_float8 a, pcnn_float8 b, pcnn_float8 c) {
@@ -16,6 +17,21 @@ pcnn_float8 pcnn_fma8(pcnn_float8 a, pcnn_float8 b, pcnn_float8 c) {
 #else
     return a * b + c;
 #endif
+}
+
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_fma16(pcnn_float16 a, pcnn_float16 b, pcnn_float16 c) {
+#ifdef __FMA__
+    return __builtin_elementwise_fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
+// x clamped to [low, high]: one vmaxps and one vminps, where Swift's lane selects take three.
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_clamp16(pcnn_float16 x, float low, float high) {
+    return __builtin_elementwise_min(__builtin_elementwise_max(x, (pcnn_float16)low), (pcnn_float16)high);
 }
 
 #endif

@@ -5,12 +5,40 @@ import _CPUVector
 /// split into exactly three of them.
 typealias Vec = SIMD8<Float>
 
+/// The wide vector of the c1 kernels: 16 floats (512 bits). A 24x24 map is 36 of them, read flat
+/// across rows; on cores with full-width AVX-512 units (Zen 5, Xeon) they do twice the work of
+/// `Vec` per instruction, on double-pumping ones (Zen 4) the same.
+typealias Vec16 = SIMD16<Float>
+
+/// The float vectors the kernels use, for kernels written once for both widths.
+protocol FloatVector: SIMD where Scalar == Float {
+    /// `a · b + c`, fused where the target has FMA.
+    static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self
+}
+
+extension SIMD8: FloatVector where Scalar == Float {
+    @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma8(a, b, c) }
+}
+
+extension SIMD16: FloatVector where Scalar == Float {
+    @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma16(a, b, c) }
+}
+
 /// `a · b + c` in one fused instruction where the target has FMA.
 @inline(__always) func fma(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { pcnn_fma8(a, b, c) }
+@inline(__always) func fma(_ a: Vec16, _ b: Vec16, _ c: Vec16) -> Vec16 { pcnn_fma16(a, b, c) }
 
 extension UnsafePointer where Pointee == Float {
+    @inline(__always) func load<V: FloatVector>(_ offset: Int, as _: V.Type = V.self) -> V {
+        UnsafeRawPointer(self + offset).loadUnaligned(as: V.self)
+    }
+
     @inline(__always) func vec(_ offset: Int = 0) -> Vec {
         UnsafeRawPointer(self + offset).loadUnaligned(as: Vec.self)
+    }
+
+    @inline(__always) func vec16(_ offset: Int = 0) -> Vec16 {
+        UnsafeRawPointer(self + offset).loadUnaligned(as: Vec16.self)
     }
 }
 
@@ -19,9 +47,30 @@ extension UnsafeMutablePointer where Pointee == Float {
         UnsafeRawPointer(self + offset).loadUnaligned(as: Vec.self)
     }
 
-    @inline(__always) func store(_ v: Vec, at offset: Int = 0) {
-        UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: Vec.self)
+    @inline(__always) func vec16(_ offset: Int = 0) -> Vec16 {
+        UnsafeRawPointer(self + offset).loadUnaligned(as: Vec16.self)
     }
+
+    @inline(__always) func store<V: FloatVector>(_ v: V, at offset: Int = 0) {
+        UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: V.self)
+    }
+}
+
+/// Sums of adjacent lanes across `a` then `b`: `[a0+a1, a2+a3, …, b14+b15]`.
+@inline(__always) func pairSums(_ a: Vec16, _ b: Vec16) -> Vec16 {
+    let both = SIMD32<Float>(lowHalf: a, highHalf: b)
+    return both.evenHalf + both.oddHalf
+}
+
+/// Sums of adjacent lanes: `[v0+v1, v2+v3, …, v14+v15]`.
+@inline(__always) func pairSums(_ v: Vec16) -> Vec { v.evenHalf + v.oddHalf }
+
+/// Sums of adjacent lanes: `[v0+v1, v2+v3, v4+v5, v6+v7]`.
+@inline(__always) func pairSums(_ v: Vec) -> SIMD4<Float> { v.evenHalf + v.oddHalf }
+
+extension SIMD16 where Scalar == Float {
+    /// Sum of the lanes, by halves (see `SIMD8.total`).
+    @inline(__always) var total: Float { (lowHalf + highHalf).total }
 }
 
 extension SIMD8 where Scalar == Float {
@@ -40,30 +89,40 @@ extension SIMD8 where Scalar == Float {
 }
 
 /// Vector `e^x` with the Cephes single-precision method: `x = n ln2 + r`, `|r| ≤ ln2/2`, a degree-6
-/// polynomial for `e^r`, and `2^n` built in the exponent bits. Error within 2 ulp of `expf`
-/// on [-87, 88]; inputs are clamped there, so results stay finite and normal.
-@inline(__always) func vectorExp(_ x: Vec) -> Vec {
-    // Clamped with selects: the generic `clamped` is not inlined and costs a call per vector.
-    let low = Vec(repeating: -87), high = Vec(repeating: 88)
-    let x = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
+/// polynomial for `e^r` (Horner, fused), and `2^n` built in the exponent bits. Error within 2 ulp
+/// of `expf` on [-87, 88]; inputs are clamped there, so results stay finite and normal.
+///
+/// `@_transparent` so that it is inlined wherever it is used: as a plain `@inline(__always)`
+/// function the optimiser leaves it out of line in large kernels and pays a call per vector.
+@_transparent func vectorExp(_ x: Vec16) -> Vec16 {
+    let x = pcnn_clamp16(x, -87, 88)
     // Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits.
-    let shifter = Vec(repeating: 12_582_912)
-    let shifted = x * Vec(repeating: 1.442_695_04) + shifter
+    let shifter = Vec16(repeating: 12_582_912)
+    let shifted = fma(x, Vec16(repeating: 1.442_695_04), shifter)
     let n = shifted - shifter
-    var r = x - n * Vec(repeating: 0.693_359_375)
-    r = r - n * Vec(repeating: -2.121_944_4e-4)
-    var p = Vec(repeating: 1.987_569_15e-4)
-    p = p * r + Vec(repeating: 1.398_199_95e-3)
-    p = p * r + Vec(repeating: 8.333_451_9e-3)
-    p = p * r + Vec(repeating: 4.166_579_59e-2)
-    p = p * r + Vec(repeating: 1.666_666_55e-1)
-    p = p * r + Vec(repeating: 5.000_000_12e-1)
-    let er = p * (r * r) + r + Vec(repeating: 1)
-    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- Int32(0x4B40_0000) &+ 127
-    return er * unsafeBitCast(bits &<< 23, to: Vec.self)
+    var r = fma(n, Vec16(repeating: -0.693_359_375), x)
+    r = fma(n, Vec16(repeating: 2.121_944_4e-4), r)
+    var p = Vec16(repeating: 1.987_569_15e-4)
+    p = fma(p, r, Vec16(repeating: 1.398_199_95e-3))
+    p = fma(p, r, Vec16(repeating: 8.333_451_9e-3))
+    p = fma(p, r, Vec16(repeating: 4.166_579_59e-2))
+    p = fma(p, r, Vec16(repeating: 1.666_666_55e-1))
+    p = fma(p, r, Vec16(repeating: 5.000_000_12e-1))
+    let er = fma(p, r * r, r) + Vec16(repeating: 1)
+    let bits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- Int32(0x4B40_0000 - 127)
+    return er * unsafeBitCast(bits &<< 23, to: Vec16.self)
+}
+
+/// `vectorExp` on 8 lanes (the same operations on a half-filled wide vector).
+@_transparent func vectorExp(_ x: Vec) -> Vec {
+    vectorExp(Vec16(lowHalf: x, highHalf: x)).lowHalf
 }
 
 /// Vector logistic function `1 / (1 + e^-v)`.
-@inline(__always) func vectorSigmoid(_ v: Vec) -> Vec {
+@_transparent func vectorSigmoid(_ v: Vec16) -> Vec16 {
     1 / (1 + vectorExp(-v))
+}
+
+@_transparent func vectorSigmoid(_ v: Vec) -> Vec {
+    vectorSigmoid(Vec16(lowHalf: v, highHalf: v)).lowHalf
 }

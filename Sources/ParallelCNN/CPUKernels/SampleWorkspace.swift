@@ -31,9 +31,10 @@ final class SampleWorkspace {
     /// [5][28][24]. Kernels read whole aligned rows from it; reading `in` at five overlapping
     /// offsets instead makes LLVM merge the loads into slow shuffles.
     let shifted: UnsafeMutablePointer<Float>
-    /// Whether input row r is all zeros (MNIST digits leave about a quarter of the rows blank);
-    /// c1 skips their terms, which are exactly zero.
-    let blankRow: UnsafeMutablePointer<Bool>
+    /// The first and last input rows holding a non-zero pixel (MNIST digits leave about a
+    /// quarter of the rows blank). c1 skips the terms of blank rows, which are exactly zero; an
+    /// all-blank image has `rowTop > rowBottom`.
+    private(set) var rowTop = 0, rowBottom = N - 1
     /// c1 activations `σ(pre)`, [6][24][24].
     let c1Out: UnsafeMutablePointer<Float>
     /// c1 error at the pre-activation, [6][24][24].
@@ -51,9 +52,11 @@ final class SampleWorkspace {
     /// Points at the workspace's own buffer unless a caller redirects it (the data-parallel engine
     /// points it at the sample's slot, saving a copy).
     var grad: UnsafeMutablePointer<Float>
-    /// Per-lane partial sums of the c1 weight gradient [30 items][5 taps][8] and bias [6][8].
+    /// Per-lane partial sums of the c1 weight gradient [30 items][5 taps][16] and bias [6][16].
     let c1Partials: UnsafeMutablePointer<Float>
     let c1BiasPartials: UnsafeMutablePointer<Float>
+    /// s1's weighted rows before the sums over groups of four columns, [36 pairs][24].
+    let s1Rows: UnsafeMutablePointer<Float>
 
     /// Floats in a parameter-shaped buffer, rounded up to whole vectors.
     static let paddedParameterCount = (Parameters.count + 7) / 8 * 8
@@ -61,26 +64,27 @@ final class SampleWorkspace {
     private let storage: UnsafeMutablePointer<Float>
 
     init() {
-        let sizes = [N * N, K1 * N * H1, C * M1, C * M1, S, S, 16, 16, 16, Self.paddedParameterCount, C * K1 * K1 * 8, C * 8]
-        let total = sizes.reduce(0, +)
-        storage = .allocate(capacity: total)
+        let sizes = [N * N, K1 * N * H1, C * M1, C * M1, S, S, 16, 16, 16, Self.paddedParameterCount, C * K1 * K1 * 16, C * 16, C * H2 * H1]
+        // Every buffer starts on a 64-byte cache line, so whole-line vector loads do not straddle two.
+        let rounded = sizes.map { ($0 + 15) / 16 * 16 }
+        let total = rounded.reduce(0, +)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: total * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: total)
         storage.initialize(repeating: 0, count: total)
         var cursor = storage
-        func take(_ n: Int) -> UnsafeMutablePointer<Float> {
-            defer { cursor += n }
+        var index = 0
+        func take(_: Int) -> UnsafeMutablePointer<Float> {
+            defer { cursor += rounded[index]; index += 1 }
             return cursor
         }
         input = take(sizes[0]); shifted = take(sizes[1]); c1Out = take(sizes[2]); c1Error = take(sizes[3])
         s1Out = take(sizes[4]); s1Error = take(sizes[5])
         fPre = take(sizes[6]); fOut = take(sizes[7]); fError = take(sizes[8]); grad = take(sizes[9])
-        c1Partials = take(sizes[10]); c1BiasPartials = take(sizes[11])
-        blankRow = .allocate(capacity: N)
-        blankRow.initialize(repeating: true, count: N)
+        c1Partials = take(sizes[10]); c1BiasPartials = take(sizes[11]); s1Rows = take(sizes[12])
     }
 
     deinit {
-        storage.deallocate()
-        blankRow.deallocate()
+        UnsafeMutableRawPointer(storage).deallocate()
     }
 
     /// Copies image `sample` of `images` (784 floats each) into `input` and `shifted`.
@@ -93,11 +97,15 @@ final class SampleWorkspace {
                 dst.store(src.vec(0), at: 0); dst.store(src.vec(8), at: 8); dst.store(src.vec(16), at: 16)
             }
         }
-        for r in 0..<N {
+        func blank(_ r: Int) -> Bool {
             let row = image + r * N
-            let nonzero = (row.vec(0) .!= 0) .| (row.vec(8) .!= 0) .| (row.vec(16) .!= 0) .| (row.vec(20) .!= 0)
-            blankRow[r] = !any(nonzero)
+            return !any((row.vec(0) .!= 0) .| (row.vec(8) .!= 0) .| (row.vec(16) .!= 0) .| (row.vec(20) .!= 0))
         }
+        rowTop = 0
+        while rowTop < N && blank(rowTop) { rowTop += 1 }
+        rowBottom = N - 1
+        while rowBottom > rowTop && blank(rowBottom) { rowBottom -= 1 }
+        if rowTop == N { rowBottom = -1 }
     }
 
     /// Row `row` of the input shifted by `kc` columns: 24 floats.
@@ -108,41 +116,110 @@ final class SampleWorkspace {
     // MARK: Forward
 
     /// c1 for output rows `rows` (of 0..<24), all six maps: convolution, bias, sigmoid.
+    ///
+    /// A map is read flat, 16 outputs at a time across row ends: output `i = 24y + x` needs
+    /// `shifted[kc][i + 24kr]` for every tap, one contiguous load per tap. Each output is summed
+    /// over the taps in the same order whatever `rows` is; only taps whose input rows are all
+    /// blank are left out, and those add exactly zero.
     func c1Forward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
-        for y in rows {
-            c1ForwardRow(p, y: y, firstChannel: 0)
-            c1ForwardRow(p, y: y, firstChannel: 3)
+        var s = rows.lowerBound * H1
+        let end = rows.upperBound * H1
+        while s + 32 <= end {
+            c1ForwardPair(p, at: s)
+            s += 32
+        }
+        if s + 16 <= end {
+            c1ForwardChunk(p, at: s, Vec16.self)
+            s += 16
+        }
+        if s < end { c1ForwardChunk(p, at: s, Vec.self) }   // an odd row count leaves 8 outputs
+        c1Activate(from: rows.lowerBound * H1, to: end)
+    }
+
+    /// `c1Out = σ(c1Out)` for outputs `start..<end` of every map. A function of its own: in the
+    /// (large) convolution the optimiser no longer inlines the sigmoid and calls it per vector.
+    private func c1Activate(from start: Int, to end: Int) {
+        for c in 0..<C {
+            let out = c1Out + c * M1
+            var i = start
+            while i + 16 <= end {
+                out.store(vectorSigmoid(out.vec16(i)), at: i)
+                i += 16
+            }
+            if i < end { out.store(vectorSigmoid(out.vec(i)), at: i) }
         }
     }
 
-    /// One output row of three maps at once: nine accumulators share each input load.
-    @inline(__always) private func c1ForwardRow(_ p: UnsafePointer<Float>, y: Int, firstChannel c: Int) {
-        let w = p + Parameters.Offset.c1Weight + c * K1 * K1
-        let b = p + Parameters.Offset.c1Bias + c
-        var a0 = Vec(repeating: b[0]), a1 = a0, a2 = a0
-        var b0 = Vec(repeating: b[1]), b1 = b0, b2 = b0
-        var d0 = Vec(repeating: b[2]), d1 = d0, d2 = d0
-        for kr in 0..<K1 where !blankRow[y + kr] {
-            for kc in 0..<K1 {
-                let row = UnsafePointer(shiftedRow(kc: kc, row: y + kr))
-                let x0 = row.vec(0), x1 = row.vec(8), x2 = row.vec(16)
-                let t = kr * K1 + kc
-                let wa = Vec(repeating: w[t]), wb = Vec(repeating: w[K1 * K1 + t]), wd = Vec(repeating: w[2 * K1 * K1 + t])
-                a0 = fma(x0, wa, a0); a1 = fma(x1, wa, a1); a2 = fma(x2, wa, a2)
-                b0 = fma(x0, wb, b0); b1 = fma(x1, wb, b1); b2 = fma(x2, wb, b2)
-                d0 = fma(x0, wd, d0); d1 = fma(x1, wd, d1); d2 = fma(x2, wd, d2)
+    /// The taps kr (of 0..<5) that outputs `s..<s + count` need: those whose input rows y + kr
+    /// (y over the outputs' rows) meet the non-blank band.
+    @inline(__always) private func c1Taps(from s: Int, count: Int) -> ClosedRange<Int>? {
+        let firstRow = s / H1, lastRow = (s + count - 1) / H1
+        let low = max(0, rowTop - lastRow), high = min(K1 - 1, rowBottom - firstRow)
+        return low <= high ? low...high : nil
+    }
+
+    /// Pre-activations `s..<s + V.scalarCount` of all six maps (into `c1Out`): six accumulators
+    /// share each input load.
+    @inline(__always) private func c1ForwardChunk<V: FloatVector>(_ p: UnsafePointer<Float>, at s: Int, _: V.Type) {
+        let w = p + Parameters.Offset.c1Weight
+        let b = p + Parameters.Offset.c1Bias
+        var a0 = V(repeating: b[0]), a1 = V(repeating: b[1]), a2 = V(repeating: b[2])
+        var a3 = V(repeating: b[3]), a4 = V(repeating: b[4]), a5 = V(repeating: b[5])
+        if let taps = c1Taps(from: s, count: V.scalarCount) {
+            for kr in taps {
+                for kc in 0..<K1 {
+                    let x = UnsafePointer(shifted).load(kc * N * H1 + kr * H1 + s, as: V.self)
+                    let t = kr * K1 + kc
+                    a0 = .fused(x, V(repeating: w[t]), a0)
+                    a1 = .fused(x, V(repeating: w[K1 * K1 + t]), a1)
+                    a2 = .fused(x, V(repeating: w[2 * K1 * K1 + t]), a2)
+                    a3 = .fused(x, V(repeating: w[3 * K1 * K1 + t]), a3)
+                    a4 = .fused(x, V(repeating: w[4 * K1 * K1 + t]), a4)
+                    a5 = .fused(x, V(repeating: w[5 * K1 * K1 + t]), a5)
+                }
             }
         }
-        storeActivatedRow(channel: c, y: y, a0, a1, a2)
-        storeActivatedRow(channel: c + 1, y: y, b0, b1, b2)
-        storeActivatedRow(channel: c + 2, y: y, d0, d1, d2)
+        let out = c1Out + s
+        out.store(a0, at: 0); out.store(a1, at: M1); out.store(a2, at: 2 * M1)
+        out.store(a3, at: 3 * M1); out.store(a4, at: 4 * M1); out.store(a5, at: 5 * M1)
     }
 
-    @inline(__always) private func storeActivatedRow(channel c: Int, y: Int, _ v0: Vec, _ v1: Vec, _ v2: Vec) {
-        let out = c1Out + c * M1 + y * H1
-        out.store(vectorSigmoid(v0), at: 0)
-        out.store(vectorSigmoid(v1), at: 8)
-        out.store(vectorSigmoid(v2), at: 16)
+    /// Pre-activations `s..<s + 32` of all six maps: twelve independent FMA chains, enough to hide the
+    /// FMA latency (six are not), with each weight broadcast shared by two input loads.
+    @inline(__always) private func c1ForwardPair(_ p: UnsafePointer<Float>, at s: Int) {
+        let w = p + Parameters.Offset.c1Weight
+        let b = p + Parameters.Offset.c1Bias
+        var a0 = Vec16(repeating: b[0]), a1 = Vec16(repeating: b[1]), a2 = Vec16(repeating: b[2])
+        var a3 = Vec16(repeating: b[3]), a4 = Vec16(repeating: b[4]), a5 = Vec16(repeating: b[5])
+        var b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5
+        if let taps = c1Taps(from: s, count: 32) {
+            for kr in taps {
+                for kc in 0..<K1 {
+                    let row = UnsafePointer(shifted) + kc * N * H1 + kr * H1 + s
+                    let x = row.vec16(0), y = row.vec16(16)
+                    let t = kr * K1 + kc
+                    var v = Vec16(repeating: w[t])
+                    a0 = fma(x, v, a0); b0 = fma(y, v, b0)
+                    v = Vec16(repeating: w[K1 * K1 + t])
+                    a1 = fma(x, v, a1); b1 = fma(y, v, b1)
+                    v = Vec16(repeating: w[2 * K1 * K1 + t])
+                    a2 = fma(x, v, a2); b2 = fma(y, v, b2)
+                    v = Vec16(repeating: w[3 * K1 * K1 + t])
+                    a3 = fma(x, v, a3); b3 = fma(y, v, b3)
+                    v = Vec16(repeating: w[4 * K1 * K1 + t])
+                    a4 = fma(x, v, a4); b4 = fma(y, v, b4)
+                    v = Vec16(repeating: w[5 * K1 * K1 + t])
+                    a5 = fma(x, v, a5); b5 = fma(y, v, b5)
+                }
+            }
+        }
+        let out = c1Out + s
+        out.store(a0, at: 0); out.store(b0, at: 16)
+        out.store(a1, at: M1); out.store(b1, at: M1 + 16)
+        out.store(a2, at: 2 * M1); out.store(b2, at: 2 * M1 + 16)
+        out.store(a3, at: 3 * M1); out.store(b3, at: 3 * M1 + 16)
+        out.store(a4, at: 4 * M1); out.store(b4, at: 4 * M1 + 16)
+        out.store(a5, at: 5 * M1); out.store(b5, at: 5 * M1 + 16)
     }
 
     /// The s1 kernel row `kr` tiled across 8 lanes: `w[kr][x % 4]`.
@@ -152,25 +229,60 @@ final class SampleWorkspace {
     }
 
     /// s1 for the (map, output row) pairs `pairs` (of 0..<36, pair = c * 6 + y): sigmoid outputs.
+    ///
+    /// Each pair first sums its four c1 rows weighted by the kernel tiled along the row,
+    /// `t[x] = Σ_kr w[kr][x % 4] · c1[c][4y + kr][x]` (into `s1Rows`); then each output is the sum
+    /// of its group of four, `(t0 + t1) + (t2 + t3)`, taken for 16 outputs at once by two rounds
+    /// of pairwise sums.
     func s1Forward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
-        let bias = p[Parameters.Offset.s1Bias]
+        let w = p + Parameters.Offset.s1Weight
+        let tile0 = s1WeightTile16(w), tile1 = s1WeightTile16(w + K2)
+        let tile2 = s1WeightTile16(w + 2 * K2), tile3 = s1WeightTile16(w + 3 * K2)
         for pair in pairs {
-            let c = pair / H2, y = pair % H2
-            // Weighted sum of the 4 input rows, then sums of each group of 4 columns.
-            var t0 = Vec(), t1 = Vec(), t2 = Vec()
-            for kr in 0..<K2 {
-                let tile = s1WeightTile(p, row: kr)
-                let row = UnsafePointer(c1Out + c * M1 + (K2 * y + kr) * H1)
-                t0 = fma(tile, row.vec(0), t0)
-                t1 = fma(tile, row.vec(8), t1)
-                t2 = fma(tile, row.vec(16), t2)
-            }
-            let q0 = t0.quadSums, q1 = t1.quadSums, q2 = t2.quadSums
-            let pre = Vec(q0[0], q0[1], q1[0], q1[1], q2[0], q2[1], 0, 0) + Vec(repeating: bias)
-            let out = vectorSigmoid(pre)
-            let dst = s1Out + pair * H2
-            for x in 0..<H2 { dst[x] = out[x] }
+            // Pair (c, y) starts at c1 row 4y of map c: offset 576c + 96y = 96 · pair.
+            let rows = UnsafePointer(c1Out) + pair * K2 * H1
+            var a = tile0 * rows.vec16(0), b = tile0.lowHalf * rows.vec(16)
+            a = fma(tile1, rows.vec16(H1), a); b = fma(tile1.lowHalf, rows.vec(H1 + 16), b)
+            a = fma(tile2, rows.vec16(2 * H1), a); b = fma(tile2.lowHalf, rows.vec(2 * H1 + 16), b)
+            a = fma(tile3, rows.vec16(3 * H1), a); b = fma(tile3.lowHalf, rows.vec(3 * H1 + 16), b)
+            s1Rows.store(a, at: pair * H1)
+            s1Rows.store(b, at: pair * H1 + 16)
         }
+        let bias = p[Parameters.Offset.s1Bias]
+        let t = UnsafePointer(s1Rows)
+        var i = pairs.lowerBound * H1, o = pairs.lowerBound * H2
+        let end = pairs.upperBound * H1
+        // A range of pairs holds 6n outputs: blocks of 16, then at most one each of 8, 4 and 2.
+        while i + 64 <= end {
+            let pre = pairSums(pairSums(t.vec16(i), t.vec16(i + 16)), pairSums(t.vec16(i + 32), t.vec16(i + 48)))
+            s1Out.store(vectorSigmoid(pre + Vec16(repeating: bias)), at: o)
+            i += 64; o += 16
+        }
+        if i + 32 <= end {
+            let pre = pairSums(pairSums(t.vec16(i), t.vec16(i + 16)))
+            s1Out.store(vectorSigmoid(pre + Vec(repeating: bias)), at: o)
+            i += 32; o += 8
+        }
+        // 4 and 2 outputs (16 and 8 floats) are stored lane by lane: an output outside `pairs`
+        // may belong to another thread.
+        if i + 16 <= end {
+            let quads = pairSums(pairSums(t.vec16(i)))
+            let out = vectorSigmoid(Vec(lowHalf: quads, highHalf: .zero) + Vec(repeating: bias))
+            for k in 0..<4 { s1Out[o + k] = out[k] }
+            i += 16; o += 4
+        }
+        if i < end {
+            let quads = t.vec(i).quadSums
+            let out = vectorSigmoid(Vec(lowHalf: SIMD4(lowHalf: quads, highHalf: .zero), highHalf: .zero) + Vec(repeating: bias))
+            for k in 0..<2 { s1Out[o + k] = out[k] }
+        }
+    }
+
+    /// The s1 kernel row at `w` (4 floats) tiled across 16 lanes: lane x holds `w[x % 4]`.
+    @inline(__always) private func s1WeightTile16(_ w: UnsafePointer<Float>) -> Vec16 {
+        let quad = SIMD4<Float>(w[0], w[1], w[2], w[3])
+        let eight = Vec(lowHalf: quad, highHalf: quad)
+        return Vec16(lowHalf: eight, highHalf: eight)
     }
 
     /// f pre-activations for outputs `outputs` (of 0..<10).
@@ -304,51 +416,75 @@ final class SampleWorkspace {
     }
 
     /// c1 weight-gradient items `items` (of 0..<30, item = c * 5 + kr): for the five taps
-    /// `g[c][kr][kc] = Σ_{y,x} e[c][y][x] · in[y+kr][x+kc]`, as 8-lane partial sums in
+    /// `g[c][kr][kc] = Σ_{y,x} e[c][y][x] · in[y+kr][x+kc]`, as 16-lane partial sums in
     /// `c1Partials`; `finishC1WeightGradient` adds up the lanes.
+    ///
+    /// The map is read flat as in `c1Forward`: `e[i] · shifted[kc][i + 24kr]`, 16 outputs a
+    /// load, over the rows whose input row y + kr meets the non-blank band (widened to whole
+    /// vectors; the extra terms have a blank input row and are exactly zero). Items of the same
+    /// kr are taken three channels at a time, so that each input load feeds three FMAs. Every
+    /// item is summed in the same order however `items` is split.
     func c1WeightGradient(items: Range<Int>) {
-        for item in items {
-            let c = item / K1, kr = item % K1
-            let err = UnsafePointer(c1Error + c * M1)
-            // Two accumulators per tap keep ten independent FMA chains in flight.
-            var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec(), a4 = Vec()
-            var b0 = Vec(), b1 = Vec(), b2 = Vec(), b3 = Vec(), b4 = Vec()
-            for y in 0..<H1 where !blankRow[y + kr] {
-                let e = err + y * H1
-                let e0 = e.vec(0), e1 = e.vec(8), e2 = e.vec(16)
-                @inline(__always) func tap(_ kc: Int, _ a: inout Vec, _ b: inout Vec) {
-                    let row = UnsafePointer(shiftedRow(kc: kc, row: y + kr))
-                    a = fma(e0, row.vec(0), a)
-                    b = fma(e1, row.vec(8), b)
-                    a = fma(e2, row.vec(16), a)
-                }
-                tap(0, &a0, &b0); tap(1, &a1, &b1); tap(2, &a2, &b2); tap(3, &a3, &b3); tap(4, &a4, &b4)
-            }
-            // Lane sums are left for later: reducing here lets LLVM's SLP vectoriser transpose
-            // the whole loop into shuffles, several times slower.
-            let partial = c1Partials + item * K1 * 8
-            partial.store(a0 + b0, at: 0); partial.store(a1 + b1, at: 8); partial.store(a2 + b2, at: 16)
-            partial.store(a3 + b3, at: 24); partial.store(a4 + b4, at: 32)
-            if kr == 0 {
-                var s0 = Vec(), s1 = Vec(), s2 = Vec()
-                for i in stride(from: 0, to: M1, by: 24) {
-                    s0 += err.vec(i); s1 += err.vec(i + 8); s2 += err.vec(i + 16)
-                }
-                c1BiasPartials.store(s0 + s1 + s2, at: c * 8)
+        for kr in 0..<K1 {
+            // The channels c with item c * 5 + kr in `items`.
+            var c = max(0, (items.lowerBound - kr + K1 - 1) / K1)
+            let last = (items.upperBound - 1 - kr) >= 0 ? (items.upperBound - 1 - kr) / K1 : -1
+            while c <= last {
+                let count = min(3, last - c + 1)
+                c1WeightGradientGroup(kr: kr, firstChannel: c, count: count)
+                c += count
             }
         }
+        for item in items where item % K1 == 0 {
+            let c = item / K1
+            let err = UnsafePointer(c1Error + c * M1)
+            var s0 = Vec16(), s1 = Vec16()
+            for i in stride(from: 0, to: M1, by: 32) {
+                s0 += err.vec16(i); s1 += err.vec16(i + 16)
+            }
+            c1BiasPartials.store(s0 + s1, at: c * 16)
+        }
+    }
+
+    /// Items (c, kr) for channels `c..<c + count` (count ≤ 3) of one kr: fifteen accumulators.
+    /// With fewer than three channels the missing ones repeat the first and are not stored.
+    @inline(__always) private func c1WeightGradientGroup(kr: Int, firstChannel c: Int, count: Int) {
+        var g0 = FiveTaps(), g1 = FiveTaps(), g2 = FiveTaps()
+        let firstRow = max(0, rowTop - kr), lastRow = min(H1 - 1, rowBottom - kr)
+        if firstRow <= lastRow {
+            let e0 = UnsafePointer(c1Error + c * M1)
+            let e1 = count > 1 ? e0 + M1 : e0, e2 = count > 2 ? e0 + 2 * M1 : e0
+            let input = UnsafePointer(shifted) + kr * H1
+            var i = firstRow * H1 / 16 * 16
+            let end = ((lastRow + 1) * H1 + 15) / 16 * 16
+            while i < end {
+                let x0 = e0.vec16(i), x1 = e1.vec16(i), x2 = e2.vec16(i)
+                @inline(__always) func tap(_ kc: Int, _ t0: inout Vec16, _ t1: inout Vec16, _ t2: inout Vec16) {
+                    let s = input.vec16(kc * N * H1 + i)
+                    t0 = fma(x0, s, t0); t1 = fma(x1, s, t1); t2 = fma(x2, s, t2)
+                }
+                tap(0, &g0.t0, &g1.t0, &g2.t0); tap(1, &g0.t1, &g1.t1, &g2.t1); tap(2, &g0.t2, &g1.t2, &g2.t2)
+                tap(3, &g0.t3, &g1.t3, &g2.t3); tap(4, &g0.t4, &g1.t4, &g2.t4)
+                i += 16
+            }
+        }
+        // Lane sums are left for later: reducing here lets LLVM's SLP vectoriser transpose
+        // the whole loop into shuffles, several times slower.
+        g0.store(to: c1Partials + (c * K1 + kr) * K1 * 16)
+        if count > 1 { g1.store(to: c1Partials + ((c + 1) * K1 + kr) * K1 * 16) }
+        if count > 2 { g2.store(to: c1Partials + ((c + 2) * K1 + kr) * K1 * 16) }
     }
 
     /// Adds up the lanes left by `c1WeightGradient` for the items `items` into `grad`.
     @inline(never)
     func finishC1WeightGradient(items: Range<Int>) {
         for item in items {
-            let partial = UnsafePointer(c1Partials + item * K1 * 8)
+            let partial = UnsafePointer(c1Partials + item * K1 * 16)
             let g = grad + Parameters.Offset.c1Weight + item * K1
-            for kc in 0..<K1 { g[kc] = partial.vec(kc * 8).total }
+            for kc in 0..<K1 { g[kc] = partial.vec16(kc * 16).total }
             if item % K1 == 0 {
                 let c = item / K1
-                grad[Parameters.Offset.c1Bias + c] = UnsafePointer(c1BiasPartials).vec(c * 8).total
+                grad[Parameters.Offset.c1Bias + c] = UnsafePointer(c1BiasPartials).vec16(c * 16).total
             }
         }
     }
@@ -383,5 +519,14 @@ final class SampleWorkspace {
         let loss = outputError(label: label, recipe: recipe)
         backward(p)
         return StepStatistics(lossSum: loss, misclassified: wrong ? 1 : 0, samples: 1)
+    }
+}
+
+/// Five 16-lane sums, one per c1 kernel column.
+private struct FiveTaps {
+    var t0 = Vec16(), t1 = Vec16(), t2 = Vec16(), t3 = Vec16(), t4 = Vec16()
+
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) {
+        p.store(t0, at: 0); p.store(t1, at: 16); p.store(t2, at: 32); p.store(t3, at: 48); p.store(t4, at: 64)
     }
 }
