@@ -8,8 +8,10 @@ struct Train: ParsableCommand {
         discussion: """
         Recipes:
           original  SPEC.md exactly: sigmoid outputs, error without output derivative, c1 gradients \
-        /576, s1 bias /216, SGD with dt = 0.1, one sample per step in file order. With --batch B \
-        the B per-sample updates (all from the same parameters) are averaged.
+        /576, s1 bias /216, SGD with dt = 0.1, one sample per step in file order. With --batch B > 1 \
+        the B per-sample updates (all from the same parameters) are averaged, with momentum 0.8 by \
+        default and the c1 step multiplied by min(4B, 576): batch 64 reaches 8.8% after one epoch \
+        (plain averaging: 20.3%). --lr and --momentum override the defaults.
           modern    softmax cross-entropy with true gradients, minibatch momentum SGD (default \
         --batch 32 --lr 0.05 --momentum 0.9 --lr-decay 0.5), reshuffled every epoch from --seed. Best seen: --batch 4 --lr 0.02 reaches 2.46% test error in 3 epochs.
 
@@ -43,7 +45,7 @@ struct Train: ParsableCommand {
     @Option(help: "Learning rate (default: 0.1 for original, 0.05 for modern).")
     var lr: Float?
 
-    @Option(help: "Momentum (default: 0 for original, 0.9 for modern).")
+    @Option(help: "Momentum (default: 0 for original at batch 1, 0.8 at larger batches; 0.9 for modern).")
     var momentum: Float?
 
     @Option(name: .customLong("lr-decay"), help: "Learning-rate factor per epoch (default: 1 for original, 0.5 for modern).")

@@ -27,7 +27,7 @@ public enum Benchmark {
     public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) throws -> Double {
         let start = Initialization.original.makeParameters()
         let plan = EpochPlan(order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
-                             rule: UpdateRule(recipe: .original))
+                             rule: UpdateRule(recipe: .original, batchSize: batch))
         try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {

@@ -9,7 +9,9 @@ public final class ParameterState {
     let velocity: UnsafeMutablePointer<Float>
     private(set) var hasVelocity = false
     private let scale: UnsafeMutablePointer<Float>
+    /// The recipe and configured batch size `scale` was built for.
     private var scaleRecipe: Recipe?
+    private var scaleBatchSize = 0
 
     init(_ parameters: Parameters) {
         values = .allocate(capacity: Self.count)
@@ -54,9 +56,10 @@ public final class ParameterState {
 
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
     func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
-        if scaleRecipe != rule.recipe {
+        if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
             rule.scaleVector().withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: Parameters.count) }
             scaleRecipe = rule.recipe
+            scaleBatchSize = rule.batchSize
         }
         let lr = Vec(repeating: rule.learningRate)
         let inverseBatch = Vec(repeating: 1 / Float(batchSize))

@@ -4,8 +4,11 @@ import Foundation
 /// same mathematics). Stored in checkpoints so a resumed run continues the same run.
 public struct TrainingOptions: Equatable, Sendable {
     public var rule: UpdateRule
-    /// Samples per optimizer step.
-    public var batchSize: Int
+    /// Samples per optimizer step (kept in `rule`, whose step factors depend on it).
+    public var batchSize: Int {
+        get { rule.batchSize }
+        set { rule.batchSize = newValue }
+    }
     /// Epochs to complete (a resumed run stops when this many are done in total).
     public var epochs: Int
     /// Seed of the epoch shuffles (modern recipe) and of `.seeded` initialisation.
@@ -26,8 +29,8 @@ public struct TrainingOptions: Equatable, Sendable {
     public init(recipe: Recipe, epochs: Int = 1, batchSize: Int? = nil, learningRate: Float? = nil,
                 momentum: Float? = nil, seed: UInt64 = 1, initialization: Initialization = .original,
                 learningRateDecay: Float? = nil) {
-        rule = UpdateRule(recipe: recipe, learningRate: learningRate, momentum: momentum)
-        self.batchSize = batchSize ?? recipe.defaultBatchSize
+        rule = UpdateRule(recipe: recipe, learningRate: learningRate, momentum: momentum,
+                          batchSize: batchSize ?? recipe.defaultBatchSize)
         self.epochs = epochs
         self.seed = seed
         self.initialization = initialization

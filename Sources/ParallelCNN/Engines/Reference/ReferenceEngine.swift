@@ -249,7 +249,7 @@ public final class ReferenceEngine: SteppedEngine {
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: Parameters.count)
         // The original program with one sample per step updates biases while back-propagating.
-        let faithful = indices.count == 1 && !rule.usesMomentum
+        let faithful = indices.count == 1 && rule.batchSize == 1 && !rule.usesMomentum
         for index in indices {
             let sample = Int(index)
             forward(data, sample: sample, recipe: rule.recipe)
@@ -266,8 +266,9 @@ public final class ReferenceEngine: SteppedEngine {
             for i in 0..<Parameters.count where !Self.isBias(i) { p[i] += rule.learningRate * grad[i] }
         } else {
             var v = velocity ?? [Float](repeating: 0, count: Parameters.count)
+            let factor = rule.stepFactorVector()
             for i in 0..<Parameters.count {
-                v[i] = rule.momentum * v[i] + grad[i] / batch
+                v[i] = rule.momentum * v[i] + factor[i] * grad[i] / batch
                 p[i] += rule.learningRate * v[i]
             }
             velocity = rule.usesMomentum ? v : nil
