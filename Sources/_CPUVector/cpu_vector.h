@@ -34,4 +34,15 @@ pcnn_float16 pcnn_clamp16(pcnn_float16 x, float low, float high) {
     return __builtin_elementwise_min(__builtin_elementwise_max(x, (pcnn_float16)low), (pcnn_float16)high);
 }
 
+// Pixels from bytes: Float(b) / 255 for the 16 bytes at p (unaligned). Float division by 255
+// equals SPEC's Float(Double(b) / 255.0) for every byte value. (Swift's own SIMD16<UInt8> to
+// SIMD16<Float> conversion is a generic call per vector.)
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_pixels16(const unsigned char *p) {
+    typedef unsigned char pcnn_bytes16 __attribute__((ext_vector_type(16)));
+    pcnn_bytes16 b;
+    __builtin_memcpy(&b, p, 16);
+    return __builtin_convertvector(b, pcnn_float16) / 255.0f;
+}
+
 #endif

@@ -16,7 +16,7 @@ final class DataParallelTeam {
 
     /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
     /// under parameters `p`. The pointer stays valid until the next call.
-    func gradient(images: UnsafePointer<Float>, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
+    func gradient(images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
                   parameters p: UnsafePointer<Float>, recipe: Recipe) -> (UnsafePointer<Float>, StepStatistics) {
         let batch = indices.count
         sums.reserve(batch: batch)
@@ -33,7 +33,7 @@ final class DataParallelTeam {
     }
 
     /// Predicted classes of `range`'s samples, split across the threads.
-    func predict(images: UnsafePointer<Float>, range: Range<Int>, parameters p: UnsafePointer<Float>, recipe: Recipe,
+    func predict(images: ImagePixels, range: Range<Int>, parameters p: UnsafePointer<Float>, recipe: Recipe,
                  into predictions: UnsafeMutableBufferPointer<UInt8>) {
         let workspaces = self.workspaces, pool = self.pool
         pool.run { member in

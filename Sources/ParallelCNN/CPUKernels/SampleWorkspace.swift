@@ -1,3 +1,5 @@
+import _CPUVector
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -87,10 +89,18 @@ final class SampleWorkspace {
         UnsafeMutableRawPointer(storage).deallocate()
     }
 
-    /// Copies image `sample` of `images` (784 floats each) into `input` and `shifted`.
-    func loadImage(_ images: UnsafePointer<Float>, sample: Int) {
-        let image = images + sample * N * N
-        input.update(from: image, count: N * N)
+    /// Loads image `sample` of `images` (784 pixels each) into `input` and `shifted`, decoding
+    /// bytes with SPEC's `Float(Double(byte) / 255.0)`.
+    func loadImage(_ images: ImagePixels, sample: Int) {
+        if let bytes = images.bytes {
+            let source = bytes + sample * N * N
+            // Float division by 255 gives exactly Float(Double(b) / 255.0) for all 256 bytes
+            // (multiplying by 1/255 would not: it differs for 126 of them).
+            for i in stride(from: 0, to: N * N, by: 16) { input.store(pcnn_pixels16(source + i), at: i) }   // 784 = 49 · 16
+        } else {
+            input.update(from: images.floats! + sample * N * N, count: N * N)
+        }
+        let image = UnsafePointer(input)
         for kc in 0..<K1 {
             for r in 0..<N {
                 let src = image + r * N + kc, dst = shiftedRow(kc: kc, row: r)
@@ -511,7 +521,7 @@ final class SampleWorkspace {
 
     /// One training sample on this thread: load, forward, error, backward (fills `grad`); returns
     /// the sample's loss and correctness.
-    func trainSample(_ images: UnsafePointer<Float>, sample: Int, label: Int, _ p: UnsafePointer<Float>,
+    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>,
                      recipe: Recipe) -> StepStatistics {
         loadImage(images, sample: sample)
         forward(p, recipe: recipe)

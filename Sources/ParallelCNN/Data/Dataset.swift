@@ -1,58 +1,113 @@
 import Foundation
 
-/// A set of labelled 28x28 grey-scale images, decoded for training.
+/// A set of labelled 28x28 grey-scale images.
+///
+/// Images loaded from IDX files stay bytes (47 MB for MNIST's training set, where floats take
+/// 188 MB); engines convert each sample as they load it, with SPEC's formula
+/// `Float(Double(byte) / 255.0)`. A set can also be built from floats (tests, synthetic data).
 public struct Dataset: Sendable {
     /// A name for reports, e.g. "mnist-train".
     public let name: String
-    /// `count * 784` pixels, row-major, image after image; pixel = `Float(Double(byte) / 255.0)`.
-    public let images: [Float]
     /// One label per image, each in 0...9.
     public let labels: [UInt8]
+    private let storage: Storage
+
+    private enum Storage: Sendable {
+        case bytes([UInt8])
+        case floats([Float])
+    }
 
     /// Number of samples.
     public var count: Int { labels.count }
 
     /// - Precondition: `images.count == labels.count * 784` and every label is in 0...9.
     public init(name: String, images: [Float], labels: [UInt8]) {
-        precondition(images.count == labels.count * Network.imagePixels,
-                     "\(name): \(images.count) pixels for \(labels.count) labels")
-        precondition(labels.allSatisfy { Int($0) < Network.classes }, "\(name): label outside 0...9")
-        self.name = name
-        self.images = images
-        self.labels = labels
+        self.init(name: name, storage: .floats(images), pixels: images.count, labels: labels)
     }
 
-    /// Decodes raw pixel bytes (as stored in IDX files) with the SPEC's formula
-    /// `Float(Double(byte) / 255.0)`, through a 256-entry table.
+    /// A set of raw pixel bytes (as stored in IDX files), decoded per sample as it is used.
     /// - Precondition: as `init(name:images:labels:)`, with `pixelBytes` in place of `images`.
     public init(name: String, pixelBytes: [UInt8], labels: [UInt8]) {
-        let images = [Float](unsafeUninitializedCapacity: pixelBytes.count) { out, initialized in
-            Self.pixelTable.withUnsafeBufferPointer { table in
-                pixelBytes.withUnsafeBufferPointer { bytes in
-                    for i in bytes.indices { out[i] = table[Int(bytes[i])] }
-                }
-            }
-            initialized = pixelBytes.count
-        }
-        self.init(name: name, images: images, labels: labels)
+        self.init(name: name, storage: .bytes(pixelBytes), pixels: pixelBytes.count, labels: labels)
+    }
+
+    private init(name: String, storage: Storage, pixels: Int, labels: [UInt8]) {
+        precondition(pixels == labels.count * Network.imagePixels, "\(name): \(pixels) pixels for \(labels.count) labels")
+        precondition(labels.allSatisfy { Int($0) < Network.classes }, "\(name): label outside 0...9")
+        self.name = name
+        self.storage = storage
+        self.labels = labels
     }
 
     /// `pixelTable[b] == Float(Double(b) / 255.0)` for every byte `b`.
     public static let pixelTable: [Float] = (0...255).map { Float(Double($0) / 255.0) }
 
-    /// The pixels of sample `index`.
+    /// Every pixel as a float, `count * 784`, row-major, image after image. A set of bytes is
+    /// converted whole on every call: engines read `withImagePixels` instead.
+    public var images: [Float] {
+        switch storage {
+        case .floats(let floats): floats
+        case .bytes(let bytes): bytes.map { Self.pixelTable[Int($0)] }
+        }
+    }
+
+    /// The raw bytes of a set loaded from IDX files (nil for a set built from floats).
+    public var pixelBytes: [UInt8]? {
+        if case .bytes(let bytes) = storage { bytes } else { nil }
+    }
+
+    /// The pixels of sample `index`, as floats.
     public func image(_ index: Int) -> ArraySlice<Float> {
-        images[index * Network.imagePixels..<(index + 1) * Network.imagePixels]
+        let range = index * Network.imagePixels..<(index + 1) * Network.imagePixels
+        switch storage {
+        case .floats(let floats): return floats[range]
+        case .bytes(let bytes): return ArraySlice(bytes[range].map { Self.pixelTable[Int($0)] })
+        }
+    }
+
+    /// Calls `body` with the storage of the pixels, for the CPU kernels.
+    func withImagePixels<R>(_ body: (ImagePixels) throws -> R) rethrows -> R {
+        switch storage {
+        case .floats(let floats): try floats.withUnsafeBufferPointer { try body(ImagePixels(floats: $0.baseAddress!)) }
+        case .bytes(let bytes): try bytes.withUnsafeBufferPointer { try body(ImagePixels(bytes: $0.baseAddress!)) }
+        }
+    }
+
+    /// The samples `samples`, in that order, as a new set named `name` (same storage kind).
+    public func selecting(_ samples: some Collection<Int>, name: String) -> Dataset {
+        let pixels = Network.imagePixels
+        let labels = samples.map { self.labels[$0] }
+        switch storage {
+        case .floats(let floats):
+            var out = [Float]()
+            out.reserveCapacity(samples.count * pixels)
+            for sample in samples { out.append(contentsOf: floats[(sample * pixels)..<((sample + 1) * pixels)]) }
+            return Dataset(name: name, images: out, labels: labels)
+        case .bytes(let bytes):
+            var out = [UInt8]()
+            out.reserveCapacity(samples.count * pixels)
+            for sample in samples { out.append(contentsOf: bytes[(sample * pixels)..<((sample + 1) * pixels)]) }
+            return Dataset(name: name, pixelBytes: out, labels: labels)
+        }
     }
 
     /// The first `min(n, count)` samples, under the same name (for `--limit`).
     /// - Precondition: `n >= 0`.
     public func prefix(_ n: Int) -> Dataset {
         precondition(n >= 0, "negative prefix length \(n)")
-        let kept = min(n, count)
-        return Dataset(name: name, images: Array(images[..<(kept * Network.imagePixels)]),
-                       labels: Array(labels[..<kept]))
+        // The whole set is shared, not copied (47 MB for MNIST's training images).
+        return n >= count ? self : selecting(0..<n, name: name)
     }
+}
+
+/// Where a data set's pixels lie, for the CPU kernels: bytes, decoded per sample by
+/// `SampleWorkspace.loadImage`, or floats.
+struct ImagePixels: @unchecked Sendable {
+    var bytes: UnsafePointer<UInt8>?
+    var floats: UnsafePointer<Float>?
+
+    init(bytes: UnsafePointer<UInt8>) { self.bytes = bytes }
+    init(floats: UnsafePointer<Float>) { self.floats = floats }
 }
 
 /// The data sets the program knows. Both use the same four IDX file names.

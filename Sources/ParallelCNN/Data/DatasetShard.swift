@@ -50,19 +50,9 @@ public struct ShardPlan: Sendable, Equatable {
     public func shard(of data: Dataset, rank: Int) -> DatasetShard {
         precondition(data.count == count, "shard plan for \(count) samples, data set has \(data.count)")
         let rows = positions(rank: rank)
-        var pixels = [Float]()
-        pixels.reserveCapacity(rows.count * Network.imagePixels)
-        var labels = [UInt8]()
-        labels.reserveCapacity(rows.count)
         var rowOf = [Int32](repeating: -1, count: count)
-        data.images.withUnsafeBufferPointer { images in
-            for (row, sample) in rows.enumerated() {
-                pixels.append(contentsOf: images[(sample * Network.imagePixels)..<((sample + 1) * Network.imagePixels)])
-                labels.append(data.labels[sample])
-                rowOf[sample] = Int32(row)
-            }
-        }
-        return DatasetShard(data: Dataset(name: "\(data.name)[rank \(rank) of \(ranks)]", images: pixels, labels: labels),
+        for (row, sample) in rows.enumerated() { rowOf[sample] = Int32(row) }
+        return DatasetShard(data: data.selecting(rows, name: "\(data.name)[rank \(rank) of \(ranks)]"),
                             totalCount: count, row: rowOf)
     }
 }

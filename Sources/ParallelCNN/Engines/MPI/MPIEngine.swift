@@ -59,11 +59,11 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
-        data.images.withUnsafeBufferPointer { images in
+        data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
                 switch strategy {
-                case .data: trainDataParallel(images.baseAddress!, labels, indices, rule)
-                case .layer: trainLayerParallel(images.baseAddress!, labels, indices, rule)
+                case .data: trainDataParallel(images, labels, indices, rule)
+                case .layer: trainLayerParallel(images, labels, indices, rule)
                 }
             }
         }
@@ -71,7 +71,7 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 
     // MARK: Data strategy
 
-    private func trainDataParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
+    private func trainDataParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let mine = ShardPlan.share(of: indices.count, rank: communicator.rank, ranks: communicator.size)
         localIndices.removeAll(keepingCapacity: true)
@@ -106,7 +106,7 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 
     // MARK: Layer strategy
 
-    private func trainLayerParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
+    private func trainLayerParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
@@ -153,8 +153,8 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 
     /// Predictions are computed on every rank from its own copy of the model: no messages.
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
-        data.images.withUnsafeBufferPointer { images in
-            team.predict(images: images.baseAddress!, range: range, parameters: UnsafePointer(state.values),
+        data.withImagePixels { images in
+            team.predict(images: images, range: range, parameters: UnsafePointer(state.values),
                          recipe: recipe, into: predictions)
         }
     }

@@ -68,7 +68,7 @@ public final class ReferenceEngine: SteppedEngine {
     // MARK: Forward
 
     private func forward(_ data: Dataset, sample: Int, recipe: Recipe) {
-        for i in 0..<(N * N) { input[i] = data.images[sample * N * N + i] }
+        for (i, pixel) in data.image(sample).enumerated() { input[i] = pixel }
 
         // c1: kernel column outer, kernel row inner; bias after the sum.
         for c in 0..<C {

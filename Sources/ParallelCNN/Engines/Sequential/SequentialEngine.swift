@@ -20,10 +20,10 @@ public final class SequentialEngine: ParameterStateEngine {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values)
-        let (sum, stats) = data.images.withUnsafeBufferPointer { images in
+        let (sum, stats) = data.withImagePixels { images in
             batchGradient.sum(batch: batch, gradient: workspace.grad) { k in
                 let sample = Int(indices[k])
-                return workspace.trainSample(images.baseAddress!, sample: sample, label: Int(data.labels[sample]), p,
+                return workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p,
                                              recipe: rule.recipe)
             }
         }
@@ -33,9 +33,9 @@ public final class SequentialEngine: ParameterStateEngine {
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
         let p = UnsafePointer(state.values)
-        data.images.withUnsafeBufferPointer { images in
+        data.withImagePixels { images in
             for (k, sample) in range.enumerated() {
-                workspace.loadImage(images.baseAddress!, sample: sample)
+                workspace.loadImage(images, sample: sample)
                 workspace.forward(p, recipe: recipe)
                 predictions[k] = UInt8(workspace.predictedClass)
             }
@@ -48,8 +48,8 @@ extension SequentialEngine {
     /// parameters, without changing them; for agreement tests against `ReferenceEngine`.
     public func gradient(of data: Dataset, sample: Int, recipe: Recipe) -> (gradient: Parameters, loss: Double) {
         let p = UnsafePointer(state.values)
-        let loss = data.images.withUnsafeBufferPointer { images in
-            workspace.loadImage(images.baseAddress!, sample: sample)
+        let loss = data.withImagePixels { images in
+            workspace.loadImage(images, sample: sample)
             workspace.forward(p, recipe: recipe)
             let loss = workspace.outputError(label: Int(data.labels[sample]), recipe: recipe)
             workspace.backward(p)
@@ -61,7 +61,7 @@ extension SequentialEngine {
 
     /// The activations of one sample: c1 output [6][24][24], s1 output [6][6][6], output [10].
     public func activations(of data: Dataset, sample: Int, recipe: Recipe) -> (c1: [Float], s1: [Float], output: [Float]) {
-        data.images.withUnsafeBufferPointer { workspace.loadImage($0.baseAddress!, sample: sample) }
+        data.withImagePixels { workspace.loadImage($0, sample: sample) }
         workspace.forward(UnsafePointer(state.values), recipe: recipe)
         return (Array(UnsafeBufferPointer(start: workspace.c1Out, count: Network.channels * Network.convMapSize)),
                 Array(UnsafeBufferPointer(start: workspace.s1Out, count: Network.poolOutputs)),

@@ -36,11 +36,11 @@ public final class ThreadedEngine: ParameterStateEngine {
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
-        data.images.withUnsafeBufferPointer { images in
+        data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
                 switch strategy {
-                case .data: trainDataParallel(images.baseAddress!, labels, indices, rule)
-                case .layer: trainLayerParallel(images.baseAddress!, labels, indices, rule)
+                case .data: trainDataParallel(images, labels, indices, rule)
+                case .layer: trainLayerParallel(images, labels, indices, rule)
                 }
             }
         }
@@ -48,7 +48,7 @@ public final class ThreadedEngine: ParameterStateEngine {
 
     // MARK: Data strategy
 
-    private func trainDataParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
+    private func trainDataParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         guard indices.count > 0 else { return StepStatistics() }
         let (gradient, stats) = team.gradient(images: images, labels: labels, indices: indices,
@@ -59,7 +59,7 @@ public final class ThreadedEngine: ParameterStateEngine {
 
     // MARK: Layer strategy
 
-    private func trainLayerParallel(_ images: UnsafePointer<Float>, _ labels: UnsafeBufferPointer<UInt8>,
+    private func trainLayerParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
@@ -115,8 +115,8 @@ public final class ThreadedEngine: ParameterStateEngine {
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
         let p = UnsafePointer(state.values)
-        data.images.withUnsafeBufferPointer { images in
-            let base = images.baseAddress!
+        data.withImagePixels { images in
+            let base = images
             if strategy == .data {
                 team.predict(images: base, range: range, parameters: p, recipe: recipe, into: predictions)
             } else {
