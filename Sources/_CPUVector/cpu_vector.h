@@ -7,6 +7,14 @@
 #ifndef PCNN_CPU_VECTOR_H
 #define PCNN_CPU_VECTOR_H
 
+// Vector registers of the target: AVX-512 has 32, AVX2 16. Kernels that keep 12-15 wide
+// accumulators in registers take smaller blocks where there are only 16 (they would spill).
+#ifdef __AVX512F__
+#define PCNN_VECTOR_REGISTERS 32
+#else
+#define PCNN_VECTOR_REGISTERS 16
+#endif
+
 typedef float pcnn_float8 __attribute__((ext_vector_type(8)));
 typedef float pcnn_float16 __attribute__((ext_vector_type(16)));
 

@@ -60,6 +60,11 @@ final class SampleWorkspace {
     /// s1's weighted rows before the sums over groups of four columns, [36 pairs][24].
     let s1Rows: UnsafeMutablePointer<Float>
 
+    /// Whether the target has 32 vector registers (AVX-512): the c1 kernels then keep 12-15
+    /// accumulators; with 16 (AVX2) they take blocks half as large instead of spilling. Either
+    /// way every output is summed in the same order.
+    static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
+
     /// Floats in a parameter-shaped buffer, rounded up to whole vectors.
     static let paddedParameterCount = (Parameters.count + 7) / 8 * 8
 
@@ -134,11 +139,11 @@ final class SampleWorkspace {
     func c1Forward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
         var s = rows.lowerBound * H1
         let end = rows.upperBound * H1
-        while s + 32 <= end {
+        while Self.wideRegisterFile && s + 32 <= end {
             c1ForwardPair(p, at: s)
             s += 32
         }
-        if s + 16 <= end {
+        while s + 16 <= end {
             c1ForwardChunk(p, at: s, Vec16.self)
             s += 16
         }
@@ -440,8 +445,12 @@ final class SampleWorkspace {
             var c = max(0, (items.lowerBound - kr + K1 - 1) / K1)
             let last = (items.upperBound - 1 - kr) >= 0 ? (items.upperBound - 1 - kr) / K1 : -1
             while c <= last {
-                let count = min(3, last - c + 1)
-                c1WeightGradientGroup(kr: kr, firstChannel: c, count: count)
+                let count = Self.wideRegisterFile ? min(3, last - c + 1) : 1
+                if count == 1 {
+                    c1WeightGradientItem(kr: kr, channel: c)
+                } else {
+                    c1WeightGradientGroup(kr: kr, firstChannel: c, count: count)
+                }
                 c += count
             }
         }
@@ -454,6 +463,28 @@ final class SampleWorkspace {
             }
             c1BiasPartials.store(s0 + s1, at: c * 16)
         }
+    }
+
+    /// Item (c, kr) alone: five accumulators, each summed in the same order as in a group.
+    @inline(__always) private func c1WeightGradientItem(kr: Int, channel c: Int) {
+        var g = FiveTaps()
+        let firstRow = max(0, rowTop - kr), lastRow = min(H1 - 1, rowBottom - kr)
+        if firstRow <= lastRow {
+            let e = UnsafePointer(c1Error + c * M1)
+            let input = UnsafePointer(shifted) + kr * H1
+            var i = firstRow * H1 / 16 * 16
+            let end = ((lastRow + 1) * H1 + 15) / 16 * 16
+            while i < end {
+                let x = e.vec16(i)
+                g.t0 = fma(x, input.vec16(i), g.t0)
+                g.t1 = fma(x, input.vec16(N * H1 + i), g.t1)
+                g.t2 = fma(x, input.vec16(2 * N * H1 + i), g.t2)
+                g.t3 = fma(x, input.vec16(3 * N * H1 + i), g.t3)
+                g.t4 = fma(x, input.vec16(4 * N * H1 + i), g.t4)
+                i += 16
+            }
+        }
+        g.store(to: c1Partials + (c * K1 + kr) * K1 * 16)
     }
 
     /// Items (c, kr) for channels `c..<c + count` (count ≤ 3) of one kr: fifteen accumulators.
