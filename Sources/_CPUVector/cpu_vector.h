@@ -15,6 +15,13 @@
 #define PCNN_VECTOR_REGISTERS 16
 #endif
 
+// The x86 spin-wait hint (`pause`), a no-op elsewhere.
+static inline __attribute__((always_inline)) void pcnn_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 typedef float pcnn_float8 __attribute__((ext_vector_type(8)));
 typedef float pcnn_float16 __attribute__((ext_vector_type(16)));
 
