@@ -1,0 +1,1 @@
+/* layer strategy: see below */
