@@ -19,5 +19,5 @@ public enum KernelSource {
         return names
     }
 
-    static var defines: [String: String] { ["GROUP_SIZE": String(groupSize)] }
+    public static var defines: [String: String] { ["GROUP_SIZE": String(groupSize)] }
 }

@@ -31,11 +31,13 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
         s1_error(p, s1, err, s1e);
         BARRIER();
         /* Step 3 with step 10 for f (the f weights' old values were used above), and step 6. */
+        NO_UNROLL
         for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
             p[OFF_FW + j] += dt * (err[j / S1_SIZE] * s1[j % S1_SIZE]);
         if (LID < CLASSES) p[OFF_FB + LID] += dt * err[LID];
         if (LID >= 32 && LID < 32 + K2 * K2) gs1[LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
         if (LID == 64) {
+            NO_UNROLL
             for (int x = 0; x < H2; ++x)
                 for (int y = 0; y < H2; ++y)
                     for (int c = 0; c < CH; ++c)
@@ -49,12 +51,14 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
             p[OFF_C1W + LID] += dt * c1_weight_gradient(c1, in, LID, c1_divisor);
         } else if (LID < CH * K1 * K1 + CH) {
             int c = LID - CH * K1 * K1;
+            NO_UNROLL
             for (int x = 0; x < H1; ++x)
                 for (int y = 0; y < H1; ++y)
                     p[OFF_C1B + c] += dt * c1[(c * H1 + y) * H1 + x] / c1_divisor;
         }
     }
     BARRIER();
+    NO_UNROLL
     for (int i = LID; i < NPARAM; i += GROUP_SIZE) params[i] = p[i];
 }
 
@@ -83,12 +87,14 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
     BARRIER();
     s1_error(p, s1, err, s1e);
     BARRIER();
+    NO_UNROLL
     for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
         g[OFF_FW + j] = err[j / S1_SIZE] * s1[j % S1_SIZE];
     if (LID < CLASSES) g[OFF_FB + LID] = err[LID];
     if (LID >= 32 && LID < 32 + K2 * K2) g[OFF_S1W + LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
     if (LID == 64) {
         float sum = 0.0f;
+        NO_UNROLL
         for (int x = 0; x < H2; ++x)
             for (int y = 0; y < H2; ++y)
                 for (int c = 0; c < CH; ++c)
@@ -103,6 +109,7 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
     } else if (LID < CH * K1 * K1 + CH) {
         int c = LID - CH * K1 * K1;
         float sum = 0.0f;
+        NO_UNROLL
         for (int x = 0; x < H1; ++x)
             for (int y = 0; y < H1; ++y)
                 sum += c1[(c * H1 + y) * H1 + x] / c1_divisor;
@@ -134,6 +141,7 @@ KERNEL fused_predict(GLOBAL const float* params, GLOBAL const float* images, int
     SHARED(float, s1, S1_SIZE);
     SHARED(float, out, CLASSES);
     load_floats(p, params, NPARAM);
+    NO_UNROLL
     for (int s = GID; s < count; s += NUM_GROUPS) {
         BARRIER();
         load_floats(in, images + (long)s * PIXELS, PIXELS);

@@ -7,12 +7,14 @@ DEVICE_FN float sigmoid(float v) { return 1.0f / (1.0f + EXPF(-v)); }
 
 /* Thread-strided copy of n floats from global into local memory. */
 DEVICE_FN void load_floats(LOCAL float* dst, GLOBAL const float* src, int n) {
+    NO_UNROLL
     for (int i = LID; i < n; i += GROUP_SIZE) dst[i] = src[i];
 }
 
 /* c1 (SPEC forward): work-item t computes the outputs t, t + G, ... of the 6x24x24 map,
  * each a 25-term sum, kernel column outer, kernel row inner, bias after. */
 DEVICE_FN void forward_c1(LOCAL const float* p, LOCAL const float* in, LOCAL float* c1) {
+    NO_UNROLL
     for (int i = LID; i < C1_SIZE; i += GROUP_SIZE) {
         int c = i / MAP1, y = (i / H1) % H1, x = i % H1;
         float sum = 0.0f;
@@ -25,6 +27,7 @@ DEVICE_FN void forward_c1(LOCAL const float* p, LOCAL const float* in, LOCAL flo
 
 /* s1: work-item t < 216 computes one subsampling output from a 4x4 window (stride 4). */
 DEVICE_FN void forward_s1(LOCAL const float* p, LOCAL const float* c1, LOCAL float* s1) {
+    NO_UNROLL
     for (int i = LID; i < S1_SIZE; i += GROUP_SIZE) {
         int c = i / (H2 * H2), y = (i / H2) % H2, x = i % H2;
         float sum = 0.0f;
@@ -41,6 +44,7 @@ DEVICE_FN void forward_f(LOCAL const float* p, LOCAL const float* s1, LOCAL floa
     if (LID < CLASSES) {
         int o = LID;
         float sum = 0.0f;
+        NO_UNROLL
         for (int x = 0; x < H2; ++x)
             for (int y = 0; y < H2; ++y)
                 for (int c = 0; c < CH; ++c) {
@@ -94,6 +98,7 @@ DEVICE_FN void output_error(LOCAL const float* out, LOCAL float* err, int label,
 /* Steps 4-5: work-item t < 216 computes the error at one s1 output through the f weights as they
  * were before this step, times the recomputed sigmoid derivative (left to right). */
 DEVICE_FN void s1_error(LOCAL const float* p, LOCAL const float* s1, LOCAL const float* err, LOCAL float* s1e) {
+    NO_UNROLL
     for (int i = LID; i < S1_SIZE; i += GROUP_SIZE) {
         float sum = 0.0f;
         for (int o = 0; o < CLASSES; ++o) sum += p[OFF_FW + o * S1_SIZE + i] * err[o];
@@ -106,6 +111,7 @@ DEVICE_FN void s1_error(LOCAL const float* p, LOCAL const float* s1, LOCAL const
 DEVICE_FN float s1_weight_gradient(LOCAL const float* s1e, LOCAL const float* c1, int k) {
     int kr = k / K2, kc = k % K2;
     float sum = 0.0f;
+    NO_UNROLL
     for (int x = 0; x < H2; ++x)
         for (int y = 0; y < H2; ++y)
             for (int c = 0; c < CH; ++c)
@@ -116,6 +122,7 @@ DEVICE_FN float s1_weight_gradient(LOCAL const float* s1e, LOCAL const float* c1
 /* Steps 7-8, in place: work-item t turns the c1 outputs t, t + G, ... into c1 errors, through the
  * s1 weights as they were before this step. Call only after every reader of the c1 outputs. */
 DEVICE_FN void c1_error(LOCAL const float* p, LOCAL const float* s1e, LOCAL float* c1) {
+    NO_UNROLL
     for (int i = LID; i < C1_SIZE; i += GROUP_SIZE) {
         int c = i / MAP1, y = (i / H1) % H1, x = i % H1;
         float upstream = p[OFF_S1W + (y % K2) * K2 + x % K2] * s1e[(c * H2 + y / K2) * H2 + x / K2];
@@ -129,6 +136,7 @@ DEVICE_FN void c1_error(LOCAL const float* p, LOCAL const float* s1e, LOCAL floa
 DEVICE_FN float c1_weight_gradient(LOCAL const float* c1e, LOCAL const float* in, int j, float divisor) {
     int c = j / (K1 * K1), kr = (j / K1) % K1, kc = j % K1;
     float sum = 0.0f;
+    NO_UNROLL
     for (int x = 0; x < H1; ++x)
         for (int y = 0; y < H1; ++y)
             sum += c1e[(c * H1 + y) * H1 + x] * in[(y + kr) * IMG + x + kc] / divisor;

@@ -15,12 +15,13 @@
 #define NUM_GROUPS ((int)get_num_groups(0))
 #define GLOBAL_ID ((int)get_global_id(0))
 #define EXPF(v) exp(v)
+#define NO_UNROLL
 #define LOGF(v) log(v)
 #define SQRTF(v) sqrt(v)
 typedef unsigned char u8;
 #else
 #define KERNEL extern "C" __global__ void __launch_bounds__(GROUP_SIZE)
-#define DEVICE_FN static __device__ __forceinline__
+#define DEVICE_FN __device__ __forceinline__
 #define GLOBAL
 #define LOCAL
 #define SHARED(type, name, n) __shared__ type name[n]
@@ -30,6 +31,8 @@ typedef unsigned char u8;
 #define NUM_GROUPS ((int)gridDim.x)
 #define GLOBAL_ID ((int)(blockIdx.x * blockDim.x + threadIdx.x))
 #define EXPF(v) expf(v)
+/* Keeps loops rolled: unrolled strided loops push the fused kernels into register spills. */
+#define NO_UNROLL _Pragma("unroll 1")
 #define LOGF(v) logf(v)
 #define SQRTF(v) sqrtf(v)
 typedef unsigned char u8;
