@@ -53,7 +53,8 @@ struct OpenCLTests {
     /// (strategy, recipe, batch, momentum): per-sample SGD and minibatches, both recipes.
     static let cases: [(DeviceStrategy, Recipe, Int, Float?)] = [
         (.fused, .original, 1, nil), (.fused, .modern, 1, 0), (.fused, .original, 16, nil), (.fused, .modern, 32, 0.9),
-        (.fused, .modern, 7, 0.9),
+        (.fused, .modern, 7, 0.9), (.layer, .original, 1, nil), (.layer, .modern, 1, 0), (.layer, .original, 16, nil),
+        (.layer, .modern, 32, 0.9),
     ]
 
     @Test("agrees with the reference engine within tolerance on 2000 samples, statistics included", arguments: cases)
@@ -100,6 +101,23 @@ struct OpenCLTests {
         }
         #expect(hashes[0] == hashes[1])
         #expect(hashes[0] != Self.start.hashString)
+    }
+
+    @Test("layer and fused compute the same sums in the same order: bit-identical on one device",
+          arguments: [(Recipe.original, 1, Float?.none), (.modern, 16, 0.9)])
+    func layerEqualsFused(recipe: Recipe, batch: Int, momentum: Float?) throws {
+        let data = try TestData.mnist()
+        let train = data.train.prefix(400)
+        let options = TrainingOptions(recipe: recipe, batchSize: batch, momentum: momentum, seed: 4)
+        let order = options.sampleOrder(epoch: 0, count: train.count)
+        var results: [(Parameters, DeviceStatistics)] = []
+        for strategy in DeviceStrategy.allCases {
+            let engine = try DeviceTestSupport.openCLEngine(strategy, parameters: Self.start, train: train)
+            let stats = try trainEpoch(engine, order: order, batch: batch, rule: options.rule)
+            results.append((try engine.currentParameters(), stats))
+        }
+        #expect(results[0].0.hashString == results[1].0.hashString)
+        #expect(results[0].1 == results[1].1)
     }
 
     @Test("resuming mid-epoch from read-back parameters continues the same run")

@@ -81,8 +81,8 @@ public final class DeviceEngine {
     private var predictImages: DeviceBuffer?
     private var predictClasses: DeviceBuffer?
 
-    // Layer strategy's per-sample scratch.
-    private var layerScratch: LayerBuffers?
+    // The layer strategy's activations and errors of one sample.
+    private var workspace: DeviceBuffer?
 
     /// Compiles the kernels for `device` and holds `parameters` (zero velocity).
     public init(device: any ComputeDevice, strategy: DeviceStrategy, parameters: Parameters) throws {
@@ -103,7 +103,7 @@ public final class DeviceEngine {
         for b in [images, labels, order, losses, wrong, grads, predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
         device.free(params)
         device.free(velocity)
-        layerScratch?.free(device)
+        if let workspace { device.free(workspace) }
     }
 
     // MARK: State
@@ -156,7 +156,7 @@ public final class DeviceEngine {
             orderCount = newOrder.count
         }
         try device.write(order!, array: newOrder)
-        if batchSize > gradsCapacity, !(batchSize == 1 && !rule.usesMomentum) || strategy == .layer {
+        if batchSize > gradsCapacity {
             if let grads { device.free(grads) }
             grads = try device.allocate(bytes: batchSize * Parameters.count * 4)
             gradsCapacity = batchSize
@@ -271,14 +271,53 @@ public final class DeviceEngine {
         return wrong
     }
 
-    // MARK: Layer strategy (see LayerStrategy.swift)
+    // MARK: Layer strategy
 
-    struct LayerBuffers {
-        var buffers: [DeviceBuffer]
-        func free(_ device: any ComputeDevice) { for b in buffers { device.free(b) } }
-    }
+    /// Workspace floats of the layer kernels (`WS_SIZE` in layer.cu).
+    static let layerWorkspaceFloats = 7380
 
+    /// The layer kernels of one sample, in launch order, with their grids (blocks x threads).
+    static let layerKernels: [(name: String, groups: Int, groupSize: Int)] = [
+        ("layer_fp_c1", 6, 576), ("layer_fp_s1", 6, 36), ("layer_fp_f", 1, 32), ("layer_bp_s1_error", 6, 36),
+        ("layer_bp_f", 10, 216), ("layer_bp_s1", 1, 32), ("layer_bp_c1_error", 6, 576), ("layer_bp_c1", 6, 32),
+    ]
+
+    /// Eight launches per sample; with batches, one `batch_update` per step.
     private func trainLayers(until end: Int) throws {
-        throw DeviceError.usage("\(device.backend): the layer strategy is not built yet")
+        guard let order, let losses, let wrong, let images, let labels, let grads else { return }
+        if workspace == nil { workspace = try device.allocate(bytes: Self.layerWorkspaceFloats * 4) }
+        let ws = workspace!
+        let k = try Self.layerKernels.map { try device.kernel($0.name) }
+        let apply: Int32 = faithful ? 1 : 0
+        let dt = rule.learningRate
+        while position < end {
+            let n = min(batchSize, end - position)
+            for slot in 0..<n {
+                let pos = Int32(position + slot)
+                let s = Int32(slot)
+                let args: [[KernelArgument]] = [
+                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(ws)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(labels), .buffer(order), .int32(pos), .buffer(ws), .buffer(losses), .buffer(wrong), .int32(modern)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .int32(apply)],
+                    [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .float(s1BiasDivisor), .int32(apply)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
+                     .float(c1Divisor), .int32(apply)],
+                ]
+                for (i, spec) in Self.layerKernels.enumerated() {
+                    try device.launch(k[i], groups: spec.groups, groupSize: spec.groupSize, arguments: args[i])
+                }
+            }
+            if !faithful {
+                try device.launch(try device.kernel("batch_update"), groups: (Parameters.count + groupSize - 1) / groupSize,
+                                  groupSize: groupSize, arguments: [
+                    .buffer(params), .buffer(velocity), .buffer(grads), .int32(Int32(n)), .float(rule.learningRate), .float(rule.momentum),
+                ])
+            }
+            position += n
+        }
+        if !faithful { hasVelocity = rule.usesMomentum }
     }
 }

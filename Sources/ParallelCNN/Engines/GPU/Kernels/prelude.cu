@@ -5,6 +5,7 @@
 #ifdef __OPENCL_VERSION__
 #pragma OPENCL FP_CONTRACT OFF
 #define KERNEL __kernel void
+#define KERNEL_SIZED(n) __kernel void
 #define DEVICE_FN
 #define GLOBAL __global
 #define LOCAL __local
@@ -21,6 +22,8 @@
 typedef unsigned char u8;
 #else
 #define KERNEL extern "C" __global__ void __launch_bounds__(GROUP_SIZE)
+/* A kernel launched with n threads per block rather than GROUP_SIZE. */
+#define KERNEL_SIZED(n) extern "C" __global__ void __launch_bounds__(n)
 #define DEVICE_FN __device__ __forceinline__
 #define GLOBAL
 #define LOCAL
