@@ -5,7 +5,7 @@ import ParallelCNN
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's speed-up tables on this machine.",
-        subcommands: [BenchThreads.self, BenchMPI.self, BenchMPIWorker.self])
+        subcommands: [BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchDevice.self])
 }
 
 struct BenchThreads: ParsableCommand {
