@@ -12,8 +12,11 @@ public enum KernelSource {
     /// Kernel entry points, for compile reports.
     public static var kernelNames: [String] {
         var names: [String] = []
-        for line in text.split(separator: "\n") where line.hasPrefix("KERNEL ") {
-            let rest = line.dropFirst("KERNEL ".count)
+        // "KERNEL name(" or "KERNEL_SIZED(n) name(".
+        for line in text.split(separator: "\n") where line.hasPrefix("KERNEL ") || line.hasPrefix("KERNEL_SIZED(") {
+            var rest = line.dropFirst("KERNEL".count)
+            if rest.hasPrefix("_SIZED("), let close = rest.firstIndex(of: ")") { rest = rest[rest.index(after: close)...] }
+            rest = rest.drop { $0 == " " }
             if let paren = rest.firstIndex(of: "(") { names.append(String(rest[..<paren])) }
         }
         return names
