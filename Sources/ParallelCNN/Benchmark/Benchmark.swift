@@ -24,22 +24,17 @@ public struct BenchmarkRow: Sendable {
 public enum Benchmark {
     /// Seconds to train `engine` on the first `samples` samples of `data` (original recipe,
     /// `batch` samples per step, one pass); the best of `repeats` passes from the same start.
-    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) -> Double {
+    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) throws -> Double {
         let start = Initialization.original.makeParameters()
-        let order = (0..<Int32(min(samples, data.count))).map { $0 }
-        let rule = UpdateRule(recipe: .original)
+        let plan = EpochPlan(order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
+                             rule: UpdateRule(recipe: .original))
+        try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {
-            engine.load(parameters: start, velocity: nil)
+            try engine.load(parameters: start, velocity: nil)
             let began = Trainer.now()
-            order.withUnsafeBufferPointer { order in
-                var k = 0
-                while k < order.count {
-                    let end = min(k + batch, order.count)
-                    _ = engine.train(on: data, indices: UnsafeBufferPointer(rebasing: order[k..<end]), rule: rule)
-                    k = end
-                }
-            }
+            try engine.trainEpoch(plan)
+            try engine.synchronize()
             best = min(best, Trainer.now() - began)
         }
         return best
@@ -48,16 +43,16 @@ public enum Benchmark {
     /// The paper's Table 3 analogue: for each strategy (`layer` at batch 1, `data` at
     /// `dataBatch`) and thread count, time and speed-up over `sequential` at the same batch.
     public static func threads(data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,
-                               progress: (String) -> Void = { _ in }) -> [BenchmarkRow] {
+                               progress: (String) -> Void = { _ in }) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         let start = Initialization.original.makeParameters()
         for (strategy, batch) in [(ThreadStrategy.layer, 1), (.data, dataBatch)] {
-            let baseline = time(SequentialEngine(parameters: start), data: data, samples: samples, batch: batch)
+            let baseline = try time(SequentialEngine(parameters: start), data: data, samples: samples, batch: batch)
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             progress(String(format: "sequential, batch %d: %.3f s", batch, baseline))
             for t in threadCounts {
                 let engine = ThreadedEngine(parameters: start, threads: t, strategy: strategy)
-                let seconds = time(engine, data: data, samples: samples, batch: batch)
+                let seconds = try time(engine, data: data, samples: samples, batch: batch)
                 rows.append(BenchmarkRow(engine: "threads", strategy: strategy.rawValue, workers: t, batch: batch,
                                          seconds: seconds, speedup: baseline / seconds))
                 progress(String(format: "threads %@ T=%d, batch %d: %.3f s", strategy.rawValue, t, batch, seconds))
