@@ -34,10 +34,10 @@ struct Devices: ParsableCommand {
 
         print("Open MPI (mpi engine):")
         let mpirun = which("mpirun")
-        if EngineConfiguration.mpiBuilt {
+        if MPIAvailability.built {
             print("  built with the MPI trait; mpirun: \(mpirun ?? "not found — apt-get install openmpi-bin")")
         } else {
-            print("  not in this build: \(EngineConfiguration.mpiRemedy)")
+            print("  not in this build: \(MPIAvailability.remedy)")
         }
 
         print("OpenCL (opencl engine):")
@@ -62,8 +62,14 @@ struct Devices: ParsableCommand {
         case .success(let nvrtc): print("  NVRTC \(nvrtc.version) (\(nvrtc.path))")
         case .failure(let error): print("  NVRTC missing: \(error)")
         }
-        let cuda = DeviceBackend.cuda.availability()
-        print("  cuda engine: \(cuda.available ? "available" : "unavailable — \(cuda.remedy)")")
+
+        print("Engines (--engine):")
+        for engine in EngineRegistry.engines {
+            switch engine.availability() {
+            case .available(let detail): print("  \(engine.kind.rawValue): available (\(detail))")
+            case .unavailable(let remedy): print("  \(engine.kind.rawValue): unavailable — \(remedy)")
+            }
+        }
     }
 
     static func compileReport(_ architectures: [String]) throws {

@@ -69,6 +69,14 @@ struct CUDAAbsentTests {
         #expect(!availability.available && !availability.remedy.contains("\n"))
     }
 
+    @Test("pcnn train --engine cuda fails at once with a one-line remedy")
+    func trainFails() throws {
+        let result = try CLI.run(["train", "--engine", "cuda", "--no-save", "--limit", "10"])
+        #expect(result.status != 0)
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("libcuda.so.1") && lines[0].contains("--engine opencl"), "\(result.output)")
+    }
+
     @Test("pcnn devices names what is missing and how to get it")
     func devicesCommand() throws {
         let result = try CLI.run(["devices"])

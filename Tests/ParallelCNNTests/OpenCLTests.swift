@@ -21,7 +21,7 @@ enum DeviceTestSupport {
 
 /// Drives a device engine through one epoch of `order` in the given steps, as a session does.
 @discardableResult
-func trainEpoch(_ engine: DeviceEngine, order: [Int32], batch: Int, rule: UpdateRule, callsOf samples: Int = 1000) throws -> DeviceStatistics {
+func trainEpoch(_ engine: DeviceEngine, order: [Int32], batch: Int, rule: UpdateRule, callsOf samples: Int = 1000) throws -> TrainingStatistics {
     try engine.beginEpoch(order: order, batchSize: batch, rule: rule, at: 0)
     var position = 0
     while position < order.count {
@@ -33,17 +33,9 @@ func trainEpoch(_ engine: DeviceEngine, order: [Int32], batch: Int, rule: Update
 }
 
 /// Trains the reference engine over `order` in batches; returns its statistics.
-func trainReference(_ engine: ReferenceEngine, data: Dataset, order: [Int32], batch: Int, rule: UpdateRule) -> StepStatistics {
-    var stats = StepStatistics()
-    order.withUnsafeBufferPointer { order in
-        var position = 0
-        while position < order.count {
-            let end = min(position + batch, order.count)
-            stats += engine.train(on: data, indices: UnsafeBufferPointer(rebasing: order[position..<end]), rule: rule)
-            position = end
-        }
-    }
-    return stats
+func trainReference(_ engine: ReferenceEngine, data: Dataset, order: [Int32], batch: Int, rule: UpdateRule) throws -> TrainingStatistics {
+    try engine.prepare(training: data)
+    return try engine.trainEpoch(EpochPlan(order: order, batchSize: batch, rule: rule))
 }
 
 @Suite("OpenCL engine", .serialized, TestData.mnistTrait, DeviceTestSupport.openCLTrait)
@@ -65,26 +57,29 @@ struct OpenCLTests {
         let order = options.sampleOrder(epoch: 0, count: train.count)
 
         let reference = ReferenceEngine(parameters: Self.start)
-        let expected = trainReference(reference, data: train, order: order, batch: batch, rule: options.rule)
+        let expected = try trainReference(reference, data: train, order: order, batch: batch, rule: options.rule)
 
         let engine = try DeviceTestSupport.openCLEngine(strategy, parameters: Self.start, train: train)
         let stats = try trainEpoch(engine, order: order, batch: batch, rule: options.rule)
         let what = "\(strategy) \(recipe) B=\(batch)"
-        expectClose(try engine.currentParameters().values, reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
-        if let v = reference.currentVelocity() {
+        expectClose(try engine.currentParameters().values, try reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
+        if let v = try reference.currentVelocity() {
             let velocity = try #require(try engine.currentVelocity(), "\(what): velocity")
             expectClose(velocity.values, v.values, absolute: 1e-4, relative: 1e-3, "\(what) velocity")
         } else {
             #expect(try engine.currentVelocity() == nil)
         }
-        #expect(stats.samples == 2000 && stats.steps == (2000 + batch - 1) / batch)
-        #expect(abs(stats.lossSum - expected.lossSum) <= 1e-4 * expected.lossSum, "\(what): loss \(stats.lossSum) vs \(expected.lossSum)")
-        #expect(abs(stats.misclassified - expected.misclassified) <= 2, "\(what): \(stats.misclassified) vs \(expected.misclassified)")
+        #expect(stats.total.samples == 2000 && stats.steps == expected.steps)
+        #expect(abs(stats.total.lossSum - expected.total.lossSum) <= 1e-4 * expected.total.lossSum,
+                "\(what): loss \(stats.total.lossSum) vs \(expected.total.lossSum)")
+        #expect(abs(stats.floatLossSum - expected.floatLossSum) <= 1e-4 * expected.floatLossSum)
+        #expect(abs(stats.total.misclassified - expected.total.misclassified) <= 2,
+                "\(what): \(stats.total.misclassified) vs \(expected.total.misclassified)")
 
         // Predictions from the trained parameters: the same classes as the reference's.
         let test = data.test.prefix(1000)
-        reference.load(parameters: try engine.currentParameters(), velocity: nil)
-        #expect(try engine.countErrors(on: test, recipe: recipe) == reference.countErrors(on: test, recipe: recipe))
+        try reference.load(parameters: try engine.currentParameters(), velocity: nil)
+        #expect(try engine.countErrors(on: test, recipe: recipe) == (try reference.countErrors(on: test, recipe: recipe)))
     }
 
     @Test("two runs give the same parameter hash", arguments: cases)
@@ -110,7 +105,7 @@ struct OpenCLTests {
         let train = data.train.prefix(400)
         let options = TrainingOptions(recipe: recipe, batchSize: batch, momentum: momentum, seed: 4)
         let order = options.sampleOrder(epoch: 0, count: train.count)
-        var results: [(Parameters, DeviceStatistics)] = []
+        var results: [(Parameters, TrainingStatistics)] = []
         for strategy in DeviceStrategy.allCases {
             let engine = try DeviceTestSupport.openCLEngine(strategy, parameters: Self.start, train: train)
             let stats = try trainEpoch(engine, order: order, batch: batch, rule: options.rule)
@@ -137,17 +132,17 @@ struct OpenCLTests {
         try second.beginEpoch(order: order, batchSize: 8, rule: options.rule, at: 320)
         try second.train(until: order.count)
         #expect(try second.currentParameters() == whole.currentParameters())
-        #expect(try second.statistics().samples == 280)
+        #expect(try second.statistics().total.samples == 280)
     }
 
     @Test("engine misuse is a typed error, not a crash")
     func misuse() throws {
         let engine = try DeviceEngine(backend: .opencl, strategy: .fused, parameters: Self.start)
-        #expect(throws: DeviceError.self) { try engine.beginEpoch(order: [0], batchSize: 1, rule: UpdateRule(recipe: .original), at: 0) }
+        #expect(throws: EngineError.self) { try engine.beginEpoch(order: [0], batchSize: 1, rule: UpdateRule(recipe: .original), at: 0) }
         try engine.prepare(training: try TestData.mnist().train.prefix(10))
-        #expect(throws: DeviceError.self) { try engine.beginEpoch(order: [10], batchSize: 1, rule: UpdateRule(recipe: .original), at: 0) }
+        #expect(throws: EngineError.self) { try engine.beginEpoch(order: [10], batchSize: 1, rule: UpdateRule(recipe: .original), at: 0) }
         try engine.beginEpoch(order: [0, 1, 2, 3], batchSize: 2, rule: UpdateRule(recipe: .modern), at: 0)
-        #expect(throws: DeviceError.self) { try engine.train(until: 3) }
+        #expect(throws: EngineError.self) { try engine.train(until: 3) }
     }
 
     @Test("a kernel that does not compile reports the compiler's log")
@@ -174,11 +169,44 @@ struct OpenCLEpochTests {
         let seconds = Trainer.now() - started
         let errors = try engine.countErrors(on: data.test, recipe: .original)
         let percent = 100 * Double(errors) / Double(data.test.count)
-        let meanError = Double(stats.floatLossSum / Float(stats.samples))
+        let meanError = Double(stats.floatLossSum / Float(stats.total.samples))
         print("opencl fused epoch: \(String(format: "%.2f", seconds)) s on \(engine.description), test error \(percent)% " +
               "(\(errors)/10000), mean training error \(String(format: "%.6e", meanError)), hash \(try engine.currentParameters().hashString)")
         #expect(abs(percent - 7.52) <= 0.2)
         #expect(abs(meanError - 0.2425312) <= 1e-3)
-        #expect(stats.samples == 60_000 && stats.steps == 60_000)
+        #expect(stats.total.samples == 60_000 && stats.steps == 60_000)
+    }
+}
+
+@Suite("pcnn --engine opencl", .serialized, TestData.mnistTrait, DeviceTestSupport.openCLTrait)
+struct OpenCLCommandLineTests {
+    static func hash(_ output: String) -> String? {
+        output.split(separator: "\"param_hash\":\"").last.map { String($0.prefix(16)) }
+    }
+
+    @Test("train, checkpoint, resume and test on the device, both strategies", arguments: DeviceStrategy.allCases)
+    func trainResumeTest(strategy: DeviceStrategy) throws {
+        let data = try TestData.requireMNISTDirectory()
+        try TestData.withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            let common = ["--data", data, "--engine", "opencl", "--strategy", strategy.rawValue, "--json"]
+            let first = try CLI.run(["train", "--recipe", "modern", "--epochs", "1", "--limit", "1500", "--batch", "8",
+                                     "--save", model] + common)
+            #expect(first.status == 0, "\(first.output)")
+            let resumed = try CLI.run(["train", "--resume", model, "--epochs", "2", "--save", model] + common)
+            let straight = try CLI.run(["train", "--recipe", "modern", "--epochs", "2", "--limit", "1500", "--batch", "8",
+                                        "--no-save"] + common)
+            #expect(resumed.status == 0 && straight.status == 0, "\(resumed.output)\n\(straight.output)")
+            let hash = try #require(Self.hash(resumed.output))
+            #expect(hash == Self.hash(straight.output))
+
+            // The device's test error is the CPU's on the same checkpoint.
+            let onDevice = try CLI.run(["test", "--model", model] + common)
+            let onCPU = try CLI.run(["test", "--data", data, "--model", model, "--json"])
+            #expect(onDevice.status == 0 && onCPU.status == 0, "\(onDevice.output)\n\(onCPU.output)")
+            #expect(onDevice.output.contains("\"param_hash\":\"\(hash)\""))
+            let errorOf = { (s: String) in s.split(separator: "\"test_errors\":").last.map { String($0.prefix { $0.isNumber }) } }
+            #expect(errorOf(onDevice.output) != nil && errorOf(onDevice.output) == errorOf(onCPU.output), "\(onDevice.output)\n\(onCPU.output)")
+        }
     }
 }

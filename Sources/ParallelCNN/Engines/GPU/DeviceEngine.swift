@@ -28,17 +28,6 @@ public enum DeviceBackend: String, CaseIterable, Sendable {
     }
 }
 
-/// Statistics accumulated on the device since `beginEpoch`, read back on request.
-public struct DeviceStatistics: Sendable, Equatable {
-    /// Σ per-sample loss, in double.
-    public var lossSum: Double = 0
-    /// Σ over steps of Float(step's loss sum): the SPEC's float accumulation.
-    public var floatLossSum: Float = 0
-    public var misclassified = 0
-    public var samples = 0
-    public var steps = 0
-}
-
 /// A training engine on an OpenCL or CUDA device (see `DeviceStrategy`). The training set is
 /// uploaded once (`prepare`), an epoch's order once per epoch (`beginEpoch`); `train(until:)`
 /// queues all the steps up to a position without waiting; per-sample losses and misclassified
@@ -49,7 +38,7 @@ public struct DeviceStatistics: Sendable, Equatable {
 /// gradients, all from the same parameters, are summed in sample order, then
 /// `v ← μ v + Σg / B`, `θ ← θ + lr · v`. Every sum has a fixed order, so two runs on one
 /// device give the same parameters bit for bit.
-public final class DeviceEngine {
+public final class DeviceEngine: Engine {
     public let device: any ComputeDevice
     public let strategy: DeviceStrategy
     public var description: String { "\(device.backend)(\(strategy), \(device.name))" }
@@ -75,6 +64,9 @@ public final class DeviceEngine {
     private var batchSize = 1
     private var rule = UpdateRule(recipe: .original)
     private var epochStart = 0
+    /// Statistics of the epoch's steps before `statisticsEnd`, already read back.
+    private var accumulated = TrainingStatistics()
+    private var statisticsEnd = 0
     public private(set) var position = 0
 
     // Prediction scratch.
@@ -138,15 +130,20 @@ public final class DeviceEngine {
 
     // MARK: Training
 
-    /// Starts (or resumes, at `position`) an epoch visiting `order` (indices into the prepared
-    /// training set) in steps of `batchSize`; clears the statistics.
+    /// Starts (or resumes, at `position`) an epoch: the plan's order (indices into the prepared
+    /// training set) is uploaded once; clears the statistics.
+    public func beginEpoch(_ plan: EpochPlan, at position: Int) throws {
+        try beginEpoch(order: plan.order, batchSize: plan.batchSize, rule: plan.rule, at: position)
+    }
+
+    /// `beginEpoch(_:at:)` with the plan's parts.
     public func beginEpoch(order newOrder: [Int32], batchSize: Int, rule: UpdateRule, at position: Int) throws {
-        guard let _ = images else { throw DeviceError.usage("\(device.backend): beginEpoch before prepare(training:)") }
+        guard let _ = images else { throw EngineError.misuse("\(device.backend): beginEpoch before prepare(training:)") }
         guard newOrder.allSatisfy({ $0 >= 0 && Int($0) < trainingCount }) else {
-            throw DeviceError.usage("\(device.backend): the epoch order indexes outside the \(trainingCount) prepared samples")
+            throw EngineError.misuse("\(device.backend): the epoch order indexes outside the \(trainingCount) prepared samples")
         }
         guard batchSize >= 1, (0...newOrder.count).contains(position) else {
-            throw DeviceError.usage("\(device.backend): batch size \(batchSize) or position \(position) out of range")
+            throw EngineError.misuse("\(device.backend): batch size \(batchSize) or position \(position) out of range")
         }
         if newOrder.count != orderCount || order == nil {
             for b in [order, losses, wrong].compactMap({ $0 }) { device.free(b) }
@@ -168,6 +165,8 @@ public final class DeviceEngine {
         self.rule = rule
         epochStart = position
         self.position = position
+        accumulated = TrainingStatistics()
+        statisticsEnd = position
     }
 
     /// Whether steps follow the SPEC's per-sample rule (biases updated while back-propagating).
@@ -180,11 +179,11 @@ public final class DeviceEngine {
     /// Queues the steps from the current position up to `end` (a step boundary or the order's end).
     public func train(until end: Int) throws {
         guard let order, let losses, let wrong, let images, let labels else {
-            throw DeviceError.usage("\(device.backend): train before prepare(training:) and beginEpoch")
+            throw EngineError.misuse("\(device.backend): train before prepare(training:) and beginEpoch")
         }
         guard end <= orderCount, end >= position,
               end == orderCount || (end - epochStart) % batchSize == 0 else {
-            throw DeviceError.usage("\(device.backend): train(until: \(end)) is not a step boundary of this epoch")
+            throw EngineError.misuse("\(device.backend): train(until: \(end)) is not a step boundary of this epoch")
         }
         switch (strategy, faithful) {
         case (.fused, true):
@@ -218,26 +217,28 @@ public final class DeviceEngine {
         }
     }
 
-    /// Statistics of the steps since `beginEpoch` (waits for them).
-    public func statistics() throws -> DeviceStatistics {
-        guard let losses, let wrong, position > epochStart else { return DeviceStatistics() }
-        let n = position - epochStart
-        let loss = try device.read(losses, offset: epochStart, count: n, as: Float.self, zero: 0)
-        let flags = try device.read(wrong, offset: epochStart, count: n, as: UInt8.self, zero: 0)
-        var s = DeviceStatistics()
+    /// Statistics of the steps since `beginEpoch` (waits for them). The per-sample losses and
+    /// flags not read yet come back and are added in step order, as a CPU engine adds them.
+    public func statistics() throws -> TrainingStatistics {
+        guard let losses, let wrong, position > statisticsEnd else { return accumulated }
+        let n = position - statisticsEnd
+        let loss = try device.read(losses, offset: statisticsEnd, count: n, as: Float.self, zero: 0)
+        let flags = try device.read(wrong, offset: statisticsEnd, count: n, as: UInt8.self, zero: 0)
         var k = 0
         while k < n {
+            // Steps start at epochStart + j * batchSize; every train(until:) ends on one.
             let stepEnd = min(k + batchSize, n)
-            var step = 0.0
-            for i in k..<stepEnd { step += Double(loss[i]) }
-            s.lossSum += step
-            s.floatLossSum += Float(step)
-            s.steps += 1
+            var step = StepStatistics()
+            for i in k..<stepEnd {
+                step.lossSum += Double(loss[i])
+                step.misclassified += Int(flags[i])
+            }
+            step.samples = stepEnd - k
+            accumulated.add(step, number: (statisticsEnd + k) / batchSize)
             k = stepEnd
         }
-        s.misclassified = flags.reduce(0) { $0 + Int($1) }
-        s.samples = n
-        return s
+        statisticsEnd = position
+        return accumulated
     }
 
     // MARK: Prediction
@@ -259,16 +260,6 @@ public final class DeviceEngine {
             .buffer(params), .buffer(predictImages!), .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0),
         ])
         try device.read(predictClasses!, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(predictions)[0..<n]))
-    }
-
-    /// Misclassified samples among `data[range]`.
-    public func countErrors(on data: Dataset, range: Range<Int>? = nil, recipe: Recipe) throws -> Int {
-        let range = range ?? 0..<data.count
-        var predicted = [UInt8](repeating: 0, count: range.count)
-        try predicted.withUnsafeMutableBufferPointer { try predict(data, range: range, recipe: recipe, into: $0) }
-        var wrong = 0
-        for (k, i) in range.enumerated() where predicted[k] != data.labels[i] { wrong += 1 }
-        return wrong
     }
 
     // MARK: Layer strategy

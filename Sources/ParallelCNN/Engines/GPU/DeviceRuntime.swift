@@ -17,7 +17,7 @@ public enum DeviceError: Error, CustomStringConvertible, Equatable {
     case compilation(backend: String, log: String)
     /// The backend is present but has no usable device (or not the one asked for).
     case noDevice(backend: String, detail: String)
-    /// The engine was used out of order (for example `train` before `prepare`).
+    /// A runtime call made out of order (a kernel before its program was compiled).
     case usage(String)
 
     public var description: String {
