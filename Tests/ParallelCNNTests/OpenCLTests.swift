@@ -209,4 +209,30 @@ struct OpenCLCommandLineTests {
             #expect(errorOf(onDevice.output) != nil && errorOf(onDevice.output) == errorOf(onCPU.output), "\(onDevice.output)\n\(onCPU.output)")
         }
     }
+
+    @Test("pcnn bench device: per-layer device times for layer, one persistent launch for fused")
+    func bench() throws {
+        let data = try TestData.requireMNISTDirectory()
+        let result = try CLI.run(["bench", "device", "--data", data, "--samples", "64", "--batch", "1", "16", "--json"])
+        #expect(result.status == 0, "\(result.output)")
+        let line = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("{") })
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        #expect(rows.count == 4)
+        for row in rows {
+            let layers = try #require(row["layer_seconds_per_epoch"] as? [String: Double])
+            let launches = try #require(row["launches_per_epoch"] as? Double)
+            let batch = try #require(row["batch"] as? Int)
+            #expect((row["seconds_per_epoch"] as? Double ?? 0) > 0)
+            #expect(layers.values.allSatisfy { $0 > 0 })
+            if row["strategy"] as? String == "layer" {
+                #expect(Set(layers.keys).isSuperset(of: ["conv (c1)", "pooling (s1)", "fc (f)"]))
+                #expect(launches >= 8 * 60_000)
+            } else {
+                #expect(layers.keys.contains("fused (all layers)"))
+                // 64 samples: one launch per chunk (batch 1) or two per step of 16, scaled to 60,000 samples.
+                #expect(launches == Double(batch == 1 ? 1 : 2 * 4) * 60_000 / 64)
+            }
+        }
+    }
 }
