@@ -45,6 +45,33 @@ public enum Benchmark {
         return best
     }
 
+    /// Timed passes of `engine` over the first `samples` samples of `data` (original recipe,
+    /// `batch` samples per step), each from `start`: first `warmupPasses` untimed passes over the
+    /// first `warmupSamples`, then `repeats` timed passes. Returns each timed pass's seconds, and
+    /// the parameters the last pass reached.
+    public static func passes(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int,
+                              warmupPasses: Int = 1, warmupSamples: Int? = nil,
+                              start: Parameters = Initialization.original.makeParameters()) -> (seconds: [Double], parameters: Parameters) {
+        let rule = UpdateRule(recipe: .original)
+        let order = (0..<Int32(min(samples, data.count))).map { $0 }
+        func pass(_ count: Int) -> Double {
+            engine.load(parameters: start, velocity: nil)
+            let began = Trainer.now()
+            order.withUnsafeBufferPointer { order in
+                var k = 0
+                while k < count {
+                    let end = min(k + batch, count)
+                    _ = engine.train(on: data, indices: UnsafeBufferPointer(rebasing: order[k..<end]), rule: rule)
+                    k = end
+                }
+            }
+            return Trainer.now() - began
+        }
+        for _ in 0..<max(0, warmupPasses) { _ = pass(min(order.count, warmupSamples ?? order.count)) }
+        let seconds = (0..<max(1, repeats)).map { _ in pass(order.count) }
+        return (seconds, engine.currentParameters())
+    }
+
     /// The paper's Table 3 analogue: for each strategy (`layer` at batch 1, `data` at
     /// `dataBatch`) and thread count, time and speed-up over `sequential` at the same batch.
     public static func threads(data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,
