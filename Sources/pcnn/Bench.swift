@@ -210,17 +210,11 @@ struct MPILauncher {
         return found ? nil : "`\(mpirun)` was not found on PATH (Open MPI's launcher: apt-get install openmpi-bin)"
     }
 
-    /// The options `mpirun` needs here: root permission when running as root, oversubscription
-    /// when there are more ranks than cores.
-    static func launcherOptions(ranks: Int, cores: Int, root: Bool) -> [String] {
-        (root ? ["--allow-run-as-root"] : []) + (ranks > cores ? ["--oversubscribe"] : []) + ["-np", "\(ranks)"]
-    }
-
     func measure(_ request: MPIRequest) throws -> [Double] {
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [mpirun] + Self.launcherOptions(ranks: request.ranks, cores: EngineConfiguration.availableCores, root: getuid() == 0)
+        process.arguments = [mpirun] + request.launcherOptions(cores: EngineConfiguration.availableCores, root: getuid() == 0)
             + [me, "bench", "mpi-worker", "--data", directory, "--dataset", dataset.rawValue,
                "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
                "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples", "\(request.warmupSamples)"]
@@ -334,9 +328,6 @@ struct BenchAll: ParsableCommand {
             print(try BenchmarkReport.json(results), terminator: "")
         } else {
             print(BenchmarkReport.markdown(results, command: command))
-        }
-        if results.skipped[BenchmarkTable.mpi.rawValue] != nil {
-            note("T2 skipped: \(results.skipped[BenchmarkTable.mpi.rawValue]!)")
         }
     }
 }

@@ -22,6 +22,8 @@ public enum BenchmarkCharts {
         var y: Double
         /// Attributes tying the point to its source.
         var source: String
+        /// Text beside the marker, if any.
+        var label: String? = nil
     }
 
     struct Series {
@@ -29,6 +31,8 @@ public enum BenchmarkCharts {
         var color: String
         var dashed = false
         var marker = true
+        /// Whether a line joins the points (not for points of different kinds).
+        var connected = true
         var points: [Point]
     }
 
@@ -66,7 +70,8 @@ public enum BenchmarkCharts {
         series.append(Series(label: "paper, MPI (Table 2)", color: brown, dashed: true, points: p.mpi.compactMap { r in
             r.speedup.map { Point(x: Double(r.workers), y: $0, source: paper("T2:\(r.workers)", $0)) }
         }))
-        let maxWorkers = series.flatMap { $0.points.map(\.x) }.max() ?? 4
+        // The ideal line runs to the end of the axis (the next power of two).
+        let maxWorkers = pow(2, ceil(log2(series.flatMap { $0.points.map(\.x) }.max() ?? 4)))
         return lineChart(title: "Speed-up over sequential vs workers",
                          subtitle: "\(results.machine.cores) cores, \(modeText(results)); speed-up = sequential time / parallel time, same samples and batch",
                          xLabel: "workers (threads or MPI ranks), log scale", yLabel: "speed-up (×)",
@@ -86,15 +91,16 @@ public enum BenchmarkCharts {
             series.append(Series(label: engine, color: colors[k % colors.count], points: rows.filter { $0.engine == engine }
                 .sorted { $0.workers < $1.workers }.map { Point(x: Double($0.workers), y: $0.speedup!, source: measured($0, "speedup", $0.speedup!)) }))
         }
-        series.append(Series(label: "paper, CUDA on a T4 (Tables 5–8)", color: orange, dashed: true, marker: true,
+        series.append(Series(label: "paper, CUDA on a T4", color: orange, dashed: true, marker: true, connected: false,
                              points: results.paper.cuda.map {
-                                 Point(x: Double($0.threads), y: $0.speedup, source: paper("T5-8:\($0.part):speedup", $0.speedup))
+                                 Point(x: Double($0.threads), y: $0.speedup, source: paper("T5-8:\($0.part):speedup", $0.speedup),
+                                       label: $0.part)
                              }))
-        let maxX = series.flatMap { $0.points.map(\.x) }.max() ?? 10
+        let maxX = pow(10, ceil(log10(series.flatMap { $0.points.map(\.x) }.max() ?? 10)))
         return lineChart(title: "GPU speed-up over sequential vs GPU threads", subtitle: modeText(results),
                          xLabel: "GPU threads per launch, log scale", yLabel: "speed-up (×), log scale",
-                         series: series, xLog: true, yLog: true, ideal: (1, maxX),
-                         footnote: "Ideal: speed-up = threads. Paper: its Tables 5–8 (against its own 102 s/epoch sequential C).")
+                         series: series, xLog: true, yLog: true, ideal: (1, maxX), idealLabel: "ideal (speed-up = threads)",
+                         footnote: "Ideal: speed-up = threads. Labels: the layer (c1, s1, f) or the whole network. Paper: its Tables 5–8 (against its own 102 s/epoch sequential C).")
     }
 
     // MARK: Per-layer stacked bars
@@ -177,7 +183,7 @@ public enum BenchmarkCharts {
             ly += 22
         }
         svg += text(left, height - 34, "Ours: a clock read between the layers of a real training run (batch 1, original recipe).", anchor: "start", size: 12, color: "#444444")
-        svg += text(left, height - 16, "Paper: one-layer networks, no update (Table 4; its c1 time includes its listing's 28x28 loop).", anchor: "start", size: 12, color: "#444444")
+        svg += text(left, height - 16, "Paper: each layer timed in a network reduced to that layer, forward and backward together, no update (Table 4).", anchor: "start", size: 12, color: "#444444")
         return svg + "</svg>\n"
     }
 
@@ -199,8 +205,8 @@ public enum BenchmarkCharts {
                 guard let best = rows.filter({ $0.engine + "/" + $0.strategy == key }).min(by: { $0.secondsPerEpoch < $1.secondsPerEpoch })
                 else { continue }
                 let strategy = best.strategy == "-" ? "" : " \(best.strategy)"
-                let unit = table == .mpi ? "ranks" : table == .gpu ? "GPU threads" : "threads"
-                bars.append(Bar(label: "\(best.engine)\(strategy), \(best.workers) \(unit), batch \(best.batch)", value: best.secondsPerEpoch,
+                let unit = table == .mpi ? "rank" : table == .gpu ? "GPU thread" : "thread"
+                bars.append(Bar(label: "\(best.engine)\(strategy), \(count(best.workers, unit)), batch \(best.batch)", value: best.secondsPerEpoch,
                                 ours: true, source: measured(best, "secondsPerEpoch", best.secondsPerEpoch)))
             }
         }
@@ -219,7 +225,7 @@ public enum BenchmarkCharts {
                             source: "data-paper=\"T5-8:network\" data-scale=\"0.001\" data-value=\"\(number(network / 1000))\""))
         }
 
-        let width = 960.0, rowH = 30.0, left = 300.0, right = 150.0, top = 84.0, bottom = 96.0
+        let width = 960.0, rowH = 30.0, left = 300.0, right = 150.0, top = 84.0, bottom = 124.0
         let height = top + bottom + rowH * Double(bars.count)
         let plotW = width - left - right, plotH = rowH * Double(bars.count)
         let values = bars.map(\.value).filter { $0 > 0 }
@@ -242,9 +248,9 @@ public enum BenchmarkCharts {
             svg += text(left - 8, y + h / 2 + 5, bar.label, anchor: "end", size: 13)
             svg += text(x1 + 6, y + h / 2 + 5, seconds(bar.value), anchor: "start", size: 13)
         }
-        let ly = height - 34
+        let ly = height - 44
         svg += "<rect x=\"\(number(left))\" y=\"\(number(ly - 11))\" width=\"14\" height=\"14\" fill=\"\(blue)\"/>\n"
-        svg += text(left + 20, ly + 1, "ours, this machine (\(escape(results.machine.cpuModel)), \(results.machine.cores) cores)", anchor: "start", size: 13)
+        svg += text(left + 20, ly + 1, "ours, this machine (\(results.machine.cpuModel), \(results.machine.cores) cores)", anchor: "start", size: 13)
         svg += "<rect x=\"\(number(left))\" y=\"\(number(ly + 9))\" width=\"14\" height=\"14\" fill=\"\(orange)\"/>\n"
         svg += text(left + 20, ly + 21, "paper (VM for CPU; T4 GPU), speed-ups applied to its 102.3 s", anchor: "start", size: 13)
         return svg + "</svg>\n"
@@ -253,7 +259,8 @@ public enum BenchmarkCharts {
     // MARK: Drawing
 
     static func lineChart(title: String, subtitle: String, xLabel: String, yLabel: String, series: [Series],
-                          xLog: Bool, yLog: Bool, ideal: (Double, Double)?, footnote: String) -> String {
+                          xLog: Bool, yLog: Bool, ideal: (Double, Double)?, idealLabel: String = "ideal (speed-up = workers)",
+                          footnote: String) -> String {
         let width = 960.0, height = 600.0, left = 90.0, right = 270.0, top = 84.0, bottom = 110.0
         let plotW = width - left - right, plotH = height - top - bottom
         let xs = series.flatMap { $0.points.map(\.x) } + (ideal.map { [$0.0, $0.1] } ?? [])
@@ -303,7 +310,8 @@ public enum BenchmarkCharts {
         svg += text(left + plotW / 2, top + plotH + 46, xLabel, anchor: "middle", size: 14)
         svg += axisLabelY(yLabel, x: 28, y: top + plotH / 2)
         // Ideal.
-        var legend: [(String, String, Bool, Bool)] = []
+        // Legend entries: label, colour, line (nil, solid or dashed), marker (nil, circle or square).
+        var legend: [(String, String, String?, String?)] = []
         if let (a, b) = ideal {
             let steps = 40
             let pts = (0...steps).map { k -> String in
@@ -311,25 +319,36 @@ public enum BenchmarkCharts {
                 return "\(number(xOf(v))),\(number(yOf(v)))"
             }
             svg += "<polyline points=\"\(pts.joined(separator: " "))\" fill=\"none\" stroke=\"\(gray)\" stroke-width=\"1.5\" stroke-dasharray=\"2,4\" data-series=\"ideal\"/>\n"
-            legend.append(("ideal (speed-up = workers)", gray, true, false))
+            legend.append((idealLabel, gray, "dotted", nil))
         }
         for s in series where !s.points.isEmpty {
             let pts = s.points.map { "\(number(xOf($0.x))),\(number(yOf($0.y)))" }.joined(separator: " ")
-            svg += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2.5\"\(s.dashed ? " stroke-dasharray=\"7,5\"" : "") data-series=\"\(escape(s.label))\"/>\n"
+            if s.connected { svg += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2.5\"\(s.dashed ? " stroke-dasharray=\"7,5\"" : "") data-series=\"\(escape(s.label))\"/>\n" }
+            var placed: [(Double, Double)] = []
             for p in s.points {
+                if let label = p.label {
+                    // Labels of near points would overprint: move down until clear.
+                    var y = yOf(p.y) + 5
+                    while placed.contains(where: { abs($0.0 - xOf(p.x)) < 40 && abs($0.1 - y) < 14 }) { y += 14 }
+                    placed.append((xOf(p.x), y))
+                    svg += text(xOf(p.x) + 9, y, label, anchor: "start", size: 12, color: s.color)
+                }
                 let shape = s.dashed
                     ? "<rect x=\"\(number(xOf(p.x) - 5))\" y=\"\(number(yOf(p.y) - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(s.color)\" stroke-width=\"2\""
                     : "<circle cx=\"\(number(xOf(p.x)))\" cy=\"\(number(yOf(p.y)))\" r=\"5\" fill=\"\(s.color)\""
                 svg += "\(shape) data-series=\"\(escape(s.label))\" data-x=\"\(number(p.x))\" \(p.source)><title>\(escape(s.label)): \(trim(p.x)) → \(String(format: "%.3g", p.y))×</title></\(s.dashed ? "rect" : "circle")>\n"
             }
-            legend.append((s.label, s.color, s.dashed, true))
+            legend.append((s.label, s.color, s.connected ? (s.dashed ? "dashed" : "solid") : nil, s.dashed ? "square" : "circle"))
         }
         var ly = top + 6
         let lx = left + plotW + 24
-        for (label, color, dashed, marker) in legend {
-            svg += "<line x1=\"\(number(lx))\" y1=\"\(number(ly))\" x2=\"\(number(lx + 34))\" y2=\"\(number(ly))\" stroke=\"\(color)\" stroke-width=\"2.5\"\(dashed ? " stroke-dasharray=\"6,4\"" : "")/>\n"
-            if marker {
-                svg += dashed ? "<rect x=\"\(number(lx + 12))\" y=\"\(number(ly - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+        for (label, color, style, marker) in legend {
+            if let style {
+                let dash = style == "dashed" ? " stroke-dasharray=\"6,4\"" : style == "dotted" ? " stroke-dasharray=\"2,4\"" : ""
+                svg += "<line x1=\"\(number(lx))\" y1=\"\(number(ly))\" x2=\"\(number(lx + 34))\" y2=\"\(number(ly))\" stroke=\"\(color)\" stroke-width=\"2.5\"\(dash)/>\n"
+            }
+            if let marker {
+                svg += marker == "square" ? "<rect x=\"\(number(lx + 12))\" y=\"\(number(ly - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
                     : "<circle cx=\"\(number(lx + 17))\" cy=\"\(number(ly))\" r=\"5\" fill=\"\(color)\"/>\n"
             }
             svg += text(lx + 42, ly + 5, label, anchor: "start", size: 13)
@@ -373,6 +392,9 @@ public enum BenchmarkCharts {
     static func number(_ v: Double) -> String {
         v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : "\(v)"
     }
+
+    /// "1 thread", "4 threads".
+    static func count(_ n: Int, _ unit: String) -> String { "\(n) \(unit)\(n == 1 ? "" : "s")" }
 
     static func trim(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%g", v) }
 

@@ -228,8 +228,8 @@ public enum BenchmarkReport {
             let key = "\(r.engine)/\(r.strategy)/\(r.workers)/\(r.batch)"
             if seen.contains(key) { continue }
             seen.append(key)
-            let unit = r.table == .mpi ? "ranks" : r.table == .gpu ? "GPU threads" : "threads"
-            out.append("| \(r.engine) | \(r.strategy == "-" ? "" : r.strategy + ", ")\(r.workers) \(unit), batch \(r.batch) | \(f1(r.gflops)) | \(r.percentOfCorePeak.map(pct) ?? "–") | \(r.percentOfUsedCoresPeak.map(pct) ?? "–") |")
+            let unit = r.table == .mpi ? "rank" : r.table == .gpu ? "GPU thread" : "thread"
+            out.append("| \(r.engine) | \(r.strategy == "-" ? "" : r.strategy + ", ")\(BenchmarkCharts.count(r.workers, unit)), batch \(r.batch) | \(f1(r.gflops)) | \(r.percentOfCorePeak.map(pct) ?? "–") | \(r.percentOfUsedCoresPeak.map(pct) ?? "–") |")
         }
         out.append("")
         out.append("FLOPs per training sample by phase: " + LayerPhase.parts.map { "\($0.rawValue) \(Int(FLOPCount.perSample($0)))" }.joined(separator: ", ") + String(format: "; total %.0f.", FLOPCount.trainingSample))

@@ -20,6 +20,12 @@ public struct MPIRequest: Sendable, Equatable {
         self.warmupPasses = warmupPasses
         self.warmupSamples = warmupSamples
     }
+
+    /// `mpirun` options for this request: Open MPI's root permission when running as root, and
+    /// oversubscription when there are more ranks than cores (Open MPI refuses both otherwise).
+    public func launcherOptions(cores: Int, root: Bool) -> [String] {
+        (root ? ["--allow-run-as-root"] : []) + (ranks > cores ? ["--oversubscribe"] : []) + ["-np", "\(ranks)"]
+    }
 }
 
 /// Why a bench run stopped.
