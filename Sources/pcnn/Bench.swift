@@ -46,8 +46,8 @@ struct BenchThreads: ParsableCommand {
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         let count = min(samples, data.train.count)
-        note("Timing \(count) samples per configuration on \(EngineConfiguration.availableCores) cores...")
-        let rows = Benchmark.threads(data: data.train, samples: count, threadCounts: threads, dataBatch: batch, progress: note)
+        note("Timing \(count) samples per configuration on \(EngineRegistry.availableCores) cores...")
+        let rows = try Benchmark.threads(data: data.train, samples: count, threadCounts: threads, dataBatch: batch, progress: note)
         let overheads = threads.filter { $0 > 1 }.map { ($0, Benchmark.regionOverhead(threads: $0)) }
         let sequentialPerSample = (rows.first { $0.engine == "sequential" && $0.batch == 1 }?.seconds ?? 0) / Double(count)
         if json {
@@ -63,7 +63,7 @@ struct BenchThreads: ParsableCommand {
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineConfiguration.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
+        print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineRegistry.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
         printTable(rows)
         print(String(format: "sequential: %.2f µs per sample; the layer strategy runs %d parallel regions per sample",
                      sequentialPerSample * 1e6, ThreadedEngine.layerRegionsPerSample))
@@ -124,7 +124,7 @@ struct BenchMPI: ParsableCommand {
     }
 
     func run() throws {
-        guard EngineConfiguration.mpiBuilt else { throw fail(EngineError.unavailable(engine: "mpi", remedy: EngineConfiguration.mpiRemedy).description) }
+        guard MPIAvailability.built else { throw fail(EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy).description) }
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         guard let directory = source.resolvedDirectory else { throw fail("could not resolve the data directory") }
@@ -132,7 +132,7 @@ struct BenchMPI: ParsableCommand {
         var rows: [BenchmarkRow] = []
         let launcher = MPILauncher(mpirun: mpirun, directory: directory, dataset: source.dataset)
         for (strategy, batch, samples) in [(ThreadStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))] {
-            let baseline = Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
+            let baseline = try Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
             note(String(format: "sequential, batch %d, %d samples: %.3f s", batch, samples, baseline))
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             for n in ranks {
@@ -152,7 +152,7 @@ struct BenchMPI: ParsableCommand {
             print(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineConfiguration.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
+        print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineRegistry.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
         printTable(rows, workerTitle: "ranks")
     }
 }
@@ -164,7 +164,7 @@ struct BenchMPIWorker: ParsableCommand {
                                                     shouldDisplay: false)
 
     @OptionGroup var source: DataOptions
-    @Option var strategy: ThreadStrategy
+    @Option var strategy: EngineStrategy
     @Option var batch: Int
     @Option var samples: Int
     @Option var repeats: Int = 2
@@ -172,15 +172,15 @@ struct BenchMPIWorker: ParsableCommand {
     @Option(name: .customLong("warmup-samples")) var warmupSamples: Int = 0
 
     func run() throws {
-        let configuration = EngineConfiguration(kind: .mpi, threads: 1, strategy: strategy)
-        let group = try configuration.processGroup()
+        let descriptor = try EngineRegistry.descriptor(.mpi)
+        let group = try descriptor.processGroup()
         silent = group.rank != 0
         let loaded = Result { try source.load(download: false, log: note) }
         let (failed, error) = group.agree(loaded.map { _ in () }, context: "loading the benchmark data")
         if failed { if let error { throw fail("\(error)") }; throw ExitCode.failure }
         let data = try loaded.get()
-        let engine = try configuration.makeEngine(parameters: Initialization.original.makeParameters())
-        let (seconds, _) = Benchmark.passes(engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
+        let engine = try descriptor.makeEngine(EngineOptions(strategy: strategy), parameters: Initialization.original.makeParameters())
+        let (seconds, _) = try Benchmark.passes(engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
                                             warmupPasses: warmupPasses, warmupSamples: warmupSamples)
         if group.rank == 0 {
             let line = try JSONSerialization.data(withJSONObject: ["ranks": group.size, "seconds": seconds], options: [.sortedKeys])
@@ -201,7 +201,7 @@ struct MPILauncher {
 
     /// Why MPI configurations cannot be timed from this binary on this machine, or nil.
     static func unavailableReason(mpirun: String) -> String? {
-        guard EngineConfiguration.mpiBuilt else {
+        guard MPIAvailability.built else {
             return "this pcnn was built without the MPI trait (install Open MPI: apt-get install libopenmpi-dev openmpi-bin, then swift build -c release --traits MPI)"
         }
         let found = mpirun.contains("/") ? FileManager.default.isExecutableFile(atPath: mpirun)
@@ -214,7 +214,7 @@ struct MPILauncher {
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [mpirun] + request.launcherOptions(cores: EngineConfiguration.availableCores, root: getuid() == 0)
+        process.arguments = [mpirun] + request.launcherOptions(cores: EngineRegistry.availableCores, root: getuid() == 0)
             + [me, "bench", "mpi-worker", "--data", directory, "--dataset", dataset.rawValue,
                "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
                "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples", "\(request.warmupSamples)"]

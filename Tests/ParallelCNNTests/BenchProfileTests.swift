@@ -9,7 +9,7 @@ struct BenchProfileTests {
         let data = try TestData.mnist().train
         let start = Initialization.original.makeParameters()
         let (phases, reached) = LayerProfile.sequentialPass(data: data, samples: 300, start: start)
-        let (_, engine) = Benchmark.passes(SequentialEngine(parameters: start), data: data, samples: 300, batch: 1, repeats: 1,
+        let (_, engine) = try Benchmark.passes(SequentialEngine(parameters: start), data: data, samples: 300, batch: 1, repeats: 1,
                                            warmupPasses: 0, start: start)
         #expect(reached == engine)
         #expect(reached != start)
@@ -22,7 +22,7 @@ struct BenchProfileTests {
         let data = try TestData.mnist().train
         let start = Initialization.original.makeParameters()
         let (phases, reached) = LayerProfile.referencePass(data: data, samples: 30, start: start)
-        let (_, engine) = Benchmark.passes(ReferenceEngine(parameters: start), data: data, samples: 30, batch: 1, repeats: 1,
+        let (_, engine) = try Benchmark.passes(ReferenceEngine(parameters: start), data: data, samples: 30, batch: 1, repeats: 1,
                                            warmupPasses: 0, start: start)
         #expect(reached == engine)
         #expect(Set(phases.keys) == Set(LayerPhase.parts))

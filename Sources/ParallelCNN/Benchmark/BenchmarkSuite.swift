@@ -65,7 +65,7 @@ public struct BenchmarkSuite {
 
     /// Quick mode: a stated prefix of the epoch, about a minute on 2 cores. Full: whole epochs.
     public static func settings(full: Bool, epochSamples: Int, samples: Int? = nil, referenceSamples: Int? = nil,
-                                repeats: Int? = nil, dataBatch: Int = 64, cores: Int = EngineConfiguration.availableCores)
+                                repeats: Int? = nil, dataBatch: Int = 64, cores: Int = EngineRegistry.availableCores)
         -> BenchmarkSettings {
         let fast = min(epochSamples, samples ?? (full ? epochSamples : 10_000))
         let reference = min(epochSamples, referenceSamples ?? (full ? epochSamples : 1_000))
@@ -89,9 +89,11 @@ public struct BenchmarkSuite {
                                  samples: samples, epochSamples: s.epochSamples, warmupPasses: s.warmupPasses, seconds: seconds,
                                  note: note)
         }
-        func timed(_ engine: any Engine, samples: Int, batch: Int) -> (seconds: [Double], parameters: Parameters) {
-            Benchmark.passes(engine, data: data, samples: samples, batch: batch, repeats: s.repeats, warmupPasses: s.warmupPasses,
-                             warmupSamples: min(samples, s.warmupSamples), start: start)
+        /// A registry engine timed on the first `samples` samples.
+        func timed(_ kind: EngineKind, _ options: EngineOptions = EngineOptions(), samples: Int, batch: Int) throws
+            -> (seconds: [Double], parameters: Parameters) {
+            try Benchmark.passes(EngineRegistry.makeEngine(kind, options, parameters: start), data: data, samples: samples, batch: batch,
+                                 repeats: s.repeats, warmupPasses: s.warmupPasses, warmupSamples: min(samples, s.warmupSamples), start: start)
         }
         func report(_ r: BenchmarkMeasurement) {
             progress(String(format: "  %@ %@ %@ w=%d b=%d %@: median %.4f s (min %.4f, max %.4f) = %.3f s/epoch",
@@ -101,11 +103,11 @@ public struct BenchmarkSuite {
 
         // T1: one worker, batch 1 (the paper's per-sample SGD).
         progress("T1: reference on \(s.referenceSamples) samples, sequential on \(s.samples)...")
-        let reference = timed(ReferenceEngine(parameters: start), samples: s.referenceSamples, batch: 1)
+        let reference = try timed(.reference, samples: s.referenceSamples, batch: 1)
         let referenceRow = row(.sequential, "reference", samples: s.referenceSamples, seconds: reference.seconds)
         results.add(referenceRow)
         report(referenceRow)
-        let sequential = timed(SequentialEngine(parameters: start), samples: s.samples, batch: 1)
+        let sequential = try timed(.sequential, samples: s.samples, batch: 1)
         let sequentialRow = row(.sequential, "sequential", samples: s.samples, seconds: sequential.seconds)
         results.add(sequentialRow, baseline: referenceRow)
         report(sequentialRow)
@@ -139,7 +141,7 @@ public struct BenchmarkSuite {
 
         // T3: threads, layer strategy at batch 1 and data strategy at dataBatch.
         progress("T3: threads \(s.threadCounts) x {layer at batch 1, data at batch \(s.dataBatch)} on \(s.samples) samples...")
-        let batched = timed(SequentialEngine(parameters: start), samples: s.samples, batch: s.dataBatch)
+        let batched = try timed(.sequential, samples: s.samples, batch: s.dataBatch)
         let batchedRow = row(.threads, "sequential", batch: s.dataBatch, samples: s.samples, seconds: batched.seconds,
                              note: "baseline of the data strategies")
         results.add(batchedRow)
@@ -150,7 +152,8 @@ public struct BenchmarkSuite {
         for strategy in [ThreadStrategy.layer, .data] {
             let (baseline, parameters) = baselines[strategy]!
             for t in s.threadCounts {
-                let run = timed(ThreadedEngine(parameters: start, threads: t, strategy: strategy), samples: s.samples, batch: baseline.batch)
+                let run = try timed(.threads, EngineOptions(threads: t, strategy: EngineStrategy(rawValue: strategy.rawValue)),
+                                    samples: s.samples, batch: baseline.batch)
                 let r = row(.threads, "threads", strategy: strategy.rawValue, workers: t, batch: baseline.batch, samples: s.samples,
                             seconds: run.seconds,
                             note: run.parameters == parameters ? "parameters equal sequential's" : "parameters differ from sequential's")
@@ -184,9 +187,30 @@ public struct BenchmarkSuite {
             progress("T2 skipped: \(mpiSkipReason)")
         }
 
-        // T5-8: GPU engines, when this build has any.
-        if additionalEngines.isEmpty {
-            results.skipped[BenchmarkTable.gpu.rawValue] = noGPUReason
+        // T5-8: device engines of the registry, whole network, each strategy; and whatever
+        // per-kernel rows their own measurers add.
+        var devices: [String] = []
+        for descriptor in EngineRegistry.engines where descriptor.takesDevice {
+            guard descriptor.availability().isAvailable else {
+                if case .unavailable(let remedy) = descriptor.availability() { devices.append("\(descriptor.kind.rawValue): \(remedy)") }
+                continue
+            }
+            for strategy in descriptor.strategies.isEmpty ? [nil] : descriptor.strategies.map(Optional.some) {
+                let batch = strategy == .data ? s.dataBatch : 1
+                progress("T5-8: \(descriptor.kind.rawValue)\(strategy.map { " \($0.rawValue)" } ?? "") at batch \(batch)...")
+                do {
+                    let run = try timed(descriptor.kind, EngineOptions(strategy: strategy), samples: s.samples, batch: batch)
+                    let r = row(.gpu, descriptor.kind.rawValue, strategy: strategy?.rawValue ?? "-", batch: batch, samples: s.samples,
+                                seconds: run.seconds, note: "one device; workers = 1 (GPU threads are the engine's own)")
+                    results.add(r, baseline: batch == 1 ? sequentialRow : batchedRow, cpu: false)
+                    report(r)
+                } catch {
+                    results.skipped["\(descriptor.kind.rawValue)\(strategy.map { "/\($0.rawValue)" } ?? "")"] = "\(error)"
+                }
+            }
+        }
+        if results.rows(.gpu).isEmpty && additionalEngines.isEmpty {
+            results.skipped[BenchmarkTable.gpu.rawValue] = devices.isEmpty ? noGPUReason : devices.joined(separator: "; ")
         }
         for (name, measure) in additionalEngines {
             progress("\(name)...")

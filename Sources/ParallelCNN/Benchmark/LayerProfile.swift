@@ -79,7 +79,7 @@ public enum LayerProfile {
         return (seconds(spent), state.parameters)
     }
 
-    /// One pass of `ReferenceEngine.train` (batch 1) over the first `samples` samples of `data`
+    /// One pass of `ReferenceEngine.trainStep` (batch 1) over the first `samples` samples of `data`
     /// from `start`, its phases timed by the engine's `lap` hook. Returns each phase's seconds and
     /// the parameters reached.
     public static func referencePass(data: Dataset, samples: Int, start: Parameters) -> (PhaseSeconds, Parameters) {
@@ -97,7 +97,7 @@ public enum LayerProfile {
         for sample in 0..<min(samples, data.count) {
             index = Int32(sample)
             last = nanoseconds()
-            _ = withUnsafePointer(to: &index) { engine.train(on: data, indices: UnsafeBufferPointer(start: $0, count: 1), rule: rule) }
+            _ = withUnsafePointer(to: &index) { engine.trainStep(UnsafeBufferPointer(start: $0, count: 1), of: data, rule: rule) }
         }
         engine.lap = nil
         return (seconds(spent), engine.currentParameters())

@@ -71,11 +71,11 @@ public struct MachineInfo: Codable, Sendable, Equatable {
         let commit = directories.lazy.compactMap { run("git", ["-C", $0, "describe", "--always", "--dirty", "--abbrev=12"]) }.first
         let swift = run("swift", ["--version"]).flatMap { $0.split(separator: "\n").first.map(String.init) }
         return MachineInfo(
-            cpuModel: field("model name") ?? field("Model") ?? "unknown", cores: EngineConfiguration.availableCores,
+            cpuModel: field("model name") ?? field("Model") ?? "unknown", cores: EngineRegistry.availableCores,
             vectorBits: bits, vectorExtension: name, memoryGiB: memoryKiB / 1_048_576, os: os,
             swiftVersion: swift ?? "Swift \(compilerVersion) (the compiler of this build; no swift on PATH)",
             pcnnVersion: pcnnVersion, commit: commit ?? "unknown (not run from a git checkout)",
-            mpiBuilt: EngineConfiguration.mpiBuilt, build: buildKind)
+            mpiBuilt: MPIAvailability.built, build: buildKind)
     }
 
     /// The Swift version this binary was compiled with, to the minor version.

@@ -27,7 +27,7 @@ public struct PeakFLOPS: Codable, Sendable, Equatable {
     }
 
     /// Measures the peak: `seconds` of FMAs on one thread, then on one thread per core.
-    public static func measure(seconds: Double = 0.25, cores: Int = EngineConfiguration.availableCores) -> PeakFLOPS {
+    public static func measure(seconds: Double = 0.25, cores: Int = EngineRegistry.availableCores) -> PeakFLOPS {
         // Warm up the clocks and pick the widest vector that is fast here.
         _ = fmaLoop8(iterations: 200_000)
         _ = fmaLoop16(iterations: 200_000)

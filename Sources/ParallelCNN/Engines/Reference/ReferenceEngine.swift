@@ -18,8 +18,9 @@ private let O = Network.classes       // 10 outputs
 /// original initialisation and batch 1 it reproduces the SPEC's parameter hashes bit for bit.
 ///
 /// It is deliberately slow and obvious; every other engine is tested against it.
-public final class ReferenceEngine: Engine {
+public final class ReferenceEngine: SteppedEngine {
     public var description: String { "reference" }
+    public let stepper = EpochStepper()
 
     private var p: [Float]
     private var velocity: [Float]?
@@ -253,7 +254,7 @@ public final class ReferenceEngine: Engine {
 
     // MARK: Engine
 
-    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+    public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: Parameters.count)
         // The original program with one sample per step updates biases while back-propagating.
