@@ -191,6 +191,8 @@ public enum BenchmarkReport {
             }
             out.append(plain + " \(sec(p.sequentialSecondsPerEpoch)) (T1) |")
             out.append("")
+            out.append("The profiled step reads the clock 8 times per sample; the gap between its total and the unprofiled T1 time (measured separately, so noise counts twice) bounds what timing the layers costs. The paper's rows come from one-layer networks and include no update.")
+            out.append("")
             let speedups = layerRows.filter { $0.speedup != nil && $0.phase != .network }
             if !speedups.isEmpty {
                 out.append("Per-phase speed-up over the reference engine: " + speedups.map { "\($0.engine) \($0.phase.rawValue) \(times($0.speedup!))" }.joined(separator: ", ") + ".")
