@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The CUDA driver API from libcuda.so.1, loaded with `dlopen` (no CUDA headers or libraries at
 /// build time). `_v2` symbols throughout, as the CUDA headers map them.
@@ -238,9 +239,20 @@ public final class CUDADevice: ComputeDevice {
         try api.check(api.memcpyDtoH(destination.baseAddress, buffer.handle + UInt64(offset), destination.count), "cuMemcpyDtoH_v2")
     }
 
+    /// CUBINs compiled in this process, by architecture, defines and source: NVRTC takes about
+    /// 2 s for these kernels, and a run may open several engines (bench, test after train).
+    private static let compiled = Mutex<[String: (cubin: [UInt8], log: String)]>([:])
+
     public func compile(source: String, defines: [String: String]) throws {
-        let nvrtc = try NVRTC.shared.get()
-        let (cubin, log) = try nvrtc.compile(source: source, architecture: architecture, defines: defines)
+        let key = architecture + "\u{0}" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            + "\u{0}" + source
+        let (cubin, log): ([UInt8], String)
+        if let hit = Self.compiled.withLock({ $0[key] }) {
+            (cubin, log) = hit
+        } else {
+            (cubin, log) = try NVRTC.shared.get().compile(source: source, architecture: architecture, defines: defines)
+            Self.compiled.withLock { $0[key] = (cubin, log) }
+        }
         try makeCurrent()
         var loaded: UnsafeMutableRawPointer?
         try cubin.withUnsafeBytes { try api.check(api.moduleLoadData(&loaded, $0.baseAddress!), "cuModuleLoadData(\(architecture) CUBIN)") }
