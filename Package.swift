@@ -53,6 +53,13 @@ let package = Package(
                 "CZlib", "_CPUVector",
                 .target(name: "CMPI", condition: .when(traits: ["MPI"])),
             ],
+            // The device kernels: one source for OpenCL and CUDA, compiled at run time.
+            resources: [
+                .embedInCode("Engines/GPU/Kernels/prelude.cu"),
+                .embedInCode("Engines/GPU/Kernels/network.cu"),
+                .embedInCode("Engines/GPU/Kernels/fused.cu"),
+                .embedInCode("Engines/GPU/Kernels/layer.cu"),
+            ],
             swiftSettings: speedFlags
         ),
         .executableTarget(

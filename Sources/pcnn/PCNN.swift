@@ -11,7 +11,7 @@ struct PCNN: ParsableCommand {
         downloads it if it is nowhere to be found, trains, reports the test error and writes a checkpoint.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self],
+        subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self, Devices.self],
         defaultSubcommand: nil
     )
 }

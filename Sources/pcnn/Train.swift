@@ -76,15 +76,7 @@ struct Train: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard epochs >= 1, epochs <= 100_000 else { throw ValidationError("--epochs must be between 1 and 100000, got \(epochs)") }
-        if let batch, !(1...60_000).contains(batch) { throw ValidationError("--batch must be between 1 and 60000, got \(batch)") }
-        if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a positive number, got \(lr)") }
-        if let lrDecay, !(lrDecay > 0 && lrDecay <= 1) { throw ValidationError("--lr-decay must be in (0, 1], got \(lrDecay)") }
-        if let momentum, !(momentum >= 0 && momentum < 1) { throw ValidationError("--momentum must be in [0, 1), got \(momentum)") }
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
-        guard checkpointInterval > 0, checkpointInterval.isFinite else {
-            throw ValidationError("--checkpoint-interval must be a positive number of seconds, got \(checkpointInterval)")
-        }
+        do { try request.validate() } catch { throw ValidationError(error.message) }
     }
 
     func run() throws {

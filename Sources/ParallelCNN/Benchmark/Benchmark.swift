@@ -40,6 +40,29 @@ public enum Benchmark {
         return best
     }
 
+    /// Timed passes of `engine` over the first `samples` samples of `data` (original recipe,
+    /// `batch` samples per step), each from `start`: first `warmupPasses` untimed passes over the
+    /// first `warmupSamples`, then `repeats` timed passes. Returns each timed pass's seconds, and
+    /// the parameters the last pass reached.
+    public static func passes(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int,
+                              warmupPasses: Int = 1, warmupSamples: Int? = nil,
+                              start: Parameters = Initialization.original.makeParameters()) throws -> (seconds: [Double], parameters: Parameters) {
+        let rule = UpdateRule(recipe: .original)
+        let order = (0..<Int32(min(samples, data.count))).map { $0 }
+        try engine.prepare(training: data)
+        func pass(_ count: Int) throws -> Double {
+            let plan = EpochPlan(order: Array(order[0..<count]), batchSize: batch, rule: rule)
+            try engine.load(parameters: start, velocity: nil)
+            let began = Trainer.now()
+            try engine.trainEpoch(plan)
+            try engine.synchronize()
+            return Trainer.now() - began
+        }
+        for _ in 0..<max(0, warmupPasses) { _ = try pass(min(order.count, warmupSamples ?? order.count)) }
+        let seconds = try (0..<max(1, repeats)).map { _ in try pass(order.count) }
+        return (seconds, try engine.currentParameters())
+    }
+
     /// The paper's Table 3 analogue: for each strategy (`layer` at batch 1, `data` at
     /// `dataBatch`) and thread count, time and speed-up over `sequential` at the same batch.
     public static func threads(data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,

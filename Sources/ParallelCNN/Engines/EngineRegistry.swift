@@ -132,7 +132,7 @@ public struct EngineDescriptor: Sendable {
 /// The engines of this build. Adding an engine: one folder under `Engines/` that defines its
 /// `EngineDescriptor` (and `EngineKind`), and one entry here.
 public enum EngineRegistry {
-    public static let engines: [EngineDescriptor] = [.reference, .sequential, .threads, .mpi]
+    public static let engines: [EngineDescriptor] = [.reference, .sequential, .threads, .mpi, .opencl, .cuda]
 
     /// The descriptor of `kind`.
     public static func descriptor(_ kind: EngineKind) throws(EngineError) -> EngineDescriptor {

@@ -26,6 +26,21 @@ public struct TrainingRequest: Sendable {
     public var checkpoint: String?
     public var checkpointInterval: Double = 60
 
+    /// Checks every value before anything is loaded or allocated.
+    public func validate() throws(TrainingRequestError) {
+        func check(_ ok: Bool, _ message: @autoclosure () -> String) throws(TrainingRequestError) {
+            if !ok { throw TrainingRequestError(message: message()) }
+        }
+        try check((1...100_000).contains(epochs), "--epochs must be between 1 and 100000, got \(epochs)")
+        if let batchSize { try check((1...60_000).contains(batchSize), "--batch must be between 1 and 60000, got \(batchSize)") }
+        if let learningRate { try check(learningRate.isFinite && learningRate > 0, "--lr must be a positive number, got \(learningRate)") }
+        if let learningRateDecay { try check(learningRateDecay > 0 && learningRateDecay <= 1, "--lr-decay must be in (0, 1], got \(learningRateDecay)") }
+        if let momentum { try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)") }
+        if let limit { try check(limit >= 1, "--limit must be at least 1, got \(limit)") }
+        try check(checkpointInterval > 0 && checkpointInterval.isFinite,
+                  "--checkpoint-interval must be a positive number of seconds, got \(checkpointInterval)")
+    }
+
     public init(engine: EngineKind = .sequential, engineOptions: EngineOptions = EngineOptions(), epochs: Int = 1,
                 recipe: Recipe? = nil, checkpoint: String? = nil, resume: String? = nil) {
         self.engine = engine
@@ -141,6 +156,7 @@ public final class TrainingSession {
     /// rank throws: the lowest failing rank its error, the others `OtherRankFailed`.
     public init(_ request: TrainingRequest, loadData: () throws -> DatasetPair) throws {
         self.request = request
+        try request.validate()
         let descriptor = try EngineRegistry.descriptor(request.engine)
         _ = try descriptor.resolve(request.engineOptions)
         if case .unavailable(let remedy) = descriptor.availability() {
@@ -182,6 +198,10 @@ public final class TrainingSession {
             parameters = request.initialization.makeParameters()
         }
         let data = DatasetPair(train: all.train.prefix(record.trainSamples), test: all.test)
+        let settings = try descriptor.resolve(request.engineOptions)
+        try MemoryBudget.require(MemoryBudget.trainingBytes(threads: settings.threads, batch: record.options.batchSize,
+                                                            shardImages: descriptor.launcher == nil ? 0 : data.train.count),
+                                 for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
         let engine = try descriptor.makeEngine(request.engineOptions, parameters: parameters)
         try engine.load(parameters: parameters, velocity: velocity)
         return (record, data, parameters, engine)

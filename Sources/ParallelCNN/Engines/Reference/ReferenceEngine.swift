@@ -37,6 +37,9 @@ public final class ReferenceEngine: SteppedEngine {
     private var s1Error = [Float](repeating: 0, count: C * H2 * H2)
     private var c1Error = [Float](repeating: 0, count: C * H1 * H1)
 
+    /// Called as each phase of a training step ends (the bench's per-layer timer); nil otherwise.
+    var lap: ((LayerPhase) -> Void)?
+
     public init(parameters: Parameters) {
         p = parameters.values
     }
@@ -85,6 +88,7 @@ public final class ReferenceEngine: SteppedEngine {
                 }
             }
         }
+        lap?(.c1Forward)
 
         // s1: one 4x4 kernel shared by all maps, stride 4; same term order as c1.
         for c in 0..<C {
@@ -101,6 +105,7 @@ public final class ReferenceEngine: SteppedEngine {
                 }
             }
         }
+        lap?(.s1Forward)
 
         // f: input column slowest, then row, then channel fastest.
         for o in 0..<O {
@@ -128,6 +133,7 @@ public final class ReferenceEngine: SteppedEngine {
             }
             for o in 0..<O { fOut[o] /= total }
         }
+        lap?(.fForward)
     }
 
     /// Argmax of the output with strict `<` (ties go to the lower class).
@@ -170,6 +176,7 @@ public final class ReferenceEngine: SteppedEngine {
             for i in 0..<(C * H2 * H2) { grad[fw(o, i)] += fError[o] * s1Out[i] }
         }
         for o in 0..<O { addBiasTerm(fError[o], divisor: 1, at: fb(o), grad: &grad, bias: bias) }
+        lap?(.fBackward)
 
         // Steps 4-5: error at s1 through the f weights as they were before this step.
         for i in 0..<(C * H2 * H2) {
@@ -200,6 +207,7 @@ public final class ReferenceEngine: SteppedEngine {
                 }
             }
         }
+        lap?(.s1Backward)
 
         // Steps 7-8: error at c1 through the s1 weights as they were before this step.
         for c in 0..<C {
@@ -233,6 +241,7 @@ public final class ReferenceEngine: SteppedEngine {
                 }
             }
         }
+        lap?(.c1Backward)
         return loss
     }
 
@@ -273,6 +282,7 @@ public final class ReferenceEngine: SteppedEngine {
             }
             velocity = rule.usesMomentum ? v : nil
         }
+        lap?(.update)
         return stats
     }
 

@@ -1,0 +1,314 @@
+/// How a device engine maps the network onto the device.
+public enum DeviceStrategy: String, CaseIterable, Sendable {
+    /// The paper's design: one kernel per layer and pass, per sample (launch-bound by design).
+    case layer
+    /// One work-group per sample runs all layers on chip; per-sample SGD loops over many samples
+    /// in one persistent launch; minibatches train their samples in parallel.
+    case fused
+}
+
+/// The device backends.
+public enum DeviceBackend: String, CaseIterable, Sendable {
+    case opencl, cuda
+
+    /// Whether this machine can run the backend, and if not, the one-line remedy.
+    public func availability() -> (available: Bool, remedy: String) {
+        switch self {
+        case .opencl: OpenCLDevice.availability()
+        case .cuda: CUDADevice.availability()
+        }
+    }
+
+    /// Opens device `index` of the backend.
+    public func open(device index: Int = 0) throws -> any ComputeDevice {
+        switch self {
+        case .opencl: try OpenCLDevice(index: index)
+        case .cuda: try CUDADevice(index: index)
+        }
+    }
+}
+
+/// A training engine on an OpenCL or CUDA device (see `DeviceStrategy`). The training set is
+/// uploaded once (`prepare`), an epoch's order once per epoch (`beginEpoch`); `train(until:)`
+/// queues all the steps up to a position without waiting; per-sample losses and misclassified
+/// flags stay on the device until `statistics()` reads them.
+///
+/// Semantics are the reference engine's: with batch 1 and no momentum the SPEC's per-sample
+/// step (biases updated term by term while back-propagating); otherwise a batch's per-sample
+/// gradients, all from the same parameters, are summed in sample order, then
+/// `v ← μ v + Σg / B`, `θ ← θ + lr · v`. Every sum has a fixed order, so two runs on one
+/// device give the same parameters bit for bit.
+public final class DeviceEngine: Engine {
+    public let device: any ComputeDevice
+    public let strategy: DeviceStrategy
+    public var description: String { "\(device.backend)(\(strategy), \(device.name))" }
+
+    /// Per-sample SGD launches at most this many samples (the fused kernel's persistent loop).
+    public var samplesPerLaunch = 20_000
+
+    private let groupSize = KernelSource.groupSize
+    private let params: DeviceBuffer
+    private let velocity: DeviceBuffer
+    private var hasVelocity = false
+    private var images: DeviceBuffer?
+    private var labels: DeviceBuffer?
+    private var trainingCount = 0
+
+    // Epoch state.
+    private var order: DeviceBuffer?
+    private var losses: DeviceBuffer?
+    private var wrong: DeviceBuffer?
+    private var grads: DeviceBuffer?
+    private var gradsCapacity = 0
+    private var orderCount = 0
+    private var batchSize = 1
+    private var rule = UpdateRule(recipe: .original)
+    private var epochStart = 0
+    /// Statistics of the epoch's steps before `statisticsEnd`, already read back.
+    private var accumulated = TrainingStatistics()
+    private var statisticsEnd = 0
+    public private(set) var position = 0
+
+    // Prediction scratch.
+    private var predictImages: DeviceBuffer?
+    private var predictClasses: DeviceBuffer?
+
+    // The layer strategy's activations and errors of one sample.
+    private var workspace: DeviceBuffer?
+
+    /// Compiles the kernels for `device` and holds `parameters` (zero velocity).
+    public init(device: any ComputeDevice, strategy: DeviceStrategy, parameters: Parameters) throws {
+        self.device = device
+        self.strategy = strategy
+        try device.compile(source: KernelSource.text, defines: KernelSource.defines)
+        params = try device.allocate(bytes: Parameters.count * 4)
+        velocity = try device.allocate(bytes: Parameters.count * 4)
+        try load(parameters: parameters, velocity: nil)
+    }
+
+    /// Opens device `index` of `backend` and compiles the kernels there.
+    public convenience init(backend: DeviceBackend, strategy: DeviceStrategy, device index: Int = 0, parameters: Parameters) throws {
+        try self.init(device: try backend.open(device: index), strategy: strategy, parameters: parameters)
+    }
+
+    deinit {
+        for b in [images, labels, order, losses, wrong, grads, predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
+        device.free(params)
+        device.free(velocity)
+        if let workspace { device.free(workspace) }
+    }
+
+    // MARK: State
+
+    /// Uploads the training set; `beginEpoch` orders index into it.
+    public func prepare(training data: Dataset) throws {
+        if let images { device.free(images) }
+        if let labels { device.free(labels) }
+        images = try device.allocate(bytes: data.images.count * 4)
+        labels = try device.allocate(bytes: data.count)
+        try device.write(images!, array: data.images)
+        try device.write(labels!, array: data.labels)
+        trainingCount = data.count
+    }
+
+    public func load(parameters: Parameters, velocity v: Parameters?) throws {
+        try device.write(params, array: parameters.values)
+        try device.write(velocity, array: v?.values ?? [Float](repeating: 0, count: Parameters.count))
+        hasVelocity = v != nil
+    }
+
+    public func currentParameters() throws -> Parameters {
+        Parameters(values: try device.read(params, count: Parameters.count, as: Float.self, zero: 0))
+    }
+
+    public func currentVelocity() throws -> Parameters? {
+        guard hasVelocity else { return nil }
+        return Parameters(values: try device.read(velocity, count: Parameters.count, as: Float.self, zero: 0))
+    }
+
+    public func synchronize() throws { try device.synchronize() }
+
+    // MARK: Training
+
+    /// Starts (or resumes, at `position`) an epoch: the plan's order (indices into the prepared
+    /// training set) is uploaded once; clears the statistics.
+    public func beginEpoch(_ plan: EpochPlan, at position: Int) throws {
+        try beginEpoch(order: plan.order, batchSize: plan.batchSize, rule: plan.rule, at: position)
+    }
+
+    /// `beginEpoch(_:at:)` with the plan's parts.
+    public func beginEpoch(order newOrder: [Int32], batchSize: Int, rule: UpdateRule, at position: Int) throws {
+        guard let _ = images else { throw EngineError.misuse("\(device.backend): beginEpoch before prepare(training:)") }
+        guard newOrder.allSatisfy({ $0 >= 0 && Int($0) < trainingCount }) else {
+            throw EngineError.misuse("\(device.backend): the epoch order indexes outside the \(trainingCount) prepared samples")
+        }
+        guard batchSize >= 1, (0...newOrder.count).contains(position) else {
+            throw EngineError.misuse("\(device.backend): batch size \(batchSize) or position \(position) out of range")
+        }
+        if newOrder.count != orderCount || order == nil {
+            for b in [order, losses, wrong].compactMap({ $0 }) { device.free(b) }
+            order = try device.allocate(bytes: newOrder.count * 4)
+            losses = try device.allocate(bytes: newOrder.count * 4)
+            wrong = try device.allocate(bytes: newOrder.count)
+            orderCount = newOrder.count
+        }
+        try device.write(order!, array: newOrder)
+        if batchSize > gradsCapacity {
+            if let grads { device.free(grads) }
+            grads = try device.allocate(bytes: batchSize * Parameters.count * 4)
+            gradsCapacity = batchSize
+        }
+        if rule.usesMomentum && !hasVelocity {
+            try device.write(velocity, array: [Float](repeating: 0, count: Parameters.count))
+        }
+        self.batchSize = batchSize
+        self.rule = rule
+        epochStart = position
+        self.position = position
+        accumulated = TrainingStatistics()
+        statisticsEnd = position
+    }
+
+    /// Whether steps follow the SPEC's per-sample rule (biases updated while back-propagating).
+    private var faithful: Bool { batchSize == 1 && !rule.usesMomentum }
+
+    private var c1Divisor: Float { rule.recipe == .original ? Float(Network.convMapSize) : 1 }
+    private var s1BiasDivisor: Float { rule.recipe == .original ? Float(Network.poolOutputs) : 1 }
+    private var modern: Int32 { rule.recipe == .modern ? 1 : 0 }
+
+    /// Queues the steps from the current position up to `end` (a step boundary or the order's end).
+    public func train(until end: Int) throws {
+        guard let order, let losses, let wrong, let images, let labels else {
+            throw EngineError.misuse("\(device.backend): train before prepare(training:) and beginEpoch")
+        }
+        guard end <= orderCount, end >= position,
+              end == orderCount || (end - epochStart) % batchSize == 0 else {
+            throw EngineError.misuse("\(device.backend): train(until: \(end)) is not a step boundary of this epoch")
+        }
+        switch (strategy, faithful) {
+        case (.fused, true):
+            let kernel = try device.kernel("fused_sgd")
+            while position < end {
+                let n = min(samplesPerLaunch, end - position)
+                try device.launch(kernel, groups: 1, groupSize: groupSize, arguments: [
+                    .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(n)),
+                    .buffer(losses), .buffer(wrong), .float(rule.learningRate), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern),
+                ])
+                position += n
+            }
+        case (.fused, false):
+            let gradient = try device.kernel("fused_batch_gradient")
+            let update = try device.kernel("batch_update")
+            let updateGroups = (Parameters.count + groupSize - 1) / groupSize
+            while position < end {
+                let n = min(batchSize, end - position)
+                try device.launch(gradient, groups: n, groupSize: groupSize, arguments: [
+                    .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
+                    .buffer(losses), .buffer(wrong), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern),
+                ])
+                try device.launch(update, groups: updateGroups, groupSize: groupSize, arguments: [
+                    .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(n)), .float(rule.learningRate), .float(rule.momentum),
+                ])
+                position += n
+            }
+            hasVelocity = rule.usesMomentum
+        case (.layer, _):
+            try trainLayers(until: end)
+        }
+    }
+
+    /// Statistics of the steps since `beginEpoch` (waits for them). The per-sample losses and
+    /// flags not read yet come back and are added in step order, as a CPU engine adds them.
+    public func statistics() throws -> TrainingStatistics {
+        guard let losses, let wrong, position > statisticsEnd else { return accumulated }
+        let n = position - statisticsEnd
+        let loss = try device.read(losses, offset: statisticsEnd, count: n, as: Float.self, zero: 0)
+        let flags = try device.read(wrong, offset: statisticsEnd, count: n, as: UInt8.self, zero: 0)
+        var k = 0
+        while k < n {
+            // Steps start at epochStart + j * batchSize; every train(until:) ends on one.
+            let stepEnd = min(k + batchSize, n)
+            var step = StepStatistics()
+            for i in k..<stepEnd {
+                step.lossSum += Double(loss[i])
+                step.misclassified += Int(flags[i])
+            }
+            step.samples = stepEnd - k
+            accumulated.add(step, number: (statisticsEnd + k) / batchSize)
+            k = stepEnd
+        }
+        statisticsEnd = position
+        return accumulated
+    }
+
+    // MARK: Prediction
+
+    /// Predicted classes of `data[range]`.
+    public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) throws {
+        guard !range.isEmpty else { return }
+        let n = range.count
+        if (predictImages?.bytes ?? 0) < n * Network.imagePixels * 4 {
+            for b in [predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
+            predictImages = try device.allocate(bytes: n * Network.imagePixels * 4)
+            predictClasses = try device.allocate(bytes: n)
+        }
+        try data.images.withUnsafeBytes { all in
+            let bytes = UnsafeRawBufferPointer(rebasing: all[(range.lowerBound * Network.imagePixels * 4)..<(range.upperBound * Network.imagePixels * 4)])
+            try device.write(predictImages!, offset: 0, from: bytes)
+        }
+        try device.launch(try device.kernel("fused_predict"), groups: min(n, 4096), groupSize: groupSize, arguments: [
+            .buffer(params), .buffer(predictImages!), .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0),
+        ])
+        try device.read(predictClasses!, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(predictions)[0..<n]))
+    }
+
+    // MARK: Layer strategy
+
+    /// Workspace floats of the layer kernels (`WS_SIZE` in layer.cu).
+    static let layerWorkspaceFloats = 7380
+
+    /// The layer kernels of one sample, in launch order, with their grids (blocks x threads).
+    static let layerKernels: [(name: String, groups: Int, groupSize: Int)] = [
+        ("layer_fp_c1", 6, 576), ("layer_fp_s1", 6, 36), ("layer_fp_f", 1, 32), ("layer_bp_s1_error", 6, 36),
+        ("layer_bp_f", 10, 216), ("layer_bp_s1", 1, 32), ("layer_bp_c1_error", 6, 576), ("layer_bp_c1", 6, 32),
+    ]
+
+    /// Eight launches per sample; with batches, one `batch_update` per step.
+    private func trainLayers(until end: Int) throws {
+        guard let order, let losses, let wrong, let images, let labels, let grads else { return }
+        if workspace == nil { workspace = try device.allocate(bytes: Self.layerWorkspaceFloats * 4) }
+        let ws = workspace!
+        let k = try Self.layerKernels.map { try device.kernel($0.name) }
+        let apply: Int32 = faithful ? 1 : 0
+        let dt = rule.learningRate
+        while position < end {
+            let n = min(batchSize, end - position)
+            for slot in 0..<n {
+                let pos = Int32(position + slot)
+                let s = Int32(slot)
+                let args: [[KernelArgument]] = [
+                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(ws)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(labels), .buffer(order), .int32(pos), .buffer(ws), .buffer(losses), .buffer(wrong), .int32(modern)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .int32(apply)],
+                    [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .float(s1BiasDivisor), .int32(apply)],
+                    [.buffer(params), .buffer(ws)],
+                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
+                     .float(c1Divisor), .int32(apply)],
+                ]
+                for (i, spec) in Self.layerKernels.enumerated() {
+                    try device.launch(k[i], groups: spec.groups, groupSize: spec.groupSize, arguments: args[i])
+                }
+            }
+            if !faithful {
+                try device.launch(try device.kernel("batch_update"), groups: (Parameters.count + groupSize - 1) / groupSize,
+                                  groupSize: groupSize, arguments: [
+                    .buffer(params), .buffer(velocity), .buffer(grads), .int32(Int32(n)), .float(rule.learningRate), .float(rule.momentum),
+                ])
+            }
+            position += n
+        }
+        if !faithful { hasVelocity = rule.usesMomentum }
+    }
+}

@@ -1,0 +1,152 @@
+/* The fused strategy: one work-group owns a whole sample (its activations live in local memory)
+ * and runs every layer of the forward and backward pass without leaving the kernel. */
+
+/* Per-sample SGD, persistent: ONE work-group of GROUP_SIZE work-items keeps all 2,343 parameters
+ * and one sample's activations in local memory and trains the samples order[first ..< first+count]
+ * one after the other, exactly as the SPEC's program (biases updated term by term while
+ * back-propagating, weights after). Launch with a grid of one group. Work-items split each layer
+ * as in network.cu; the serial parts (bias terms, which the SPEC adds one at a time) go to
+ * work-items that are otherwise idle at that point. */
+KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const u8* labels,
+                 GLOBAL const int* order, int first, int count, GLOBAL float* losses, GLOBAL u8* wrong,
+                 float dt, float c1_divisor, float s1_bias_divisor, int modern) {
+    SHARED(float, p, NPARAM);
+    SHARED(float, in, PIXELS);
+    SHARED(float, c1, C1_SIZE);
+    SHARED(float, s1, S1_SIZE);
+    SHARED(float, s1e, S1_SIZE);
+    SHARED(float, out, CLASSES);
+    SHARED(float, err, CLASSES);
+    SHARED(float, gs1, K2 * K2);
+    load_floats(p, params, NPARAM);
+    for (int k = 0; k < count; ++k) {
+        int pos = first + k;
+        int sample = order[pos];
+        BARRIER();
+        load_floats(in, images + (long)sample * PIXELS, PIXELS);
+        BARRIER();
+        forward(p, in, c1, s1, out, modern);
+        if (LID == 0) output_error(out, err, labels[sample], modern, losses, wrong, pos);
+        BARRIER();
+        s1_error(p, s1, err, s1e);
+        BARRIER();
+        /* Step 3 with step 10 for f (the f weights' old values were used above), and step 6. */
+        NO_UNROLL
+        for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
+            p[OFF_FW + j] += dt * (err[j / S1_SIZE] * s1[j % S1_SIZE]);
+        if (LID < CLASSES) p[OFF_FB + LID] += dt * err[LID];
+        if (LID >= 32 && LID < 32 + K2 * K2) gs1[LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
+        if (LID == 64) {
+            NO_UNROLL
+            for (int x = 0; x < H2; ++x)
+                for (int y = 0; y < H2; ++y)
+                    for (int c = 0; c < CH; ++c)
+                        p[OFF_S1B] += dt * s1e[(c * H2 + y) * H2 + x] / s1_bias_divisor;
+        }
+        BARRIER();
+        c1_error(p, s1e, c1);
+        BARRIER();
+        if (LID < K2 * K2) p[OFF_S1W + LID] += dt * gs1[LID];
+        if (LID < CH * K1 * K1) {
+            p[OFF_C1W + LID] += dt * c1_weight_gradient(c1, in, LID, c1_divisor);
+        } else if (LID < CH * K1 * K1 + CH) {
+            int c = LID - CH * K1 * K1;
+            NO_UNROLL
+            for (int x = 0; x < H1; ++x)
+                for (int y = 0; y < H1; ++y)
+                    p[OFF_C1B + c] += dt * c1[(c * H1 + y) * H1 + x] / c1_divisor;
+        }
+    }
+    BARRIER();
+    NO_UNROLL
+    for (int i = LID; i < NPARAM; i += GROUP_SIZE) params[i] = p[i];
+}
+
+/* Minibatch, gradient half: work-group g trains sample order[first + g] of the batch from the
+ * parameters as they are (read-only) and writes its raw ascent direction (the recipe's per-term
+ * divisors included) to grads[g][0 ..< 2343]. Launch with one group per sample of the batch. */
+KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* images, GLOBAL const u8* labels,
+                            GLOBAL const int* order, int first, GLOBAL float* grads,
+                            GLOBAL float* losses, GLOBAL u8* wrong,
+                            float c1_divisor, float s1_bias_divisor, int modern) {
+    SHARED(float, p, NPARAM);
+    SHARED(float, in, PIXELS);
+    SHARED(float, c1, C1_SIZE);
+    SHARED(float, s1, S1_SIZE);
+    SHARED(float, s1e, S1_SIZE);
+    SHARED(float, out, CLASSES);
+    SHARED(float, err, CLASSES);
+    int pos = first + GID;
+    int sample = order[pos];
+    GLOBAL float* g = grads + (long)GID * NPARAM;
+    load_floats(p, params, NPARAM);
+    load_floats(in, images + (long)sample * PIXELS, PIXELS);
+    BARRIER();
+    forward(p, in, c1, s1, out, modern);
+    if (LID == 0) output_error(out, err, labels[sample], modern, losses, wrong, pos);
+    BARRIER();
+    s1_error(p, s1, err, s1e);
+    BARRIER();
+    NO_UNROLL
+    for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
+        g[OFF_FW + j] = err[j / S1_SIZE] * s1[j % S1_SIZE];
+    if (LID < CLASSES) g[OFF_FB + LID] = err[LID];
+    if (LID >= 32 && LID < 32 + K2 * K2) g[OFF_S1W + LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
+    if (LID == 64) {
+        float sum = 0.0f;
+        NO_UNROLL
+        for (int x = 0; x < H2; ++x)
+            for (int y = 0; y < H2; ++y)
+                for (int c = 0; c < CH; ++c)
+                    sum += s1e[(c * H2 + y) * H2 + x] / s1_bias_divisor;
+        g[OFF_S1B] = sum;
+    }
+    BARRIER();
+    c1_error(p, s1e, c1);
+    BARRIER();
+    if (LID < CH * K1 * K1) {
+        g[OFF_C1W + LID] = c1_weight_gradient(c1, in, LID, c1_divisor);
+    } else if (LID < CH * K1 * K1 + CH) {
+        int c = LID - CH * K1 * K1;
+        float sum = 0.0f;
+        NO_UNROLL
+        for (int x = 0; x < H1; ++x)
+            for (int y = 0; y < H1; ++y)
+                sum += c1[(c * H1 + y) * H1 + x] / c1_divisor;
+        g[OFF_C1B + c] = sum;
+    }
+}
+
+/* Minibatch, update half: work-item j < 2343 owns parameter j. It sums the batch's gradients in
+ * sample order (a fixed order: the result does not depend on scheduling), then
+ * v = momentum * v + sum / batch, p += lr * v. Launch with ceil(2343 / G) groups. */
+KERNEL batch_update(GLOBAL float* params, GLOBAL float* velocity, GLOBAL const float* grads,
+                    int batch, float lr, float momentum) {
+    int j = GLOBAL_ID;
+    if (j >= NPARAM) return;
+    float sum = 0.0f;
+    for (int b = 0; b < batch; ++b) sum += grads[(long)b * NPARAM + j];
+    float v = momentum * velocity[j] + sum / (float)batch;
+    velocity[j] = v;
+    params[j] += lr * v;
+}
+
+/* Prediction: work-group g loads the parameters once and classifies samples g, g + groups, ...
+ * of images[0 ..< count], writing one class byte per sample. */
+KERNEL fused_predict(GLOBAL const float* params, GLOBAL const float* images, int count,
+                     GLOBAL u8* classes, int modern) {
+    SHARED(float, p, NPARAM);
+    SHARED(float, in, PIXELS);
+    SHARED(float, c1, C1_SIZE);
+    SHARED(float, s1, S1_SIZE);
+    SHARED(float, out, CLASSES);
+    load_floats(p, params, NPARAM);
+    NO_UNROLL
+    for (int s = GID; s < count; s += NUM_GROUPS) {
+        BARRIER();
+        load_floats(in, images + (long)s * PIXELS, PIXELS);
+        BARRIER();
+        forward(p, in, c1, s1, out, modern);
+        if (LID == 0) classes[s] = (u8)predicted_class(out);
+    }
+}

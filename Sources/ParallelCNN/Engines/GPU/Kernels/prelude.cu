@@ -1,0 +1,67 @@
+/* One kernel source for OpenCL C 1.2 and CUDA C (NVRTC). This prelude maps the few constructs
+ * that differ; everything after it is written once. Floating point: no contraction into fused
+ * multiply-add (the SPEC's order of roundings), correctly rounded division and square root
+ * (OpenCL: -cl-fp32-correctly-rounded-divide-sqrt; CUDA: NVRTC's default -prec-div/-prec-sqrt). */
+#ifdef __OPENCL_VERSION__
+#pragma OPENCL FP_CONTRACT OFF
+#define KERNEL __kernel void
+#define KERNEL_SIZED(n) __kernel void
+#define DEVICE_FN
+#define GLOBAL __global
+#define LOCAL __local
+#define SHARED(type, name, n) __local type name[n]
+#define BARRIER() barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+#define LID ((int)get_local_id(0))
+#define GID ((int)get_group_id(0))
+#define NUM_GROUPS ((int)get_num_groups(0))
+#define GLOBAL_ID ((int)get_global_id(0))
+#define EXPF(v) exp(v)
+#define NO_UNROLL
+#define LOGF(v) log(v)
+#define SQRTF(v) sqrt(v)
+typedef unsigned char u8;
+#else
+#define KERNEL extern "C" __global__ void __launch_bounds__(GROUP_SIZE)
+/* A kernel launched with n threads per block rather than GROUP_SIZE. */
+#define KERNEL_SIZED(n) extern "C" __global__ void __launch_bounds__(n)
+#define DEVICE_FN __device__ __forceinline__
+#define GLOBAL
+#define LOCAL
+#define SHARED(type, name, n) __shared__ type name[n]
+#define BARRIER() __syncthreads()
+#define LID ((int)threadIdx.x)
+#define GID ((int)blockIdx.x)
+#define NUM_GROUPS ((int)gridDim.x)
+#define GLOBAL_ID ((int)(blockIdx.x * blockDim.x + threadIdx.x))
+#define EXPF(v) expf(v)
+/* Keeps loops rolled: unrolled strided loops push the fused kernels into register spills. */
+#define NO_UNROLL _Pragma("unroll 1")
+#define LOGF(v) logf(v)
+#define SQRTF(v) sqrtf(v)
+typedef unsigned char u8;
+#endif
+
+/* Every kernel runs with GROUP_SIZE work-items (threads) per work-group (block). */
+#ifndef GROUP_SIZE
+#define GROUP_SIZE 256
+#endif
+
+/* Shapes (SPEC.md) and offsets into the flat parameter vector (canonical order). */
+#define IMG 28
+#define PIXELS 784
+#define CH 6
+#define K1 5
+#define H1 24
+#define MAP1 576            /* 24 x 24 */
+#define C1_SIZE 3456        /* 6 x 24 x 24 */
+#define K2 4
+#define H2 6
+#define S1_SIZE 216         /* 6 x 6 x 6 */
+#define CLASSES 10
+#define OFF_C1W 0
+#define OFF_C1B 150
+#define OFF_S1W 156
+#define OFF_S1B 172
+#define OFF_FW 173
+#define OFF_FB 2333
+#define NPARAM 2343

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import ParallelCNN
+
+/// CUDA without a GPU: NVRTC compiles the kernels (CI installs the pip wheel and sets
+/// `PCNN_REQUIRE_NVRTC=1`, so a missing NVRTC fails instead of skipping).
+enum NVRTCSupport {
+    static let required = ProcessInfo.processInfo.environment["PCNN_REQUIRE_NVRTC"] == "1"
+    static let found: Bool = { if case .success = NVRTC.shared { true } else { false } }()
+    static let trait: ConditionTrait = .enabled(
+        if: found || required, "NVRTC not found (\(NVRTC.remedy)); PCNN_REQUIRE_NVRTC=1 fails instead")
+    static let driverPresent: Bool = dlopen("libcuda.so.1", RTLD_NOW) != nil
+}
+
+@Suite("CUDA kernels through NVRTC", .serialized, NVRTCSupport.trait)
+struct CUDACompileTests {
+    @Test("every kernel compiles to a CUBIN; the fused kernels do not spill", arguments: ["sm_75", "sm_80", "sm_90"])
+    func compiles(architecture: String) throws {
+        let nvrtc = try NVRTC.shared.get()
+        let (cubin, log) = try nvrtc.compile(source: KernelSource.text, architecture: architecture, defines: KernelSource.defines)
+        #expect(!cubin.isEmpty)
+        let kernels = NVRTC.resources(fromLog: log)
+        #expect(Set(kernels.map(\.name)) == Set(KernelSource.kernelNames), "ptxas log:\n\(log)")
+        for kernel in kernels where kernel.name.hasPrefix("fused") || kernel.name == "batch_update" {
+            #expect(kernel.spillStores == 0 && kernel.spillLoads == 0, "\(architecture) \(kernel.name) spills: \(kernel)")
+            #expect(kernel.registers > 0 && kernel.registers <= 255)
+        }
+    }
+
+    @Test("a compile error carries NVRTC's log verbatim")
+    func compileError() throws {
+        let nvrtc = try NVRTC.shared.get()
+        let error = try #require(throws: DeviceError.self) {
+            _ = try nvrtc.compile(source: "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
+                                  architecture: "sm_80", defines: [:])
+        }
+        guard case .compilation(_, let log) = error else { Issue.record("expected a compilation error, got \(error)"); return }
+        #expect(log.contains("undefined_name"))
+    }
+
+    @Test("ptxas resource lines are parsed per kernel")
+    func parsesResources() {
+        let log = """
+            ptxas info    : Compiling entry function 'a' for 'sm_90'
+            ptxas info    : Function properties for a
+                8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads
+            ptxas info    : Used 40 registers, used 1 barriers, 28204 bytes smem
+            ptxas info    : Compiling entry function 'b' for 'sm_90'
+            ptxas info    : Used 31 registers, used 0 barriers
+            """
+        let r = NVRTC.resources(fromLog: log)
+        #expect(r.map(\.name) == ["a", "b"])
+        #expect(r.first?.registers == 40 && r.first?.sharedBytes == 28204 && r.first?.spillStores == 4 && r.first?.spillLoads == 12)
+        #expect(r.last?.registers == 31 && r.last?.spillLoads == 0)
+    }
+}
+
+@Suite("CUDA engine without a driver", .enabled(if: !NVRTCSupport.driverPresent, "this machine has a CUDA driver"))
+struct CUDAAbsentTests {
+    @Test("opening the engine fails with a typed error and a one-line remedy")
+    func failsWithRemedy() throws {
+        let error = try #require(throws: DeviceError.self) {
+            _ = try DeviceEngine(backend: .cuda, strategy: .fused, parameters: Initialization.original.makeParameters())
+        }
+        guard case .libraryNotFound(let library, _, let remedy) = error else { Issue.record("got \(error)"); return }
+        #expect(library == "libcuda.so.1")
+        #expect(!remedy.contains("\n") && remedy.contains("--engine opencl"))
+        let availability = DeviceBackend.cuda.availability()
+        #expect(!availability.available && !availability.remedy.contains("\n"))
+    }
+
+    @Test("pcnn train --engine cuda fails at once with a one-line remedy")
+    func trainFails() throws {
+        let result = try CLI.run(["train", "--engine", "cuda", "--no-save", "--limit", "10"])
+        #expect(result.status != 0)
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("libcuda.so.1") && lines[0].contains("--engine opencl"), "\(result.output)")
+    }
+
+    @Test("pcnn devices names what is missing and how to get it")
+    func devicesCommand() throws {
+        let result = try CLI.run(["devices"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("CUDA (cuda engine):") && result.output.contains("libcuda.so.1 not found"))
+        #expect(result.output.contains("OpenCL (opencl engine):"))
+    }
+}
