@@ -40,10 +40,10 @@ public enum LayerProfile {
         let w = SampleWorkspace()
         let rule = UpdateRule(recipe: .original)
         var spent = [UInt64](repeating: 0, count: LayerPhase.parts.count)
-        data.images.withUnsafeBufferPointer { images in
+        data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
                 spent.withUnsafeMutableBufferPointer { spent in
-                    let base = images.baseAddress!
+                    let base = images
                     for sample in 0..<min(samples, data.count) {
                         let label = Int(labels[sample]), p = UnsafePointer(state.values)
                         let t0 = nanoseconds()

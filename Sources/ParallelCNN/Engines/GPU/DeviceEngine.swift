@@ -172,7 +172,10 @@ public final class DeviceEngine: Engine {
     /// Whether steps follow the SPEC's per-sample rule (biases updated while back-propagating).
     private var faithful: Bool { batchSize == 1 && !rule.usesMomentum }
 
-    private var c1Divisor: Float { rule.recipe == .original ? Float(Network.convMapSize) : 1 }
+    /// The c1 divisor with the recipe's batch step factor folded in (576 / min(4B, 576) at B > 1).
+    private var c1Divisor: Float {
+        rule.recipe == .original ? Float(Network.convMapSize) / rule.recipe.stepFactor(.c1Weight, batchSize: rule.batchSize) : 1
+    }
     private var s1BiasDivisor: Float { rule.recipe == .original ? Float(Network.poolOutputs) : 1 }
     private var modern: Int32 { rule.recipe == .modern ? 1 : 0 }
 
