@@ -50,7 +50,7 @@ public final class ParameterState {
         if first {
             sum.update(from: grad, count: count)
         } else {
-            for i in stride(from: 0, to: count, by: 8) { sum.store(sum.vec(i) + grad.vec(i), at: i) }
+            for i in stride(from: 0, to: count, by: 16) { sum.store(sum.vec16(i) + grad.vec16(i), at: i) }
         }
     }
 
@@ -61,21 +61,21 @@ public final class ParameterState {
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }
-        let lr = Vec(repeating: rule.learningRate)
-        let inverseBatch = Vec(repeating: 1 / Float(batchSize))
+        let lr = Vec16(repeating: rule.learningRate)
+        let inverseBatch = Vec16(repeating: 1 / Float(batchSize))
         if rule.usesMomentum {
-            let mu = Vec(repeating: rule.momentum)
-            for i in stride(from: 0, to: Self.count, by: 8) {
-                let g = UnsafePointer(scale).vec(i) * gradientSum.vec(i) * inverseBatch
-                let v = mu * velocity.vec(i) + g
+            let mu = Vec16(repeating: rule.momentum)
+            for i in stride(from: 0, to: Self.count, by: 16) {
+                let g = UnsafePointer(scale).vec16(i) * gradientSum.vec16(i) * inverseBatch
+                let v = mu * velocity.vec16(i) + g
                 velocity.store(v, at: i)
-                values.store(values.vec(i) + lr * v, at: i)
+                values.store(values.vec16(i) + lr * v, at: i)
             }
             hasVelocity = true
         } else {
-            for i in stride(from: 0, to: Self.count, by: 8) {
-                let g = UnsafePointer(scale).vec(i) * gradientSum.vec(i) * inverseBatch
-                values.store(values.vec(i) + lr * g, at: i)
+            for i in stride(from: 0, to: Self.count, by: 16) {
+                let g = UnsafePointer(scale).vec16(i) * gradientSum.vec16(i) * inverseBatch
+                values.store(values.vec16(i) + lr * g, at: i)
             }
         }
     }

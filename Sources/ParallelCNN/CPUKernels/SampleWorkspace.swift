@@ -65,8 +65,8 @@ final class SampleWorkspace {
     /// way every output is summed in the same order.
     static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
 
-    /// Floats in a parameter-shaped buffer, rounded up to whole vectors.
-    static let paddedParameterCount = (Parameters.count + 7) / 8 * 8
+    /// Floats in a parameter-shaped buffer, rounded up to whole 16-lane vectors (2352).
+    static let paddedParameterCount = (Parameters.count + 15) / 16 * 16
 
     private let storage: UnsafeMutablePointer<Float>
 
