@@ -5,7 +5,7 @@ import ParallelCNN
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's speed-up tables on this machine.",
-        subcommands: [BenchThreads.self, BenchMPI.self, BenchMPIWorker.self])
+        subcommands: [BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self])
 }
 
 struct BenchThreads: ParsableCommand {
@@ -148,6 +148,7 @@ struct BenchMPI: ParsableCommand {
         }
         print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineConfiguration.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
         printTable(rows, workerTitle: "ranks")
+        try printAllreduceTimes(mpirun: mpirun)
     }
 
     private func timeUnderMPI(ranks: Int, strategy: String, batch: Int, samples: Int, directory: String) throws -> Double {
