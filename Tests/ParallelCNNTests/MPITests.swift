@@ -134,6 +134,19 @@ struct MPITests {
         let selfOnly = try MPIRun.run(ranks: 2, common, mca: ["--mca", "btl", "self"])
         #expect(selfOnly.status != 0, "2 ranks ran with only the 'self' transport:\n\(selfOnly.output)")
     }
+
+    @Test("the allreduce timing of pcnn bench mpi reports both messages once, from rank 0",
+          arguments: MPITransport.allCases)
+    func allreduceTiming(transport: MPITransport) throws {
+        let run = try MPIRun.run(ranks: 2, ["bench", "mpi-allreduce-worker", "--repetitions", "50"], transport: transport)
+        #expect(run.status == 0, "\(run.output)")
+        let lines = run.output.split(separator: "\n").filter { $0.hasPrefix("allreduce ") }.map { $0.split(separator: " ") }
+        #expect(lines.map { $0.count == 6 ? "\($0[1]) \($0[2]) \($0[3])" : "" } == ["float 2344 50", "double 3 50"], "\(run.output)")
+        for fields in lines where fields.count == 6 {
+            let median = Double(fields[4]) ?? -1, mean = Double(fields[5]) ?? -1
+            #expect(median > 0 && mean > 0, "\(fields)")
+        }
+    }
 }
 #else
 @Suite("mpi engine, in a build without MPI")
