@@ -1,11 +1,14 @@
 import ArgumentParser
 import Foundation
 import ParallelCNN
+import Synchronization
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Reproduce the paper's speed-up tables on this machine.",
-        subcommands: [BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self])
+        abstract: "Reproduce the paper's results section (Tables 1-8) on this machine, with charts.",
+        discussion: "`pcnn bench` runs every table (`pcnn bench all`); `threads` and `mpi` run one table each.",
+        subcommands: [BenchAll.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self],
+        defaultSubcommand: BenchAll.self)
 }
 
 struct BenchThreads: ParsableCommand {
@@ -43,8 +46,8 @@ struct BenchThreads: ParsableCommand {
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         let count = min(samples, data.train.count)
-        note("Timing \(count) samples per configuration on \(EngineConfiguration.availableCores) cores...")
-        let rows = Benchmark.threads(data: data.train, samples: count, threadCounts: threads, dataBatch: batch, progress: note)
+        note("Timing \(count) samples per configuration on \(EngineRegistry.availableCores) cores...")
+        let rows = try Benchmark.threads(data: data.train, samples: count, threadCounts: threads, dataBatch: batch, progress: note)
         let overheads = threads.filter { $0 > 1 }.map { ($0, Benchmark.regionOverhead(threads: $0)) }
         let sequentialPerSample = (rows.first { $0.engine == "sequential" && $0.batch == 1 }?.seconds ?? 0) / Double(count)
         if json {
@@ -60,7 +63,7 @@ struct BenchThreads: ParsableCommand {
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineConfiguration.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
+        print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineRegistry.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
         printTable(rows)
         print(String(format: "sequential: %.2f µs per sample; the layer strategy runs %d parallel regions per sample",
                      sequentialPerSample * 1e6, ThreadedEngine.layerRegionsPerSample))
@@ -121,20 +124,23 @@ struct BenchMPI: ParsableCommand {
     }
 
     func run() throws {
-        guard EngineConfiguration.mpiBuilt else { throw fail(EngineError.unavailable(engine: "mpi", remedy: EngineConfiguration.mpiRemedy).description) }
+        guard MPIAvailability.built else { throw fail(EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy).description) }
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         guard let directory = source.resolvedDirectory else { throw fail("could not resolve the data directory") }
         let start = Initialization.original.makeParameters()
         var rows: [BenchmarkRow] = []
-        for (strategy, batch, samples) in [("layer", 1, min(layerSamples, data.train.count)), ("data", batch, min(samples, data.train.count))] {
-            let baseline = Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
+        let launcher = MPILauncher(mpirun: mpirun, directory: directory, dataset: source.dataset)
+        for (strategy, batch, samples) in [(ThreadStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))] {
+            let baseline = try Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
             note(String(format: "sequential, batch %d, %d samples: %.3f s", batch, samples, baseline))
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             for n in ranks {
-                let seconds = try timeUnderMPI(ranks: n, strategy: strategy, batch: batch, samples: samples, directory: directory)
-                note(String(format: "mpi %@ N=%d, batch %d: %.3f s", strategy, n, batch, seconds))
-                rows.append(BenchmarkRow(engine: "mpi", strategy: strategy, workers: n, batch: batch, seconds: seconds,
+                let request = MPIRequest(strategy: strategy, ranks: n, batch: batch, samples: samples, repeats: 2, warmupPasses: 0, warmupSamples: 0)
+                let seconds: Double
+                do { seconds = try launcher.measure(request).min()! } catch { throw fail("\(error)") }
+                note(String(format: "mpi %@ N=%d, batch %d: %.3f s", strategy.rawValue, n, batch, seconds))
+                rows.append(BenchmarkRow(engine: "mpi", strategy: strategy.rawValue, workers: n, batch: batch, seconds: seconds,
                                          speedup: baseline / seconds))
             }
         }
@@ -146,57 +152,183 @@ struct BenchMPI: ParsableCommand {
             print(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineConfiguration.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
+        print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineRegistry.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
         printTable(rows, workerTitle: "ranks")
         try printAllreduceTimes(mpirun: mpirun)
     }
-
-    private func timeUnderMPI(ranks: Int, strategy: String, batch: Int, samples: Int, directory: String) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        process.arguments = [mpirun, "--oversubscribe", "-np", "\(ranks)", me, "bench", "mpi-worker", "--data", directory,
-                             "--dataset", source.dataset.rawValue, "--strategy", strategy, "--batch", "\(batch)", "--samples", "\(samples)"]
-        var environment = ProcessInfo.processInfo.environment
-        if getuid() == 0 {
-            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        }
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let line = output.split(separator: "\n").last(where: { $0.hasPrefix("seconds ") }),
-              let seconds = Double(line.dropFirst("seconds ".count)) else {
-            throw fail("mpirun -np \(ranks) (\(strategy)) failed with status \(process.terminationStatus)\n\(output)")
-        }
-        return seconds
-    }
 }
 
-/// One timed configuration under mpirun, for `pcnn bench mpi`; prints `seconds S` on rank 0.
+/// One timed configuration under mpirun, for `pcnn bench` and `pcnn bench mpi`: rank 0 prints
+/// one JSON line, `{"ranks": N, "seconds": [...]}`, the seconds of each timed pass.
 struct BenchMPIWorker: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mpi-worker", abstract: "Internal: one timing run of pcnn bench mpi (under mpirun).",
+    static let configuration = CommandConfiguration(commandName: "mpi-worker", abstract: "Internal: one timing run of pcnn bench (under mpirun).",
                                                     shouldDisplay: false)
 
     @OptionGroup var source: DataOptions
-    @Option var strategy: ThreadStrategy
+    @Option var strategy: EngineStrategy
     @Option var batch: Int
     @Option var samples: Int
+    @Option var repeats: Int = 2
+    @Option(name: .customLong("warmup-passes")) var warmupPasses: Int = 0
+    @Option(name: .customLong("warmup-samples")) var warmupSamples: Int = 0
 
     func run() throws {
-        let configuration = EngineConfiguration(kind: .mpi, threads: 1, strategy: strategy)
-        let group = try configuration.processGroup()
+        let descriptor = try EngineRegistry.descriptor(.mpi)
+        let group = try descriptor.processGroup()
         silent = group.rank != 0
         let loaded = Result { try source.load(download: false, log: note) }
         let (failed, error) = group.agree(loaded.map { _ in () }, context: "loading the benchmark data")
         if failed { if let error { throw fail("\(error)") }; throw ExitCode.failure }
         let data = try loaded.get()
-        let engine = try configuration.makeEngine(parameters: Initialization.original.makeParameters())
-        let seconds = Benchmark.time(engine, data: data.train, samples: samples, batch: batch)
-        if group.rank == 0 { print("seconds \(seconds)") }
+        let engine = try descriptor.makeEngine(EngineOptions(strategy: strategy), parameters: Initialization.original.makeParameters())
+        let (seconds, _) = try Benchmark.passes(engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
+                                            warmupPasses: warmupPasses, warmupSamples: warmupSamples)
+        if group.rank == 0 {
+            let line = try JSONSerialization.data(withJSONObject: ["ranks": group.size, "seconds": seconds], options: [.sortedKeys])
+            print(String(decoding: line, as: UTF8.self))
+        }
+    }
+}
+
+/// Starts `pcnn bench mpi-worker` under `mpirun -np N` and reads back its JSON line.
+struct MPILauncher {
+    var mpirun: String
+    var directory: String
+    var dataset: DatasetKind
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Why MPI configurations cannot be timed from this binary on this machine, or nil.
+    static func unavailableReason(mpirun: String) -> String? {
+        guard MPIAvailability.built else {
+            return "this pcnn was built without the MPI trait (install Open MPI: apt-get install libopenmpi-dev openmpi-bin, then swift build -c release --traits MPI)"
+        }
+        let found = mpirun.contains("/") ? FileManager.default.isExecutableFile(atPath: mpirun)
+            : (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+                .contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(mpirun)") }
+        return found ? nil : "`\(mpirun)` was not found on PATH (Open MPI's launcher: apt-get install openmpi-bin)"
+    }
+
+    func measure(_ request: MPIRequest) throws -> [Double] {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [mpirun] + request.launcherOptions(cores: EngineRegistry.availableCores, root: getuid() == 0)
+            + [me, "bench", "mpi-worker", "--data", directory, "--dataset", dataset.rawValue,
+               "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
+               "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples", "\(request.warmupSamples)"]
+        let pipe = Pipe(), errors = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read standard error on another thread: a full pipe would block the job.
+        let errorText = Mutex(""), readDone = DispatchSemaphore(value: 0)
+        Thread {
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            errorText.withLock { $0 = text }
+            readDone.signal()
+        }.start()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        readDone.wait()
+        let command = ([mpirun] + (process.arguments ?? []).dropFirst()).joined(separator: " ")
+        guard process.terminationStatus == 0,
+              let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let seconds = object["seconds"] as? [Double], !seconds.isEmpty else {
+            throw Failure(description: "`\(command)` failed with status \(process.terminationStatus): \(errorText.withLock { $0 })\(output)")
+        }
+        return seconds
+    }
+}
+
+/// `pcnn bench`: every table of the paper's results section, with charts.
+struct BenchAll: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "all",
+        abstract: "Reproduce the paper's Tables 1-8 on this machine (the default of `pcnn bench`).",
+        discussion: """
+        T1 seconds per epoch (reference, sequential); T2 mpi at 1, 2, 4 ranks (started under mpirun \
+        by this command when Open MPI and the MPI build are present); T3 threads at 1, 2, 4 and twice \
+        the cores; both strategies (layer at batch 1, data at --batch), against sequential at the same \
+        batch in the same run; T4 the time of each layer's forward and backward kernels and the \
+        update inside a real training run; T5-8 GPU engines when present; achieved GFLOP/s against \
+        this machine's peak, measured by an FMA loop. Each configuration: one warm-up pass, then \
+        several timed passes (median, fastest, spread). Quick mode (default, about a minute on 2 \
+        cores) times the first 10000 samples of the epoch (reference: 1000) and scales to an epoch; \
+        --full times whole epochs.
+        """)
+
+    @OptionGroup var source: DataOptions
+
+    @Flag(help: "Time whole epochs instead of a prefix of the epoch.")
+    var full = false
+
+    @Option(help: ArgumentHelp("Write report.md, results.csv, results.json and SVG charts into this directory.", valueName: "dir"))
+    var out: String?
+
+    @Flag(help: "Print the results object as JSON on standard output (instead of the tables).")
+    var json = false
+
+    @Option(help: "Samples per timed pass (default: 10000 quick, 60000 full).")
+    var samples: Int?
+
+    @Option(name: .customLong("reference-samples"), help: "Samples per timed pass of the reference engine (default: 1000 quick, 60000 full).")
+    var referenceSamples: Int?
+
+    @Option(help: "Timed passes per configuration (default: 5 quick, 3 full).")
+    var repeats: Int?
+
+    @Option(help: "Batch of the data strategies (and of their sequential baseline).")
+    var batch: Int = 64
+
+    @Option(help: "The mpirun to start the MPI measurements with.")
+    var mpirun: String = "mpirun"
+
+    func validate() throws {
+        if let samples { guard samples >= 1 else { throw ValidationError("--samples must be at least 1") } }
+        if let referenceSamples { guard referenceSamples >= 1 else { throw ValidationError("--reference-samples must be at least 1") } }
+        if let repeats { guard (1...100).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 100") } }
+        guard (1...60_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 60000") }
+    }
+
+    func run() throws {
+        let data: DatasetPair
+        do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let machine = MachineInfo.current(pcnnVersion: PCNN.configuration.version,
+                                          sourceDirectory: URL(fileURLWithPath: executable).deletingLastPathComponent().path)
+        let settings = BenchmarkSuite.settings(full: full, epochSamples: data.train.count, samples: samples,
+                                               referenceSamples: referenceSamples, repeats: repeats, dataBatch: batch)
+        var suite = BenchmarkSuite(settings: settings, machine: machine)
+        suite.progress = note
+        if let why = MPILauncher.unavailableReason(mpirun: mpirun) {
+            suite.mpiSkipReason = why
+        } else if let directory = source.resolvedDirectory {
+            let launcher = MPILauncher(mpirun: mpirun, directory: directory, dataset: source.dataset)
+            suite.mpi = { try launcher.measure($0) }
+        } else {
+            suite.mpiSkipReason = "could not resolve the data directory for the MPI ranks"
+        }
+        note("pcnn bench (\(settings.mode)): \(machine.cpuModel), \(machine.cores) cores; T1-T4 on the first \(settings.samples) of \(settings.epochSamples) samples (reference \(settings.referenceSamples)), \(settings.repeats) timed passes each")
+        let began = Trainer.now()
+        let results: BenchmarkResults
+        do { results = try suite.run(data: data.train) } catch { throw fail("\(error)") }
+        note(String(format: "bench done in %.0f s", Trainer.now() - began))
+        let command = (["pcnn"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        if let out {
+            do {
+                let files = try BenchmarkReport.write(results, to: URL(fileURLWithPath: out), command: command)
+                note("wrote \(files.map { "\(out)/\($0)" }.joined(separator: ", "))")
+            } catch { throw fail("could not write \(out): \(error)") }
+        }
+        if json {
+            print(try BenchmarkReport.json(results), terminator: "")
+        } else {
+            print(BenchmarkReport.markdown(results, command: command))
+        }
     }
 }

@@ -16,7 +16,14 @@ struct PCNN: ParsableCommand {
     )
 }
 
-extension EngineKind: ExpressibleByArgument {}
+extension EngineKind: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard EngineRegistry.engines.contains(where: { $0.kind.rawValue == argument }) else { return nil }
+        self.init(rawValue: argument)
+    }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+extension EngineStrategy: ExpressibleByArgument {}
 extension Recipe: ExpressibleByArgument {}
 extension DatasetKind: ExpressibleByArgument {}
 
@@ -24,32 +31,45 @@ extension DatasetKind: ExpressibleByArgument {}
 enum InitChoice: String, ExpressibleByArgument, CaseIterable {
     case original, seeded
 }
-extension ThreadStrategy: ExpressibleByArgument {}
 
-/// `--threads` and `--strategy` of the threads engine.
-struct EngineOptions: ParsableArguments {
+/// `--engine` and its options, shared by train, test, predict and bench. What each engine
+/// takes comes from the engine registry.
+struct EngineOptionGroup: ParsableArguments {
+    @Option(help: ArgumentHelp("Where to run: \(EngineRegistry.engines.map { "\($0.kind.rawValue) (\($0.summary))" }.joined(separator: "; ")). `pcnn devices` says which are available here.",
+                               valueName: "engine"))
+    var engine: EngineKind = .sequential
+
     @Option(help: "Threads of the threads engine (default: the number of cores), or per rank of the mpi engine's data strategy (default: 1).")
     var threads: Int?
 
-    @Option(help: "threads and mpi engines: layer (split each layer, the paper's OpenMP and MPI strategy) or data (split the batch).")
-    var strategy: ThreadStrategy = .data
+    @Option(help: "How the engine splits the work: data (each batch's samples), layer (each layer of a sample: the paper's OpenMP, MPI and CUDA designs) or fused (GPU engines: one persistent kernel). Default: the engine's first.")
+    var strategy: EngineStrategy?
 
-    func validate(engine: EngineKind) throws {
-        if let threads {
-            guard (1...256).contains(threads) else {
-                throw ValidationError("--threads must be between 1 and 256, got \(threads)")
+    @Option(help: "Device number of a GPU engine (default 0).")
+    var device: Int?
+
+    var options: EngineOptions { EngineOptions(threads: threads, strategy: strategy, device: device) }
+
+    /// Checks the options against the chosen engine before anything is loaded or allocated.
+    func validate() throws {
+        do {
+            let settings = try EngineRegistry.descriptor(engine).resolve(options)
+            if threads != nil, settings.threads > EngineRegistry.availableCores {
+                note("note: \(settings.threads) threads on \(EngineRegistry.availableCores) cores: oversubscribed, expect it to be slower")
             }
-            guard engine == .threads || (engine == .mpi && strategy == .data) else {
-                throw ValidationError("--threads applies to --engine threads, and to --engine mpi --strategy data")
-            }
-            if threads > EngineConfiguration.availableCores {
-                note("note: \(threads) threads on \(EngineConfiguration.availableCores) cores: oversubscribed, expect it to be slower")
-            }
+        } catch {
+            throw ValidationError("\(error)")
         }
     }
 
-    func configuration(_ kind: EngineKind) -> EngineConfiguration {
-        EngineConfiguration(kind: kind, threads: threads ?? (kind == .mpi ? 1 : EngineConfiguration.availableCores),
-                            strategy: strategy)
+    /// The processes of the chosen engine (starting MPI for mpi); ranks other than 0 go silent.
+    func processGroup() throws -> any ProcessGroup {
+        let group = try EngineRegistry.descriptor(engine).processGroup()
+        silent = group.rank != 0
+        return group
+    }
+
+    func makeEngine(parameters: Parameters) throws -> any Engine {
+        try EngineRegistry.makeEngine(engine, options, parameters: parameters)
     }
 }

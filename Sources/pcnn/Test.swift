@@ -23,23 +23,23 @@ struct Test: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Engine to evaluate with.")
-    var engine: EngineKind = .sequential
+    @OptionGroup var engine: EngineOptionGroup
 
     @Flag(help: "Print one JSON object on standard output.")
     var json = false
 
     func run() throws {
         do {
+            _ = try engine.processGroup()
             let (checkpoint, record, data) = try options.load()
             let model = options.model
-            let instance = try EngineConfiguration(kind: engine).makeEngine(parameters: checkpoint.parameters)
-            let errors = instance.countErrors(on: data.test, recipe: record.options.recipe)
+            let instance = try engine.makeEngine(parameters: checkpoint.parameters)
+            let errors = try instance.countErrors(on: data.test, recipe: record.options.recipe)
             let percent = 100 * Double(errors) / Double(data.test.count)
             note(String(format: "%@: %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
                         model, record.options.recipe.rawValue, record.position.epoch, percent, errors,
                         data.test.count, checkpoint.parameters.hashString))
-            if json {
+            if json && !silent {
                 let object: [String: Any] = [
                     "model": model, "recipe": record.options.recipe.rawValue, "epoch": record.position.epoch,
                     "test_errors": errors, "test_error_percent": percent, "param_hash": checkpoint.parameters.hashString,
@@ -60,24 +60,31 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
 
+    @OptionGroup var engine: EngineOptionGroup
+
     @Option(help: "Index of the test image (0-9999).")
     var index: Int
 
     func run() throws {
         do {
+            _ = try engine.processGroup()
             let (checkpoint, record, data) = try options.load()
-            let model = options.model
             guard (0..<data.test.count).contains(index) else {
                 throw ValidationError("--index must be between 0 and \(data.test.count - 1), got \(index)")
             }
             let recipe = record.options.recipe
-            let oracle = ReferenceEngine(parameters: checkpoint.parameters)
-            let scores = oracle.activations(of: data.test, sample: index, recipe: recipe).output
-            var best = 0
-            for o in 1..<scores.count where scores[best] < scores[o] { best = o }
+            let instance = try engine.makeEngine(parameters: checkpoint.parameters)
+            var predicted: UInt8 = 0
+            try withUnsafeMutablePointer(to: &predicted) {
+                try instance.predict(data.test, range: index..<(index + 1), recipe: recipe, into: UnsafeMutableBufferPointer(start: $0, count: 1))
+            }
+            let best = Int(predicted)
+            // The scores come from the oracle, which every engine agrees with.
+            let scores = ReferenceEngine(parameters: checkpoint.parameters).activations(of: data.test, sample: index, recipe: recipe).output
+            guard !silent else { return }
             print(DigitArt.render(data.test.image(index)))
             let label = Int(data.test.labels[index])
-            print("test image \(index): label \(label), predicted \(best) \(best == label ? "(correct)" : "(WRONG)")")
+            print("test image \(index): label \(label), predicted \(best) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")")
             print(recipe == .original ? "sigmoid outputs:" : "softmax probabilities:")
             for (o, score) in scores.enumerated() {
                 let bar = String(repeating: "#", count: Int((max(0, min(1, score)) * 40).rounded()))

@@ -70,9 +70,9 @@ struct GradientTests {
         let subset = DatasetPair(train: data.train.prefix(400), test: data.test.prefix(1))
         let options = TrainingOptions(recipe: recipe, epochs: 1, batchSize: batch, seed: 5)
         let reference = ReferenceEngine(parameters: p), sequential = SequentialEngine(parameters: p)
-        Trainer(engine: reference, data: subset, options: options).run()
-        Trainer(engine: sequential, data: subset, options: options).run()
-        expectClose(sequential.currentParameters().values, reference.currentParameters().values,
+        try Trainer(engine: reference, data: subset, options: options).run()
+        try Trainer(engine: sequential, data: subset, options: options).run()
+        expectClose(try sequential.currentParameters().values, reference.currentParameters().values,
                     absolute: 1e-4, relative: 1e-3, "\(recipe) batch \(batch) parameters after 400 samples")
     }
 }

@@ -30,12 +30,12 @@ enum SpecPort {
 }
 
 /// Trains `engine` on the first `samples` training samples, one epoch, original recipe.
-func trainOriginal(_ engine: any Engine, data: DatasetPair, samples: Int) -> EpochReport? {
+func trainOriginal(_ engine: any Engine, data: DatasetPair, samples: Int) throws -> EpochReport? {
     let subset = DatasetPair(train: data.train.prefix(samples), test: data.test)
     let trainer = Trainer(engine: engine, data: subset, options: TrainingOptions(recipe: .original, epochs: 1))
     var report: EpochReport?
     trainer.onEpoch = { report = $0 }
-    trainer.run()
+    try trainer.run()
     return report
 }
 
@@ -52,7 +52,7 @@ struct ReferenceTests {
         let data = try TestData.mnist()
         let port = try SpecPort.train(samples: 1000, directory: try TestData.requireMNISTDirectory())
         let engine = ReferenceEngine(parameters: Initialization.original.makeParameters())
-        let report = try #require(trainOriginal(engine, data: data, samples: 1000))
+        let report = try #require(try trainOriginal(engine, data: data, samples: 1000))
         #expect(Parameters.hexString(report.parameterHash) == port["trained"])
     }
 
@@ -60,13 +60,13 @@ struct ReferenceTests {
     func fullEpoch() throws {
         let data = try TestData.mnist()
         let port = try SpecPort.train(samples: data.train.count, directory: try TestData.requireMNISTDirectory())
-        let reference = try #require(trainOriginal(
+        let reference = try #require(try trainOriginal(
             ReferenceEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
         #expect(Parameters.hexString(reference.parameterHash) == port["trained"])
         #expect(reference.testErrors == 752)
         #expect(String(format: "%.6e", reference.meanLoss) == "2.425312e-01")
 
-        let sequential = try #require(trainOriginal(
+        let sequential = try #require(try trainOriginal(
             SequentialEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
         #expect(abs(sequential.testErrorPercent - reference.testErrorPercent) <= 0.2)
         #expect(abs(sequential.meanLoss - reference.meanLoss) <= 1e-3)

@@ -13,14 +13,14 @@ struct ResumeTests {
         let engine = SequentialEngine(parameters: options.initialization.makeParameters())
         let first = Trainer(engine: engine, data: subset, options: options)
         guard let stopAfter else {
-            first.run()
-            return engine.currentParameters().hashString
+            try first.run()
+            return try engine.currentParameters().hashString
         }
         var steps = 0
         first.onProgress = { _ in }
         first.progressInterval = 0
         first.shouldStop = { steps += 1; return steps >= stopAfter }
-        guard case .interrupted(let position) = first.run() else {
+        guard case .interrupted(let position) = try first.run() else {
             Issue.record("the run was not interrupted")
             return ""
         }
@@ -28,15 +28,15 @@ struct ResumeTests {
             let path = dir.appendingPathComponent("resume.safetensors").path
             var state = record
             state.position = position
-            try Checkpoint(parameters: engine.currentParameters(), velocity: engine.currentVelocity(),
+            try Checkpoint(parameters: try engine.currentParameters(), velocity: try engine.currentVelocity(),
                            record: state, engine: engine.description).write(to: path)
             let checkpoint = try Checkpoint.read(from: path)
             let restored = try checkpoint.trainingRecord(path: path)
             #expect(restored == state)
             let fresh = SequentialEngine(parameters: checkpoint.parameters)
-            fresh.load(parameters: checkpoint.parameters, velocity: checkpoint.velocity)
-            Trainer(engine: fresh, data: subset, options: restored.options, start: restored.position).run()
-            return fresh.currentParameters().hashString
+            try fresh.load(parameters: checkpoint.parameters, velocity: checkpoint.velocity)
+            try Trainer(engine: fresh, data: subset, options: restored.options, start: restored.position).run()
+            return try fresh.currentParameters().hashString
         }
     }
 

@@ -7,8 +7,8 @@ struct ThreadedTests {
     func train(_ engine: any Engine, recipe: Recipe, batch: Int) throws -> Parameters {
         let data = try TestData.mnist()
         let subset = DatasetPair(train: data.train.prefix(300), test: data.test.prefix(200))
-        Trainer(engine: engine, data: subset, options: TrainingOptions(recipe: recipe, epochs: 1, batchSize: batch, seed: 3)).run()
-        return engine.currentParameters()
+        try Trainer(engine: engine, data: subset, options: TrainingOptions(recipe: recipe, epochs: 1, batchSize: batch, seed: 3)).run()
+        return try engine.currentParameters()
     }
 
     static let start = Initialization.original.makeParameters()
@@ -44,7 +44,7 @@ struct ThreadedTests {
         let data = try TestData.mnist()
         let sequential = SequentialEngine(parameters: Self.start)
         let threaded = ThreadedEngine(parameters: Self.start, threads: 3, strategy: strategy)
-        #expect(threaded.countErrors(on: data.test, range: 0..<500, recipe: .original) ==
-                sequential.countErrors(on: data.test, range: 0..<500, recipe: .original))
+        #expect(try threaded.countErrors(on: data.test, range: 0..<500, recipe: .original) ==
+                (try sequential.countErrors(on: data.test, range: 0..<500, recipe: .original)))
     }
 }

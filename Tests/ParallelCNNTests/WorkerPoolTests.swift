@@ -23,39 +23,38 @@ struct WorkerPoolTests {
 
     /// Trains `engine` on `data` in batches of 8, pausing `pause` microseconds between batches;
     /// returns the parameter hash.
-    static func train(_ engine: any Engine, pause: UInt32) -> String {
-        let rule = UpdateRule(recipe: .modern)
-        let indices = (0..<Int32(data.count)).map { $0 }
-        indices.withUnsafeBufferPointer { all in
-            for start in stride(from: 0, to: all.count, by: 8) {
-                _ = engine.train(on: data, indices: UnsafeBufferPointer(rebasing: all[start..<start + 8]), rule: rule)
-                if pause > 0 { usleep(pause) }
-            }
+    static func train(_ engine: any Engine, pause: UInt32) throws -> String {
+        let plan = EpochPlan(order: (0..<Int32(data.count)).map { $0 }, batchSize: 8, rule: UpdateRule(recipe: .modern))
+        try engine.prepare(training: data)
+        try engine.beginEpoch(plan, at: 0)
+        for end in stride(from: 8, through: data.count, by: 8) {
+            try engine.train(until: end)
+            if pause > 0 { usleep(pause) }
         }
-        return engine.currentParameters().hashString
+        return try engine.currentParameters().hashString
     }
 
-    static func predictions(_ engine: any Engine) -> [UInt8] {
+    static func predictions(_ engine: any Engine) throws -> [UInt8] {
         var predictions = [UInt8](repeating: 0, count: data.count)
-        predictions.withUnsafeMutableBufferPointer {
-            engine.predict(data, range: 0..<data.count, recipe: .modern, into: $0)
+        try predictions.withUnsafeMutableBufferPointer {
+            try engine.predict(data, range: 0..<data.count, recipe: .modern, into: $0)
         }
         return predictions
     }
 
     @Test("fresh pools, back-to-back and paused jobs, T = 2, 3, 5: same parameters as sequential",
           arguments: ThreadStrategy.allCases)
-    func lifeCycle(strategy: ThreadStrategy) {
+    func lifeCycle(strategy: ThreadStrategy) throws {
         let sequential = SequentialEngine(parameters: Self.start)
-        let expected = Self.train(sequential, pause: 0)
-        let expectedPredictions = Self.predictions(sequential)
+        let expected = try Self.train(sequential, pause: 0)
+        let expectedPredictions = try Self.predictions(sequential)
         for round in 0..<6 {
             for threads in [2, 3, 5] {
                 // Every other round waits long enough (2 ms) for the workers to park.
                 let pause: UInt32 = round % 2 == 0 ? 0 : 2_000
                 let engine = ThreadedEngine(parameters: Self.start, threads: threads, strategy: strategy)
-                #expect(Self.train(engine, pause: pause) == expected, "round \(round), T = \(threads)")
-                #expect(Self.predictions(engine) == expectedPredictions, "round \(round), T = \(threads)")
+                #expect(try Self.train(engine, pause: pause) == expected, "round \(round), T = \(threads)")
+                #expect(try Self.predictions(engine) == expectedPredictions, "round \(round), T = \(threads)")
             }
         }
     }

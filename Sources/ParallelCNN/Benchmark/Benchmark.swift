@@ -24,40 +24,58 @@ public struct BenchmarkRow: Sendable {
 public enum Benchmark {
     /// Seconds to train `engine` on the first `samples` samples of `data` (original recipe,
     /// `batch` samples per step, one pass); the best of `repeats` passes from the same start.
-    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) -> Double {
+    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) throws -> Double {
         let start = Initialization.original.makeParameters()
-        let order = (0..<Int32(min(samples, data.count))).map { $0 }
-        let rule = UpdateRule(recipe: .original)
+        let plan = EpochPlan(order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
+                             rule: UpdateRule(recipe: .original))
+        try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {
-            engine.load(parameters: start, velocity: nil)
+            try engine.load(parameters: start, velocity: nil)
             let began = Trainer.now()
-            order.withUnsafeBufferPointer { order in
-                var k = 0
-                while k < order.count {
-                    let end = min(k + batch, order.count)
-                    _ = engine.train(on: data, indices: UnsafeBufferPointer(rebasing: order[k..<end]), rule: rule)
-                    k = end
-                }
-            }
+            try engine.trainEpoch(plan)
+            try engine.synchronize()
             best = min(best, Trainer.now() - began)
         }
         return best
     }
 
+    /// Timed passes of `engine` over the first `samples` samples of `data` (original recipe,
+    /// `batch` samples per step), each from `start`: first `warmupPasses` untimed passes over the
+    /// first `warmupSamples`, then `repeats` timed passes. Returns each timed pass's seconds, and
+    /// the parameters the last pass reached.
+    public static func passes(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int,
+                              warmupPasses: Int = 1, warmupSamples: Int? = nil,
+                              start: Parameters = Initialization.original.makeParameters()) throws -> (seconds: [Double], parameters: Parameters) {
+        let rule = UpdateRule(recipe: .original)
+        let order = (0..<Int32(min(samples, data.count))).map { $0 }
+        try engine.prepare(training: data)
+        func pass(_ count: Int) throws -> Double {
+            let plan = EpochPlan(order: Array(order[0..<count]), batchSize: batch, rule: rule)
+            try engine.load(parameters: start, velocity: nil)
+            let began = Trainer.now()
+            try engine.trainEpoch(plan)
+            try engine.synchronize()
+            return Trainer.now() - began
+        }
+        for _ in 0..<max(0, warmupPasses) { _ = try pass(min(order.count, warmupSamples ?? order.count)) }
+        let seconds = try (0..<max(1, repeats)).map { _ in try pass(order.count) }
+        return (seconds, try engine.currentParameters())
+    }
+
     /// The paper's Table 3 analogue: for each strategy (`layer` at batch 1, `data` at
     /// `dataBatch`) and thread count, time and speed-up over `sequential` at the same batch.
     public static func threads(data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,
-                               progress: (String) -> Void = { _ in }) -> [BenchmarkRow] {
+                               progress: (String) -> Void = { _ in }) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         let start = Initialization.original.makeParameters()
         for (strategy, batch) in [(ThreadStrategy.layer, 1), (.data, dataBatch)] {
-            let baseline = time(SequentialEngine(parameters: start), data: data, samples: samples, batch: batch)
+            let baseline = try time(SequentialEngine(parameters: start), data: data, samples: samples, batch: batch)
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             progress(String(format: "sequential, batch %d: %.3f s", batch, baseline))
             for t in threadCounts {
                 let engine = ThreadedEngine(parameters: start, threads: t, strategy: strategy)
-                let seconds = time(engine, data: data, samples: samples, batch: batch)
+                let seconds = try time(engine, data: data, samples: samples, batch: batch)
                 rows.append(BenchmarkRow(engine: "threads", strategy: strategy.rawValue, workers: t, batch: batch,
                                          seconds: seconds, speedup: baseline / seconds))
                 progress(String(format: "threads %@ T=%d, batch %d: %.3f s", strategy.rawValue, t, batch, seconds))

@@ -39,12 +39,8 @@ public struct ShardPlan: Sendable, Equatable {
         var order = [Int32](repeating: 0, count: count)
         for rank in 0..<ranks {
             let positions = positions(rank: rank)
-            var rng = SplitMix64(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) &+ 1
-                                 &+ UInt64(rank) &* 0xD1B5_4A32_D192_ED03)
             var samples = positions
-            for i in stride(from: samples.count - 1, to: 0, by: -1) {
-                samples.swapAt(i, Int(rng.next() % UInt64(i + 1)))
-            }
+            samples.shuffle(seed: options.shuffleSeed(epoch: epoch, stream: rank))
             for (position, sample) in zip(positions, samples) { order[position] = Int32(sample) }
         }
         return order

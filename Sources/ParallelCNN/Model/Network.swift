@@ -99,6 +99,13 @@ public struct Parameters: Equatable, Sendable {
         }
     }
 
+    /// The first value that is NaN or infinite, named by its tensor and index within it.
+    public var firstNonFinite: (tensor: TensorName, index: Int, value: Float)? {
+        guard let i = values.firstIndex(where: { !$0.isFinite }) else { return nil }
+        let tensor = TensorName.allCases.last { Self.offset(of: $0) <= i }!
+        return (tensor, i - Self.offset(of: tensor), values[i])
+    }
+
     /// SPEC's parameter hash: 64-bit FNV-1a over the little-endian bytes of the float32
     /// parameters in canonical order.
     public var hash: UInt64 {

@@ -35,16 +35,28 @@ public struct TrainingOptions: Equatable, Sendable {
     }
 
     /// The order in which epoch `epoch` (0-based) visits `count` training samples: file order for
-    /// the original recipe, otherwise a Fisher–Yates shuffle seeded by `seed` and `epoch`.
+    /// the original recipe, otherwise shuffled with `shuffleSeed(epoch:)`.
     public func sampleOrder(epoch: Int, count: Int) -> [Int32] {
         var order = (0..<Int32(count)).map { $0 }
-        guard recipe.shuffles else { return order }
-        var rng = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) &+ 1)
-        for i in stride(from: count - 1, to: 0, by: -1) {
-            let j = Int(rng.next() % UInt64(i + 1))
-            order.swapAt(i, j)
-        }
+        if recipe.shuffles { order.shuffle(seed: shuffleSeed(epoch: epoch)) }
         return order
+    }
+
+    /// The seed of epoch `epoch`'s shuffle; `stream` tells apart independent shuffles of one
+    /// epoch (each data-parallel rank's shard: stream = rank, and rank 0's equals the whole set's).
+    public func shuffleSeed(epoch: Int, stream: Int = 0) -> UInt64 {
+        seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) &+ 1 &+ UInt64(stream) &* 0xD1B5_4A32_D192_ED03
+    }
+}
+
+extension Array {
+    /// Fisher–Yates driven by `SplitMix64(seed:)`: the program's one shuffle, for epoch orders
+    /// and shard orders alike.
+    mutating func shuffle(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            swapAt(i, Int(rng.next() % UInt64(i + 1)))
+        }
     }
 }
 

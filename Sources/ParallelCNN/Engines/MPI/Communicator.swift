@@ -2,6 +2,8 @@
 import CMPI
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// A failed MPI call: which call, where, and Open MPI's own words for the error code.

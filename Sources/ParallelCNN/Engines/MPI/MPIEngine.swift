@@ -9,7 +9,7 @@
 /// - `data`: each rank trains its part of every batch (its `ShardPlan` positions) with `threads`
 ///   threads (`DataParallelTeam`), and the ranks' gradient sums and statistics are added with
 ///   `MPI_Allreduce`; every rank applies the same update.
-public final class MPIEngine: Engine {
+public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     public let communicator: Communicator
     public let strategy: ThreadStrategy
     public let threads: Int
@@ -17,7 +17,9 @@ public final class MPIEngine: Engine {
         "mpi(ranks=\(communicator.size), \(strategy.rawValue)\(strategy == .data ? ", T=\(threads)" : ""))"
     }
 
-    private let state: ParameterState
+    public let state: ParameterState
+    public let stepper = EpochStepper()
+    public var processGroup: any ProcessGroup { communicator }
     private let team: DataParallelTeam
     private let batchGradient = BatchGradient()
     /// For `data` on a shard: global sample index → row of the shard.
@@ -45,14 +47,18 @@ public final class MPIEngine: Engine {
         reduceStatistics.deallocate()
     }
 
-    /// Trains from this rank's shard: `train` then receives the shard's data with global indices.
-    public func useShard(_ shard: DatasetShard) { shardRows = shard.row }
+    public var trainsOnShard: Bool { strategy == .data }
 
-    public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
-    public func currentParameters() -> Parameters { state.parameters }
-    public func currentVelocity() -> Parameters? { state.currentVelocity }
+    /// Trains from this rank's shard: steps then receive global sample indices.
+    public func prepare(shard: DatasetShard) throws {
+        guard strategy == .data else {
+            throw EngineError.invalidOption(engine: "mpi", message: "the layer strategy runs every sample on every rank and takes the whole training set, not a shard")
+        }
+        shardRows = shard.row
+        stepper.data = shard.data
+    }
 
-    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+    public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.images.withUnsafeBufferPointer { images in
             data.labels.withUnsafeBufferPointer { labels in
                 switch strategy {
@@ -151,13 +157,6 @@ public final class MPIEngine: Engine {
             team.predict(images: images.baseAddress!, range: range, parameters: UnsafePointer(state.values),
                          recipe: recipe, into: predictions)
         }
-    }
-
-    /// Every rank's agreement that all ranks hold the same parameters (the hash of each
-    /// rank's parameters, gathered): the ranks whose hash differs from rank 0's.
-    public func divergentRanks() -> [Int] {
-        let hashes = communicator.allgather(currentParameters().hash, context: "comparing parameter hashes")
-        return hashes.indices.filter { hashes[$0] != hashes[0] }
     }
 }
 

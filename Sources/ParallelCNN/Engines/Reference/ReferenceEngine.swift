@@ -18,8 +18,9 @@ private let O = Network.classes       // 10 outputs
 /// original initialisation and batch 1 it reproduces the SPEC's parameter hashes bit for bit.
 ///
 /// It is deliberately slow and obvious; every other engine is tested against it.
-public final class ReferenceEngine: Engine {
+public final class ReferenceEngine: SteppedEngine {
     public var description: String { "reference" }
+    public let stepper = EpochStepper()
 
     private var p: [Float]
     private var velocity: [Float]?
@@ -35,6 +36,9 @@ public final class ReferenceEngine: Engine {
     private var fError = [Float](repeating: 0, count: O)
     private var s1Error = [Float](repeating: 0, count: C * H2 * H2)
     private var c1Error = [Float](repeating: 0, count: C * H1 * H1)
+
+    /// Called as each phase of a training step ends (the bench's per-layer timer); nil otherwise.
+    var lap: ((LayerPhase) -> Void)?
 
     public init(parameters: Parameters) {
         p = parameters.values
@@ -84,6 +88,7 @@ public final class ReferenceEngine: Engine {
                 }
             }
         }
+        lap?(.c1Forward)
 
         // s1: one 4x4 kernel shared by all maps, stride 4; same term order as c1.
         for c in 0..<C {
@@ -100,6 +105,7 @@ public final class ReferenceEngine: Engine {
                 }
             }
         }
+        lap?(.s1Forward)
 
         // f: input column slowest, then row, then channel fastest.
         for o in 0..<O {
@@ -127,6 +133,7 @@ public final class ReferenceEngine: Engine {
             }
             for o in 0..<O { fOut[o] /= total }
         }
+        lap?(.fForward)
     }
 
     /// Argmax of the output with strict `<` (ties go to the lower class).
@@ -169,6 +176,7 @@ public final class ReferenceEngine: Engine {
             for i in 0..<(C * H2 * H2) { grad[fw(o, i)] += fError[o] * s1Out[i] }
         }
         for o in 0..<O { addBiasTerm(fError[o], divisor: 1, at: fb(o), grad: &grad, bias: bias) }
+        lap?(.fBackward)
 
         // Steps 4-5: error at s1 through the f weights as they were before this step.
         for i in 0..<(C * H2 * H2) {
@@ -199,6 +207,7 @@ public final class ReferenceEngine: Engine {
                 }
             }
         }
+        lap?(.s1Backward)
 
         // Steps 7-8: error at c1 through the s1 weights as they were before this step.
         for c in 0..<C {
@@ -232,6 +241,7 @@ public final class ReferenceEngine: Engine {
                 }
             }
         }
+        lap?(.c1Backward)
         return loss
     }
 
@@ -244,7 +254,7 @@ public final class ReferenceEngine: Engine {
 
     // MARK: Engine
 
-    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+    public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: Parameters.count)
         // The original program with one sample per step updates biases while back-propagating.
@@ -271,6 +281,7 @@ public final class ReferenceEngine: Engine {
             }
             velocity = rule.usesMomentum ? v : nil
         }
+        lap?(.update)
         return stats
     }
 

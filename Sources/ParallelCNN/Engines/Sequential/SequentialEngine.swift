@@ -4,10 +4,11 @@
 /// (`SampleWorkspace`), a vector `exp`, and no allocation per sample. A batch's per-sample
 /// gradients are summed in `BatchGradient`'s order, which the data-parallel engines reproduce
 /// exactly.
-public final class SequentialEngine: Engine {
+public final class SequentialEngine: ParameterStateEngine {
     public var description: String { "sequential" }
 
-    let state: ParameterState
+    public let state: ParameterState
+    public let stepper = EpochStepper()
     let workspace = SampleWorkspace()
     private let batchGradient = BatchGradient()
 
@@ -15,11 +16,7 @@ public final class SequentialEngine: Engine {
         state = ParameterState(parameters)
     }
 
-    public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
-    public func currentParameters() -> Parameters { state.parameters }
-    public func currentVelocity() -> Parameters? { state.currentVelocity }
-
-    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+    public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values)

@@ -12,7 +12,7 @@ public enum ThreadStrategy: String, CaseIterable, Sendable {
 
 /// The multi-core engine: the sequential engine's kernels (`SampleWorkspace`) on a persistent
 /// `WorkerPool`, split by layer elements or by samples.
-public final class ThreadedEngine: Engine {
+public final class ThreadedEngine: ParameterStateEngine {
     public let threads: Int
     public let strategy: ThreadStrategy
     public var description: String { "threads(T=\(threads), \(strategy.rawValue))" }
@@ -20,7 +20,8 @@ public final class ThreadedEngine: Engine {
     /// Parallel regions (fork-joins) the layer strategy runs per training sample.
     public static let layerRegionsPerSample = 3
 
-    private let state: ParameterState
+    public let state: ParameterState
+    public let stepper = EpochStepper()
     private let team: DataParallelTeam
     private var pool: WorkerPool { team.pool }
     private let batchGradient = BatchGradient()
@@ -34,11 +35,7 @@ public final class ThreadedEngine: Engine {
         team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1)
     }
 
-    public func load(parameters: Parameters, velocity: Parameters?) { state.load(parameters: parameters, velocity: velocity) }
-    public func currentParameters() -> Parameters { state.parameters }
-    public func currentVelocity() -> Parameters? { state.currentVelocity }
-
-    public func train(on data: Dataset, indices: UnsafeBufferPointer<Int32>, rule: UpdateRule) -> StepStatistics {
+    public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.images.withUnsafeBufferPointer { images in
             data.labels.withUnsafeBufferPointer { labels in
                 switch strategy {

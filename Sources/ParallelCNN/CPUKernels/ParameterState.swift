@@ -2,7 +2,7 @@
 ///
 /// `apply` turns a batch's summed ascent direction into the update documented on `UpdateRule`:
 /// `ḡ = scale ⊙ Σg / B`, `v ← μ v + ḡ`, `θ ← θ + lr · v` (no velocity when μ = 0).
-final class ParameterState {
+public final class ParameterState {
     static let count = SampleWorkspace.paddedParameterCount
 
     let values: UnsafeMutablePointer<Float>

@@ -221,7 +221,9 @@ final class SampleWorkspace {
         }
         switch recipe {
         case .original: return Double(squares.squareRoot())
-        case .modern: return -log(Double(max(fOut[label], .leastNormalMagnitude)))
+        // A label probability that underflows to 0 is an infinite loss, as in the reference:
+        // the divergence guard relies on seeing it.
+        case .modern: return -log(Double(fOut[label]))
         }
     }
 

@@ -1,0 +1,153 @@
+import Foundation
+
+/// An `--engine` name. The engines themselves are listed in `EngineRegistry.engines`.
+public struct EngineKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    /// Every registered engine, in the order `--help` lists them.
+    public static var allCases: [EngineKind] { EngineRegistry.engines.map(\.kind) }
+}
+
+/// How an engine splits the work (`--strategy`); each engine accepts some of them.
+public enum EngineStrategy: String, CaseIterable, Sendable {
+    /// Split each layer of one sample across workers (the paper's OpenMP, MPI and CUDA designs).
+    case layer
+    /// Split each batch's samples across workers.
+    case data
+    /// One persistent device kernel per chunk of steps.
+    case fused
+}
+
+/// The engine options that `train`, `test`, `predict` and `bench` share. `nil` means the
+/// engine's default; an option the chosen engine does not take is an error.
+public struct EngineOptions: Sendable, Equatable {
+    public var threads: Int?
+    public var strategy: EngineStrategy?
+    public var device: Int?
+
+    public init(threads: Int? = nil, strategy: EngineStrategy? = nil, device: Int? = nil) {
+        self.threads = threads
+        self.strategy = strategy
+        self.device = device
+    }
+
+    /// Upper bounds checked before anything is allocated.
+    public static let maximumThreads = 256
+    public static let maximumDevice = 63
+}
+
+/// Options resolved against an engine's defaults.
+public struct EngineSettings: Sendable, Equatable {
+    public var strategy: EngineStrategy?
+    public var threads: Int
+    public var device: Int
+}
+
+/// Whether an engine can run here, and if not, exactly what to do about it.
+public enum EngineAvailability: Sendable, Equatable {
+    case available(detail: String)
+    case unavailable(remedy: String)
+
+    public var isAvailable: Bool { if case .available = self { true } else { false } }
+}
+
+/// Everything the program knows about one engine: how to tell whether it can run here, the
+/// options it takes, and how to make it. An engine is added by writing its folder under
+/// `Engines/` with one of these and listing it in `EngineRegistry.engines`.
+public struct EngineDescriptor: Sendable {
+    public let kind: EngineKind
+    /// One line for `--help` and `pcnn devices`.
+    public let summary: String
+    /// Accepted `--strategy` values; the first is the default. Empty: the option is refused.
+    public let strategies: [EngineStrategy]
+    /// Default `--threads` per strategy; `nil` for a strategy without threads (the option is refused).
+    public let defaultThreads: @Sendable (EngineStrategy?) -> Int?
+    /// Whether `--device N` applies.
+    public let takesDevice: Bool
+    /// The launcher its processes are started with (`mpirun`), or `nil` for a plain process.
+    public let launcher: String?
+    public let availability: @Sendable () -> EngineAvailability
+    /// The processes the engine will run on; for MPI this starts MPI, so every rank calls it first.
+    public let processGroup: @Sendable () throws -> any ProcessGroup
+    let make: @Sendable (EngineSettings, Parameters) throws -> any Engine
+
+    public init(kind: EngineKind, summary: String, strategies: [EngineStrategy] = [],
+                defaultThreads: @escaping @Sendable (EngineStrategy?) -> Int? = { _ in nil },
+                takesDevice: Bool = false, launcher: String? = nil,
+                availability: @escaping @Sendable () -> EngineAvailability = { .available(detail: "built in") },
+                processGroup: @escaping @Sendable () throws -> any ProcessGroup = { SingleProcess.shared },
+                make: @escaping @Sendable (EngineSettings, Parameters) throws -> any Engine) {
+        self.kind = kind
+        self.summary = summary
+        self.strategies = strategies
+        self.defaultThreads = defaultThreads
+        self.takesDevice = takesDevice
+        self.launcher = launcher
+        self.availability = availability
+        self.processGroup = processGroup
+        self.make = make
+    }
+
+    /// `options` checked against what this engine takes and filled with its defaults.
+    public func resolve(_ options: EngineOptions) throws(EngineError) -> EngineSettings {
+        let name = kind.rawValue
+        var strategy = strategies.first
+        if let requested = options.strategy {
+            guard strategies.contains(requested) else {
+                throw .invalidOption(engine: name, message: strategies.isEmpty
+                    ? "--strategy does not apply to this engine"
+                    : "--strategy \(requested.rawValue) is not one of \(strategies.map(\.rawValue).joined(separator: ", "))")
+            }
+            strategy = requested
+        }
+        let threadsDefault = defaultThreads(strategy)
+        if let threads = options.threads {
+            guard (1...EngineOptions.maximumThreads).contains(threads) else {
+                throw .invalidOption(engine: name, message: "--threads must be between 1 and \(EngineOptions.maximumThreads), got \(threads)")
+            }
+            guard threadsDefault != nil else {
+                throw .invalidOption(engine: name, message: "--threads does not apply\(strategy.map { " to --strategy \($0.rawValue)" } ?? "")")
+            }
+        }
+        if let device = options.device {
+            guard takesDevice else { throw .invalidOption(engine: name, message: "--device does not apply to this engine") }
+            guard (0...EngineOptions.maximumDevice).contains(device) else {
+                throw .invalidOption(engine: name, message: "--device must be between 0 and \(EngineOptions.maximumDevice), got \(device)")
+            }
+        }
+        return EngineSettings(strategy: strategy, threads: options.threads ?? threadsDefault ?? 1, device: options.device ?? 0)
+    }
+
+    /// A new engine holding `parameters`. Throws `EngineError.unavailable` with the remedy when
+    /// the engine cannot run here.
+    public func makeEngine(_ options: EngineOptions = EngineOptions(), parameters: Parameters) throws -> any Engine {
+        let settings = try resolve(options)
+        if case .unavailable(let remedy) = availability() { throw EngineError.unavailable(engine: kind.rawValue, remedy: remedy) }
+        return try make(settings, parameters)
+    }
+}
+
+/// The engines of this build. Adding an engine: one folder under `Engines/` that defines its
+/// `EngineDescriptor` (and `EngineKind`), and one entry here.
+public enum EngineRegistry {
+    public static let engines: [EngineDescriptor] = [.reference, .sequential, .threads, .mpi]
+
+    /// The descriptor of `kind`.
+    public static func descriptor(_ kind: EngineKind) throws(EngineError) -> EngineDescriptor {
+        guard let descriptor = engines.first(where: { $0.kind == kind }) else {
+            throw .invalidOption(engine: kind.rawValue, message: "no such engine; choose one of \(engines.map(\.kind.rawValue).joined(separator: ", "))")
+        }
+        return descriptor
+    }
+
+    /// A new engine of `kind` holding `parameters`.
+    public static func makeEngine(_ kind: EngineKind, _ options: EngineOptions = EngineOptions(),
+                                  parameters: Parameters) throws -> any Engine {
+        try descriptor(kind).makeEngine(options, parameters: parameters)
+    }
+
+    /// Cores this process may run on.
+    public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
+}
