@@ -35,7 +35,7 @@ public struct AllreduceTiming: Sendable {
         let timings = world.timeAllreduce(floats: gradientCount, doubles: statisticsCount, repetitions: repetitions)
         return world.rank == 0 ? timings : nil
         #else
-        throw EngineError.unavailable(engine: "mpi", remedy: EngineConfiguration.mpiRemedy)
+        throw EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy)
         #endif
     }
 }
