@@ -2,7 +2,7 @@
 //
 // libFuzzer targets for ParallelCNN's file parsers. A separate package, so that a plain
 // `swift build` / `swift test` of the root package never sees them (they only link with
-// `-sanitize=fuzzer`). Build and run them with `scripts/fuzz [seconds]`; see Fuzz/README.md.
+// `-sanitize=fuzzer`). Build and run them with `scripts/fuzz [seconds]` (README.md, "Tests").
 
 import PackageDescription
 
