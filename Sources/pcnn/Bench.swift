@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's results section (Tables 1-8) on this machine, with charts.",
         discussion: "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each.",
-        subcommands: [BenchAll.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchDevice.self],
+        subcommands: [BenchAll.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self, BenchDevice.self],
         defaultSubcommand: BenchAll.self)
 }
 
@@ -154,6 +154,7 @@ struct BenchMPI: ParsableCommand {
         }
         print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineRegistry.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
         printTable(rows, workerTitle: "ranks")
+        try printAllreduceTimes(mpirun: mpirun)
     }
 }
 

@@ -20,22 +20,23 @@ enum CheckpointTesting {
             return z ^ (z >> 31)
         }
 
-        /// A float with a uniformly random bit pattern, NaNs excluded: covers both zeros, subnormals,
-        /// huge and tiny magnitudes and infinities.
+        /// A float with a uniformly random bit pattern, NaN and infinities excluded (checkpoints
+        /// refuse them): covers both zeros, subnormals, huge and tiny magnitudes.
         mutating func nextFloat() -> Float {
             while true {
                 let value = Float(bitPattern: UInt32(truncatingIfNeeded: next()))
-                if !value.isNaN { return value }
+                if value.isFinite { return value }
             }
         }
     }
 
-    /// Random non-NaN parameters whose first values are the awkward ones: -0, +0, ±infinity, the
-    /// smallest subnormal, the largest finite magnitude.
+    /// Random finite parameters whose first values are the awkward ones: -0, +0, the largest finite
+    /// magnitudes, the smallest subnormal.
     private static func randomParameters(seed: UInt64) -> Parameters {
         var generator = TestGenerator(seed: seed)
         var values = (0..<Parameters.count).map { _ in generator.nextFloat() }
-        let awkward: [Float] = [-0.0, 0.0, .infinity, -.infinity, .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
+        let awkward: [Float] = [-0.0, 0.0, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                                .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
         values.replaceSubrange(0..<awkward.count, with: awkward)
         return Parameters(values: values)
     }
@@ -111,6 +112,60 @@ enum CheckpointTesting {
         var header = try #require(JSONSerialization.jsonObject(with: json) as? [String: Any])
         edit(&header)
         return replacingHeader(of: file, with: try JSONSerialization.data(withJSONObject: header, options: .sortedKeys))
+    }
+
+    // MARK: - Non-finite values
+
+    @Suite("Checkpoints with non-finite values")
+    struct NonFiniteTests {
+        static let badValues: [(Float, String)] = [(.nan, "nan"), (.infinity, "inf"), (-.infinity, "-inf"),
+                                                   (Float(nan: 0x2a, signaling: true), "nan")]
+
+        @Test("NaN or an infinity in any parameter or velocity tensor is refused, naming tensor and index",
+              arguments: TensorName.allCases)
+        func refusedInEveryTensor(name: TensorName) throws {
+            for inVelocity in [false, true] {
+                for (bad, text) in Self.badValues {
+                    var checkpoint = sampleCheckpoint(seed: 3)
+                    // The last value of the tensor, so that a check stopping early would miss it.
+                    let index = name.shape.reduce(1, *) - 1
+                    let flat = Parameters.range(of: name).lowerBound + index
+                    if inVelocity { checkpoint.velocity!.values[flat] = bad } else { checkpoint.parameters.values[flat] = bad }
+                    let tensor = (inVelocity ? Checkpoint.velocityPrefix : "") + name.rawValue
+                    let error = checkpointError { _ = try Checkpoint.decode(checkpoint.encoded(), path: "bad.safetensors") }
+                    #expect(error == .nonFiniteValue(path: "bad.safetensors", tensor: tensor, index: index, value: text, count: 1))
+                }
+            }
+        }
+
+        @Test("the first bad value and the number of bad values are reported; the message names the tensor")
+        func firstOfSeveral() throws {
+            var checkpoint = sampleCheckpoint(seed: 4, withVelocity: false)
+            let start = Parameters.range(of: .fWeight).lowerBound
+            for (offset, value) in [(1234, Float.infinity), (17, -Float.infinity), (2000, Float.nan)] {
+                checkpoint.parameters.values[start + offset] = value
+            }
+            try withTemporaryDirectory { directory in
+                let path = directory + "/diverged.safetensors"
+                try checkpoint.write(to: path)
+                let error = try #require(checkpointError { _ = try Checkpoint.read(from: path) })
+                #expect(error == .nonFiniteValue(path: path, tensor: "f.w", index: 17, value: "-inf", count: 3))
+                #expect(error.description == path + ": tensor \"f.w\" holds a non-finite value, -inf at index 17 "
+                    + "(3 values are not finite); a checkpoint must hold finite numbers")
+            }
+        }
+
+        @Test("the largest finite magnitudes and subnormals are still accepted")
+        func extremeFiniteValuesAccepted() throws {
+            var values = [Float](repeating: 0, count: Parameters.count)
+            for i in values.indices {
+                values[i] = [Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude,
+                             -.leastNormalMagnitude, -0.0][i % 5]
+            }
+            let checkpoint = Checkpoint(parameters: Parameters(values: values), velocity: Parameters(values: values))
+            let restored = try Checkpoint.decode(checkpoint.encoded())
+            #expect(bitPatterns(restored.parameters.values) == bitPatterns(values))
+        }
     }
 
     // MARK: - Interoperability with Python's safetensors
@@ -553,7 +608,7 @@ extension CheckpointTesting {
                 for name, shape in json.loads(sys.argv[2]).items():
                     bits = generator.integers(0, 2**32, size=shape, dtype=numpy.uint32)
                     values = bits.view(numpy.float32)
-                    values[numpy.isnan(values)] = -0.0
+                    values[~numpy.isfinite(values)] = -0.0
                     tensors[name] = values
                 metadata = {"format": "parallelcnn-checkpoint", "version": "1", "recipe": "modern"}
                 save_file(tensors, sys.argv[1], metadata=metadata)

@@ -343,6 +343,25 @@ struct IDXErrorTests {
         }
     }
 
+    /// Found by the idx-gzip fuzz target (Fuzz/Regressions/idx-gzip/): a 30-byte gzip file whose
+    /// header claims a million images made a 64 MiB buffer before anything was read. Memory is
+    /// not observable here; `scripts/fuzz` replays the input under libFuzzer's -malloc_limit_mb.
+    @Test("tiny gzip files claiming the most samples allowed fail as truncated", arguments: [0, 1, 1000])
+    func tinyGzipClaimingMaximum(pixels: Int) throws {
+        defer { cleanUp() }
+        let gz = file("claims.gz")
+        let count = UInt32(IDX.maxCount)
+        try Fixture.writeGzip(Fixture.images(count: count, pixels: [UInt8](repeating: 0, count: pixels)), to: gz)
+        Fixture.expect(.truncated(path: gz.path, expectedBytes: 16 + IDX.maxCount * 784, gotBytes: 16 + pixels)) {
+            _ = try IDX.readImages(at: gz.path)
+        }
+        let labels = file("claims-labels.gz")
+        try Fixture.writeGzip(Fixture.labels(count: count, [UInt8](repeating: 1, count: pixels)), to: labels)
+        Fixture.expect(.truncated(path: labels.path, expectedBytes: 8 + IDX.maxCount, gotBytes: 8 + pixels)) {
+            _ = try IDX.readLabels(at: labels.path)
+        }
+    }
+
     @Test("locate: explicit and environment directories must be complete; defaults fall through")
     func locate() throws {
         defer { cleanUp() }

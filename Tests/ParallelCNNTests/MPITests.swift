@@ -2,12 +2,27 @@ import Foundation
 import Testing
 import ParallelCNN
 
+/// How the ranks talk: Open MPI's default on one node (shared memory), or TCP as between nodes.
+enum MPITransport: String, Sendable, CaseIterable, CustomTestStringConvertible {
+    case defaultTransport = "default"
+    case tcp = "tcp,self"
+
+    /// The mpirun options that select the transport. The TCP BTL skips 127.0.0.0/8 by default
+    /// (it would take another interface's address, and fail on a machine that has none), so it
+    /// is pointed at the loopback interface.
+    var options: [String] {
+        self == .tcp ? ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"] : []
+    }
+    var testDescription: String { self == .tcp ? "--mca btl tcp,self" : "default transport" }
+}
+
 /// `mpirun` with what CI needs (it runs as root on 2 cores): the Open MPI root permission in the
 /// environment and `--oversubscribe` for 3 ranks.
 enum MPIRun {
     static let mpirun: String? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    static func run(ranks: Int, _ arguments: [String], perRankData: (good: String, badOnRank: Int)? = nil) throws
+    static func run(ranks: Int, _ arguments: [String], transport: MPITransport = .defaultTransport,
+                    mca: [String] = [], perRankData: (good: String, badOnRank: Int)? = nil) throws
         -> (status: Int32, output: String, seconds: Double) {
         let mpirun = try #require(mpirun, "mpirun not found: apt-get install openmpi-bin")
         let binary = try #require(CLI.binary, "pcnn was not built next to the tests")
@@ -16,7 +31,7 @@ enum MPIRun {
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["PCNN_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
-        var command = ["--oversubscribe", "-np", "\(ranks)"]
+        var command = ["--oversubscribe", "-np", "\(ranks)"] + transport.options + mca
         if let perRankData {
             // One rank gets a data directory that does not exist, as if its node lacked the files.
             let script = "if [ \"$OMPI_COMM_WORLD_RANK\" = \(perRankData.badOnRank) ]; then d=/nonexistent/mnist; else d=\(perRankData.good); fi; exec \"$0\" \"$@\" --data \"$d\""
@@ -43,15 +58,15 @@ enum MPIRun {
                 "mpirun not found; PCNN_REQUIRE_MPI=1 fails instead"))
 struct MPITests {
     @Test("layer strategy is bit-identical to sequential on 2 and 3 ranks, both recipes",
-          arguments: [2, 3])
-    func layerBitIdentical(ranks: Int) throws {
+          arguments: [(2, MPITransport.defaultTransport), (3, .defaultTransport), (2, .tcp)])
+    func layerBitIdentical(ranks: Int, transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
         for recipeArguments in [["--recipe", "original", "--limit", "600"],
                                 ["--recipe", "modern", "--batch", "8", "--limit", "800"]] {
             let common = ["train", "--data", data, "--no-save", "--json"] + recipeArguments
             let sequential = try CLI.run(common + ["--engine", "sequential"])
             #expect(sequential.status == 0, "\(sequential.output)")
-            let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "layer"])
+            let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "layer"], transport: transport)
             #expect(mpi.status == 0, "\(mpi.output)")
             let expected = try MPIRun.json(sequential.output)["param_hash"] as? String
             let object = try MPIRun.json(mpi.output)
@@ -61,8 +76,9 @@ struct MPITests {
     }
 
     @Test("data strategy: ranks agree (checked every epoch) and match threads data within float tolerance",
-          arguments: [(2, 1), (3, 1), (2, 2)])
-    func dataMatchesThreads(ranks: Int, threads: Int) throws {
+          arguments: [(2, 1, MPITransport.defaultTransport), (3, 1, .defaultTransport), (2, 2, .defaultTransport),
+                      (2, 1, .tcp)])
+    func dataMatchesThreads(ranks: Int, threads: Int, transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
         try TestData.withTemporaryDirectory { dir in
             // The original recipe keeps file order, so the ranks' shards cover the same batches as
@@ -75,7 +91,8 @@ struct MPITests {
                                                   "--save", threadsModel])
             #expect(reference.status == 0, "\(reference.output)")
             let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "data",
-                                                             "--threads", "\(threads)", "--save", mpiModel])
+                                                             "--threads", "\(threads)", "--save", mpiModel],
+                                     transport: transport)
             #expect(mpi.status == 0, "\(mpi.output)")
             #expect(!mpi.output.contains("diverged"))
             _ = try MPIRun.json(mpi.output)
@@ -87,17 +104,47 @@ struct MPITests {
         }
     }
 
-    @Test("a rank that cannot read its data stops every rank quickly, error printed once")
-    func failingRankStopsAll() throws {
+    @Test("a rank that cannot read its data stops every rank quickly, error printed once",
+          arguments: MPITransport.allCases)
+    func failingRankStopsAll(transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
         for strategy in ["data", "layer"] {
             let run = try MPIRun.run(ranks: 2, ["train", "--engine", "mpi", "--strategy", strategy, "--no-save"],
-                                     perRankData: (good: data, badOnRank: 1))
+                                     transport: transport, perRankData: (good: data, badOnRank: 1))
             #expect(run.status != 0, "\(run.output)")
             #expect(run.seconds < 60, "took \(run.seconds) s")
             let errors = run.output.components(separatedBy: "error: rank 1 of 2:").count - 1
             #expect(errors == 1, "the error should be printed once:\n\(run.output)")
             #expect(run.output.contains("/nonexistent/mnist"))
+        }
+    }
+
+    /// The TCP runs above only test TCP if Open MPI honours `--mca btl`: it does not when a
+    /// transport outside the BTL framework (UCX, OFI) is chosen. Offering only `self` (no way to
+    /// reach another rank) must therefore fail, and the TCP BTL must report its own set-up.
+    @Test("--mca btl decides the transport: TCP is used when asked for, 'self' alone cannot connect 2 ranks")
+    func btlIsHonoured() throws {
+        let data = try TestData.requireMNISTDirectory()
+        let common = ["train", "--data", data, "--engine", "mpi", "--strategy", "data", "--batch", "16",
+                      "--limit", "64", "--no-save", "--json"]
+        let tcp = try MPIRun.run(ranks: 2, common, transport: .tcp, mca: ["--mca", "btl_base_verbose", "100"])
+        #expect(tcp.status == 0, "\(tcp.output)")
+        #expect(tcp.output.contains("Using tcp btl for send to"), "rank-to-rank traffic is not on TCP:\n\(tcp.output)")
+        #expect(!tcp.output.contains("Using vader btl"), "shared memory was used:\n\(tcp.output)")
+        let selfOnly = try MPIRun.run(ranks: 2, common, mca: ["--mca", "btl", "self"])
+        #expect(selfOnly.status != 0, "2 ranks ran with only the 'self' transport:\n\(selfOnly.output)")
+    }
+
+    @Test("the allreduce timing of pcnn bench mpi reports both messages once, from rank 0",
+          arguments: MPITransport.allCases)
+    func allreduceTiming(transport: MPITransport) throws {
+        let run = try MPIRun.run(ranks: 2, ["bench", "mpi-allreduce-worker", "--repetitions", "50"], transport: transport)
+        #expect(run.status == 0, "\(run.output)")
+        let lines = run.output.split(separator: "\n").filter { $0.hasPrefix("allreduce ") }.map { $0.split(separator: " ") }
+        #expect(lines.map { $0.count == 6 ? "\($0[1]) \($0[2]) \($0[3])" : "" } == ["float 2344 50", "double 3 50"], "\(run.output)")
+        for fields in lines where fields.count == 6 {
+            let median = Double(fields[4]) ?? -1, mean = Double(fields[5]) ?? -1
+            #expect(median > 0 && mean > 0, "\(fields)")
         }
     }
 }

@@ -41,15 +41,20 @@ enum TestData {
     /// The full MNIST training and test sets, loaded once for all tests.
     static func mnist(sourceLocation: SourceLocation = #_sourceLocation) throws -> DatasetPair {
         let directory = try requireMNISTDirectory(sourceLocation: sourceLocation)
-        return try loadedMNIST.withLock { cache in
-            if let pair = cache { return pair }
-            let pair = try DatasetLoader.load(.mnist, from: directory)
-            cache = pair
-            return pair
-        }
+        loadingMNIST.lock()
+        defer { loadingMNIST.unlock() }
+        if let pair = loadedMNIST { return pair }
+        let pair = try DatasetLoader.load(.mnist, from: directory)
+        loadedMNIST = pair
+        return pair
     }
 
-    private static let loadedMNIST = Mutex<DatasetPair?>(nil)
+    // NSLock (a pthread mutex) rather than Synchronization's Mutex: a contended Mutex waits and
+    // wakes inside libswiftSynchronization.so, which ThreadSanitizer cannot see, so under
+    // `scripts/sanitize` a test reading the arrays another test's thread had just loaded was
+    // reported as a data race. ThreadSanitizer does see pthread mutexes.
+    private static let loadingMNIST = NSLock()
+    nonisolated(unsafe) private static var loadedMNIST: DatasetPair?
 
     /// A fresh, empty temporary directory; the caller removes it (see `withTemporaryDirectory`).
     static func makeTemporaryDirectory() throws -> URL {

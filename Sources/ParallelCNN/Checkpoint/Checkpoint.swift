@@ -13,8 +13,9 @@ import Foundation
 ///   `"version": "1"`.
 ///
 /// Guarantees: `read(from:)` of a file written by `write(to:)` returns a checkpoint with the same
-/// metadata and bit-identical parameters and velocity; writing is atomic and deterministic (equal
-/// checkpoints give identical files).
+/// metadata and bit-identical parameters and velocity, provided they are finite (a NaN or infinity
+/// is written as it is, for inspection, but refused when read); writing is atomic and
+/// deterministic (equal checkpoints give identical files).
 public struct Checkpoint: Equatable, Sendable {
     /// The network's parameters.
     public var parameters: Parameters
@@ -92,8 +93,9 @@ public struct Checkpoint: Equatable, Sendable {
     ///   `.invalidHeader`, `.unsupportedDtype` for a non-F32 tensor, `.invalidOffsets`); then
     ///   `.notACheckpoint` / `.unsupportedVersion` when the format metadata is absent or different,
     ///   `.unexpectedTensor` for a tensor that is not part of a checkpoint, `.missingTensor` when a
-    ///   parameter tensor is absent (or some but not all `momentum.` tensors are present), and
-    ///   `.wrongShape`.
+    ///   parameter tensor is absent (or some but not all `momentum.` tensors are present),
+    ///   `.wrongShape`, and `.nonFiniteValue` for a NaN or infinity in any tensor (parameters
+    ///   first, then velocity, each in canonical order), naming the tensor and the first bad index.
     public static func read(from path: String) throws -> Checkpoint {
         try Checkpoint(SafetensorsFile.read(path: path), path: path)
     }
@@ -138,7 +140,7 @@ public struct Checkpoint: Equatable, Sendable {
     /// Assembles the tensors named `prefix` + each canonical name into parameters. The tensors come
     /// from a decoded file, so their value counts match their shapes.
     ///
-    /// - Throws: `.missingTensor` or `.wrongShape`.
+    /// - Throws: `.missingTensor`, `.wrongShape` or `.nonFiniteValue`.
     private static func parameters(
         from tensors: [String: SafetensorsFile.Tensor], prefix: String, path: String
     ) throws -> Parameters {
@@ -151,6 +153,15 @@ public struct Checkpoint: Equatable, Sendable {
             guard tensor.shape == name.shape else {
                 throw CheckpointError.wrongShape(
                     path: path, tensor: fullName, expected: name.shape, found: tensor.shape)
+            }
+            // Training from NaN or infinity only spreads it to every weight, and a test run on it
+            // reports a meaningless error rate, so refuse such a file at the door.
+            if let first = tensor.values.firstIndex(where: { !$0.isFinite }) {
+                let value = tensor.values[first]
+                throw CheckpointError.nonFiniteValue(
+                    path: path, tensor: fullName, index: first,
+                    value: value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf"),
+                    count: tensor.values.count { !$0.isFinite })
             }
             parameters[name] = tensor.values[...]
         }

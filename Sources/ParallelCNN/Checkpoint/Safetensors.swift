@@ -40,6 +40,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case unexpectedTensor(path: String, tensor: String)
     /// A checkpoint tensor has the wrong shape.
     case wrongShape(path: String, tensor: String, expected: [Int], found: [Int])
+    /// A checkpoint tensor holds NaN or an infinity (a diverged run, or a corrupt file): `index` is
+    /// the row-major position of the first such value, `value` its text ("nan", "inf", "-inf"),
+    /// `count` how many of the tensor's values are not finite.
+    case nonFiniteValue(path: String, tensor: String, index: Int, value: String, count: Int)
     /// The file is valid safetensors but lacks the ParallelCNN checkpoint format metadata.
     case notACheckpoint(path: String, reason: String)
     /// The file is a ParallelCNN checkpoint of a format version this build cannot read.
@@ -54,7 +58,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
              .invalidHeaderLength(let path, _), .invalidHeader(let path, _),
              .unsupportedDtype(let path, _, _), .invalidTensor(let path, _, _),
              .invalidOffsets(let path, _), .missingTensor(let path, _), .unexpectedTensor(let path, _),
-             .wrongShape(let path, _, _, _), .notACheckpoint(let path, _),
+             .wrongShape(let path, _, _, _), .nonFiniteValue(let path, _, _, _, _), .notACheckpoint(let path, _),
              .unsupportedVersion(let path, _), .invalidMetadata(let path, _):
             path
         }
@@ -85,6 +89,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             "unexpected tensor \"\(tensor)\" (not part of a ParallelCNN checkpoint)"
         case .wrongShape(_, let tensor, let expected, let found):
             "tensor \"\(tensor)\" has shape \(found), expected \(expected)"
+        case .nonFiniteValue(_, let tensor, let index, let value, let count):
+            "tensor \"\(tensor)\" holds a non-finite value, \(value) at index \(index)"
+                + (count > 1 ? " (\(count) values are not finite)" : "")
+                + "; a checkpoint must hold finite numbers"
         case .notACheckpoint(_, let reason):
             "not a ParallelCNN checkpoint: \(reason)"
         case .unsupportedVersion(_, let version):

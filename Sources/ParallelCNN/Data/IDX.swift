@@ -148,6 +148,8 @@ private final class IDXFile {
     private static let chunkSize = 4 << 20
     /// Largest buffer allocated before its bytes have been read.
     private static let pieceSize = 64 << 20
+    /// Deflate's largest expansion: a 258-byte match in as little as 2 bits.
+    private static let maximumDeflateRatio = 1032
     private static let gzipMagic: [UInt8] = [0x1f, 0x8b]
 
     let path: String
@@ -155,6 +157,12 @@ private final class IDXFile {
     /// Size of the file on disk, and whether it is gzip data (otherwise it is read as it is).
     private let fileSize: Int
     private let isGzip: Bool
+    /// Most bytes the file can hold once decompressed, so that a lying header in a tiny gzip
+    /// file cannot make a piece larger than the data could possibly be (found by fuzzing: a
+    /// 30-byte file made a 64 MiB buffer).
+    private var maximumSize: Int {
+        isGzip ? (fileSize > Int.max / Self.maximumDeflateRatio ? Int.max : fileSize * Self.maximumDeflateRatio) : fileSize
+    }
     /// Decompressed bytes consumed so far (header included).
     private var position = 0
 
@@ -226,9 +234,11 @@ private final class IDXFile {
     /// Reads exactly `count` bytes in pieces of at most `pieceSize`, so that memory follows the data
     /// actually present rather than the header's claim (one piece, no copy, for MNIST-sized files).
     private func readExactly(_ count: Int, announcedTotal: Int) throws(DataError) -> [UInt8] {
-        var bytes = try readPiece(min(count, Self.pieceSize), announcedTotal: announcedTotal)
+        // At least one byte, so that reading past `maximumSize` reports the truncation.
+        func pieceSize(_ wanted: Int) -> Int { min(wanted, Self.pieceSize, max(1, maximumSize - position)) }
+        var bytes = try readPiece(pieceSize(count), announcedTotal: announcedTotal)
         while bytes.count < count {
-            bytes += try readPiece(min(count - bytes.count, Self.pieceSize), announcedTotal: announcedTotal)
+            bytes += try readPiece(pieceSize(count - bytes.count), announcedTotal: announcedTotal)
         }
         return bytes
     }

@@ -22,7 +22,8 @@ public struct MPIError: Error, CustomStringConvertible {
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
-    private let comm: MPI_Comm
+    /// Internal, not private: the allreduce timing (AllreduceTiming.swift) uses it too.
+    let comm: MPI_Comm
 
     nonisolated(unsafe) private static var shared: Communicator?
 
