@@ -4,6 +4,8 @@
 /// `ḡ = scale ⊙ Σg / B`, `v ← μ v + ḡ`, `θ ← θ + lr · v` (no velocity when μ = 0).
 public final class ParameterState {
     static let count = SampleWorkspace.paddedParameterCount
+    /// The part of `count` taken 16 lanes at a time (the rest, 8 floats, 8 at a time).
+    static let wideCount = count / 16 * 16
 
     let values: UnsafeMutablePointer<Float>
     let velocity: UnsafeMutablePointer<Float>
@@ -50,7 +52,8 @@ public final class ParameterState {
         if first {
             sum.update(from: grad, count: count)
         } else {
-            for i in stride(from: 0, to: count, by: 16) { sum.store(sum.vec16(i) + grad.vec16(i), at: i) }
+            for i in stride(from: 0, to: wideCount, by: 16) { sum.store(sum.vec16(i) + grad.vec16(i), at: i) }
+            for i in stride(from: wideCount, to: count, by: 8) { sum.store(sum.vec(i) + grad.vec(i), at: i) }
         }
     }
 
@@ -61,21 +64,29 @@ public final class ParameterState {
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }
-        let lr = Vec16(repeating: rule.learningRate)
-        let inverseBatch = Vec16(repeating: 1 / Float(batchSize))
+        update(gradientSum, batchSize: batchSize, rule: rule, from: 0, to: Self.wideCount, Vec16.self)
+        update(gradientSum, batchSize: batchSize, rule: rule, from: Self.wideCount, to: Self.count, Vec.self)
+        if rule.usesMomentum { hasVelocity = true }
+    }
+
+    /// The update of parameters `start..<end`, `V.scalarCount` at a time.
+    @inline(__always) private func update<V: FloatVector>(_ gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule,
+                                                          from start: Int, to end: Int, _: V.Type) {
+        let lr = V(repeating: rule.learningRate)
+        let inverseBatch = V(repeating: 1 / Float(batchSize))
+        let scale = UnsafePointer(self.scale)
         if rule.usesMomentum {
-            let mu = Vec16(repeating: rule.momentum)
-            for i in stride(from: 0, to: Self.count, by: 16) {
-                let g = UnsafePointer(scale).vec16(i) * gradientSum.vec16(i) * inverseBatch
-                let v = mu * velocity.vec16(i) + g
+            let mu = V(repeating: rule.momentum)
+            for i in stride(from: start, to: end, by: V.scalarCount) {
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                let v = mu * UnsafePointer(velocity).load(i, as: V.self) + g
                 velocity.store(v, at: i)
-                values.store(values.vec16(i) + lr * v, at: i)
+                values.store(UnsafePointer(values).load(i, as: V.self) + lr * v, at: i)
             }
-            hasVelocity = true
         } else {
-            for i in stride(from: 0, to: Self.count, by: 16) {
-                let g = UnsafePointer(scale).vec16(i) * gradientSum.vec16(i) * inverseBatch
-                values.store(values.vec16(i) + lr * g, at: i)
+            for i in stride(from: start, to: end, by: V.scalarCount) {
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                values.store(UnsafePointer(values).load(i, as: V.self) + lr * g, at: i)
             }
         }
     }

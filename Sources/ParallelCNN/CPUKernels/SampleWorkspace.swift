@@ -65,8 +65,9 @@ final class SampleWorkspace {
     /// way every output is summed in the same order.
     static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
 
-    /// Floats in a parameter-shaped buffer, rounded up to whole 16-lane vectors (2352).
-    static let paddedParameterCount = (Parameters.count + 15) / 16 * 16
+    /// Floats in a parameter-shaped buffer, rounded up to whole vectors (2344: 146 of 16 lanes
+    /// and one of 8).
+    static let paddedParameterCount = (Parameters.count + 7) / 8 * 8
 
     private let storage: UnsafeMutablePointer<Float>
 
