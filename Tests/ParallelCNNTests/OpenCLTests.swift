@@ -62,8 +62,8 @@ struct OpenCLTests {
         let engine = try DeviceTestSupport.openCLEngine(strategy, parameters: Self.start, train: train)
         let stats = try trainEpoch(engine, order: order, batch: batch, rule: options.rule)
         let what = "\(strategy) \(recipe) B=\(batch)"
-        expectClose(try engine.currentParameters().values, try reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
-        if let v = try reference.currentVelocity() {
+        expectClose(try engine.currentParameters().values, reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
+        if let v = reference.currentVelocity() {
             let velocity = try #require(try engine.currentVelocity(), "\(what): velocity")
             expectClose(velocity.values, v.values, absolute: 1e-4, relative: 1e-3, "\(what) velocity")
         } else {
@@ -78,7 +78,7 @@ struct OpenCLTests {
 
         // Predictions from the trained parameters: the same classes as the reference's.
         let test = data.test.prefix(1000)
-        try reference.load(parameters: try engine.currentParameters(), velocity: nil)
+        reference.load(parameters: try engine.currentParameters(), velocity: nil)
         #expect(try engine.countErrors(on: test, recipe: recipe) == (try reference.countErrors(on: test, recipe: recipe)))
     }
 

@@ -140,7 +140,7 @@ final class CUDADriverAPI: @unchecked Sendable {
             try check(deviceGetAttribute(&sms, 16, device), "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)")
             var memory = 0
             try check(deviceTotalMem(&memory, device), "cuDeviceTotalMem_v2")
-            return DeviceInfo(ordinal: device, name: String(cString: name), major: major, minor: minor, multiprocessors: sms, memory: memory)
+            return DeviceInfo(ordinal: device, name: String(nulTerminated: name), major: major, minor: minor, multiprocessors: sms, memory: memory)
         }
     }
 }

@@ -114,7 +114,7 @@ public final class NVRTC: @unchecked Sendable {
         _ = logSize(program, &size)
         var text = [CChar](repeating: 0, count: max(size, 1) + 1)
         if size > 0 { _ = log(program, &text) }
-        let logText = String(cString: text)
+        let logText = String(nulTerminated: text)
         if status == 6 /* NVRTC_ERROR_COMPILATION */ { throw DeviceError.compilation(backend: "nvrtc \(architecture)", log: logText) }
         try check(status, "nvrtcCompileProgram(\(architecture))")
         var binarySize = 0

@@ -117,3 +117,10 @@ enum SharedLibrary {
         return unsafeBitCast(s, to: T.self)
     }
 }
+
+extension String {
+    /// The text of a NUL-terminated buffer that a C library filled in (a device name, a log).
+    init(nulTerminated buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -131,7 +131,7 @@ final class OpenCLAPI: @unchecked Sendable {
         guard get(object, param, 0, nil, &size) == 0, size > 0 else { return "" }
         var bytes = [CChar](repeating: 0, count: size + 1)
         guard get(object, param, size, &bytes, nil) == 0 else { return "" }
-        return String(cString: bytes).trimmingCharacters(in: " \0")
+        return String(nulTerminated: bytes).trimmingCharacters(in: " \0")
     }
 
     func integer<T: FixedWidthInteger>(_ object: Handle, _ param: UInt32, _ type: T.Type) -> T {
