@@ -155,7 +155,7 @@ struct Train: ParsableCommand {
             throw ExitCode(130)
         }
         note(String(format: "done: %d epoch(s) in this run, %.3f s per epoch, test error %.2f%%, parameter hash %@%@",
-                    result.epochs.count, result.meanEpochSeconds, result.testErrorPercent, result.finalHash,
+                    result.epochs.count, result.meanEpochSeconds, result.testErrorPercent ?? 0, result.finalHash,
                     result.checkpoint.map { ", checkpoint \($0)" } ?? ""))
         if json && session.isReporter {
             let data = try JSONSerialization.data(withJSONObject: result.jsonObject, options: [.sortedKeys])

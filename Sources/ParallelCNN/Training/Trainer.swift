@@ -124,11 +124,13 @@ public final class Trainer {
                 let end = min(count, position.position + chunk.steps * batch)
                 let chunkStart = Self.now()
                 try engine.train(until: end)
+                // Reading the statistics waits for a device engine's queued steps, so the chunk's
+                // time is its real time.
+                statistics = try engine.statistics()
                 let now = Self.now()
                 chunk.record(steps: (end - position.position + batch - 1) / batch, seconds: now - chunkStart)
                 position.position = end
 
-                statistics = try engine.statistics()
                 try checkDivergence(statistics, end: end, batch: batch)
                 if now - lastProgress >= progressInterval || end == count {
                     lastProgress = now

@@ -80,12 +80,14 @@ public struct TrainingResult {
     public var engine: String
     public var ranks: Int
     public var finalHash: String
-    public var testErrors: Int
+    /// Misclassified test images after the run; `nil` for a run stopped before completing an
+    /// epoch (a stop does not wait for an evaluation).
+    public var testErrors: Int?
     public var testCount: Int
     /// The checkpoint file last written, if any.
     public var checkpoint: String?
 
-    public var testErrorPercent: Double { 100 * Double(testErrors) / Double(max(1, testCount)) }
+    public var testErrorPercent: Double? { testErrors.map { 100 * Double($0) / Double(max(1, testCount)) } }
     public var meanEpochSeconds: Double {
         epochs.isEmpty ? 0 : epochs.map(\.seconds).reduce(0, +) / Double(epochs.count)
     }
@@ -106,8 +108,8 @@ public struct TrainingResult {
             "seconds_per_epoch": epochs.map(\.seconds),
             "train_loss": epochs.map(\.meanLoss),
             "test_error_percent_per_epoch": epochs.map(\.testErrorPercent),
-            "test_error_percent": testErrorPercent,
-            "test_errors": testErrors,
+            "test_error_percent": testErrorPercent ?? NSNull(),
+            "test_errors": testErrors ?? NSNull(),
             "param_hash": finalHash,
             "checkpoint": checkpoint ?? NSNull(),
         ]
@@ -270,7 +272,8 @@ public final class TrainingSession {
 
         let outcome = try trainer.run()
         if case .interrupted(let position) = outcome { try checkpoint(position) }
-        let testErrors = try reports.last.map(\.testErrors) ?? engine.countErrors(on: data.test, recipe: options.recipe)
+        var testErrors = reports.last?.testErrors
+        if testErrors == nil, outcome == .finished { testErrors = try engine.countErrors(on: data.test, recipe: options.recipe) }
         var finalRecord = record
         finalRecord.position = trainer.position
         return TrainingResult(outcome: outcome, epochs: reports, record: finalRecord, engine: engine.description,
