@@ -190,7 +190,7 @@ struct BenchReportTests {
     @Test("a GPU engine's rows appear in the tables without changes to the writers")
     func gpuRows() {
         let text = BenchmarkReport.markdown(SampleResults.make(gpu: true), command: "pcnn bench")
-        #expect(text.contains("| cuda | network | 27776 |"))
+        #expect(text.contains("| cuda | - | network | 27776 |"))
         #expect(text.contains("cuda forward"), "the per-layer table has a cuda column")
     }
 

@@ -207,11 +207,11 @@ public enum BenchmarkReport {
         if gpu.isEmpty {
             out.append("Skipped: \(results.skipped[BenchmarkTable.gpu.rawValue] ?? "no GPU rows").")
         } else {
-            out.append("| engine | part | GPU threads | ms per epoch (median) | spread | speed-up vs sequential | GFLOP/s | paper ms | paper speed-up |")
-            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            out.append("| engine | strategy | part | GPU threads | ms per epoch (median) | spread | speed-up vs sequential | GFLOP/s | paper ms | paper speed-up |")
+            out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
             for r in gpu {
                 let key = r.phase == .network ? "network" : (r.phase.layer ?? r.phase.rawValue)
-                out.append("| \(r.engine) | \(r.phase.rawValue) | \(r.workers) | \(f1(r.secondsPerEpoch * 1000)) | \(pct(r.spread * 100)) | \(r.speedup.map(times) ?? "–") | \(f1(r.gflops)) | \(p.value("T5-8:\(key)").map(f1) ?? "–") | \(p.value("T5-8:\(key):speedup").map(times) ?? "–") |")
+                out.append("| \(r.engine) | \(r.strategy) | \(r.phase.rawValue) | \(r.workers) | \(f1(r.secondsPerEpoch * 1000)) | \(pct(r.spread * 100)) | \(r.speedup.map(times) ?? "–") | \(f1(r.gflops)) | \(p.value("T5-8:\(key)").map(f1) ?? "–") | \(p.value("T5-8:\(key):speedup").map(times) ?? "–") |")
             }
         }
         out.append("")
