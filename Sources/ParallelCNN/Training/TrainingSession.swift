@@ -204,7 +204,8 @@ public final class TrainingSession {
         try MemoryBudget.require(MemoryBudget.trainingBytes(threads: settings.threads, batch: record.options.batchSize,
                                                             shardImages: descriptor.launcher == nil ? 0 : data.train.count),
                                  for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
-        let engine = try descriptor.makeEngine(request.engineOptions, parameters: parameters)
+        // Options and availability were checked before the data was loaded.
+        let engine = try descriptor.make(settings, parameters)
         try engine.load(parameters: parameters, velocity: velocity)
         return (record, data, parameters, engine)
     }
