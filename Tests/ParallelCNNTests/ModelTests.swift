@@ -52,3 +52,31 @@ struct ModelTests {
         #expect(p.hashString.count == 16)
     }
 }
+
+@Suite("Recipe: batch-dependent defaults")
+struct RecipeDefaultsTests {
+    @Test("modern: lr grows with B above 32 up to 0.1, and the rate halves every 1875 steps")
+    func modernBatchScaling() {
+        for batch in [1, 8, 32] {
+            let o = TrainingOptions(recipe: .modern, batchSize: batch)
+            #expect(o.rule.learningRate == 0.05 && o.learningRateDecay == 0.5)
+        }
+        let b64 = TrainingOptions(recipe: .modern, epochs: 3, batchSize: 64)
+        #expect(b64.rule.learningRate == 0.1)
+        #expect(abs(b64.learningRateDecay - Float(0.5).squareRoot()) < 1e-6)
+        // Two epochs at B = 64 are 1875 steps: one halving, as one epoch at B = 32.
+        #expect(abs(b64.rule(forEpoch: 2).learningRate - 0.05) < 1e-6)
+        #expect(TrainingOptions(recipe: .modern, batchSize: 48).rule.learningRate == 0.075)
+        #expect(TrainingOptions(recipe: .modern, batchSize: 4096).rule.learningRate == 0.1)
+        let explicit = TrainingOptions(recipe: .modern, batchSize: 64, learningRate: 0.02, learningRateDecay: 0.9)
+        #expect(explicit.rule.learningRate == 0.02 && explicit.learningRateDecay == 0.9)
+    }
+
+    @Test("original: lr 0.1 and no decay at every batch size")
+    func originalUnchanged() {
+        for batch in [1, 64, 1000] {
+            let o = TrainingOptions(recipe: .original, batchSize: batch)
+            #expect(o.rule.learningRate == 0.1 && o.learningRateDecay == 1)
+        }
+    }
+}

@@ -34,7 +34,7 @@ public struct TrainingOptions: Equatable, Sendable {
         self.epochs = epochs
         self.seed = seed
         self.initialization = initialization
-        self.learningRateDecay = learningRateDecay ?? recipe.defaultLearningRateDecay
+        self.learningRateDecay = learningRateDecay ?? recipe.defaultLearningRateDecay(batchSize: rule.batchSize)
     }
 
     /// The order in which epoch `epoch` (0-based) visits `count` training samples: file order for
