@@ -1,6 +1,40 @@
 /* The fused strategy: one work-group owns a whole sample (its activations live in local memory)
  * and runs every layer of the forward and backward pass without leaving the kernel. */
 
+/* One sample's forward pass, output error and s1 error, all in local memory; ends with a barrier. */
+DEVICE_FN void sample_errors(LOCAL const float* p, LOCAL const float* in, LOCAL float* c1, LOCAL float* s1,
+                             LOCAL float* s1e, LOCAL float* out, LOCAL float* err, int label, int modern,
+                             GLOBAL float* losses, GLOBAL u8* wrong, int pos) {
+    forward(p, in, c1, s1, out, modern);
+    if (LID == 0) output_error(out, err, label, modern, losses, wrong, pos);
+    BARRIER();
+    s1_error(p, s1, err, s1e);
+    BARRIER();
+}
+
+/* `start` plus the s1 bias terms `factor * δ / divisor`, added one at a time (input column slowest,
+ * row, channel fastest). Per-sample SGD starts from the bias with factor dt, as the SPEC adds each
+ * term to it; a batch's gradient starts from 0 with factor 1 (1 · δ is δ exactly). */
+DEVICE_FN float s1_bias_terms(LOCAL const float* s1e, float start, float factor, float divisor) {
+    float sum = start;
+    NO_UNROLL
+    for (int x = 0; x < H2; ++x)
+        for (int y = 0; y < H2; ++y)
+            for (int c = 0; c < CH; ++c)
+                sum += factor * s1e[(c * H2 + y) * H2 + x] / divisor;
+    return sum;
+}
+
+/* The same for c1 bias `c` over its 24x24 map (x slowest, y fastest). */
+DEVICE_FN float c1_bias_terms(LOCAL const float* c1, int c, float start, float factor, float divisor) {
+    float sum = start;
+    NO_UNROLL
+    for (int x = 0; x < H1; ++x)
+        for (int y = 0; y < H1; ++y)
+            sum += factor * c1[(c * H1 + y) * H1 + x] / divisor;
+    return sum;
+}
+
 /* Per-sample SGD, persistent: ONE work-group of GROUP_SIZE work-items keeps all 2,343 parameters
  * and one sample's activations in local memory and trains the samples order[first ..< first+count]
  * one after the other, exactly as the SPEC's program (biases updated term by term while
@@ -25,24 +59,14 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
         BARRIER();
         load_floats(in, images + (long)sample * PIXELS, PIXELS);
         BARRIER();
-        forward(p, in, c1, s1, out, modern);
-        if (LID == 0) output_error(out, err, labels[sample], modern, losses, wrong, pos);
-        BARRIER();
-        s1_error(p, s1, err, s1e);
-        BARRIER();
+        sample_errors(p, in, c1, s1, s1e, out, err, labels[sample], modern, losses, wrong, pos);
         /* Step 3 with step 10 for f (the f weights' old values were used above), and step 6. */
         NO_UNROLL
         for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
             p[OFF_FW + j] += dt * (err[j / S1_SIZE] * s1[j % S1_SIZE]);
         if (LID < CLASSES) p[OFF_FB + LID] += dt * err[LID];
         if (LID >= 32 && LID < 32 + K2 * K2) gs1[LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
-        if (LID == 64) {
-            NO_UNROLL
-            for (int x = 0; x < H2; ++x)
-                for (int y = 0; y < H2; ++y)
-                    for (int c = 0; c < CH; ++c)
-                        p[OFF_S1B] += dt * s1e[(c * H2 + y) * H2 + x] / s1_bias_divisor;
-        }
+        if (LID == 64) p[OFF_S1B] = s1_bias_terms(s1e, p[OFF_S1B], dt, s1_bias_divisor);
         BARRIER();
         c1_error(p, s1e, c1);
         BARRIER();
@@ -51,10 +75,7 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
             p[OFF_C1W + LID] += dt * c1_weight_gradient(c1, in, LID, c1_divisor);
         } else if (LID < CH * K1 * K1 + CH) {
             int c = LID - CH * K1 * K1;
-            NO_UNROLL
-            for (int x = 0; x < H1; ++x)
-                for (int y = 0; y < H1; ++y)
-                    p[OFF_C1B + c] += dt * c1[(c * H1 + y) * H1 + x] / c1_divisor;
+            p[OFF_C1B + c] = c1_bias_terms(c1, c, p[OFF_C1B + c], dt, c1_divisor);
         }
     }
     BARRIER();
@@ -82,25 +103,13 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
     load_floats(p, params, NPARAM);
     load_floats(in, images + (long)sample * PIXELS, PIXELS);
     BARRIER();
-    forward(p, in, c1, s1, out, modern);
-    if (LID == 0) output_error(out, err, labels[sample], modern, losses, wrong, pos);
-    BARRIER();
-    s1_error(p, s1, err, s1e);
-    BARRIER();
+    sample_errors(p, in, c1, s1, s1e, out, err, labels[sample], modern, losses, wrong, pos);
     NO_UNROLL
     for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
         g[OFF_FW + j] = err[j / S1_SIZE] * s1[j % S1_SIZE];
     if (LID < CLASSES) g[OFF_FB + LID] = err[LID];
     if (LID >= 32 && LID < 32 + K2 * K2) g[OFF_S1W + LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
-    if (LID == 64) {
-        float sum = 0.0f;
-        NO_UNROLL
-        for (int x = 0; x < H2; ++x)
-            for (int y = 0; y < H2; ++y)
-                for (int c = 0; c < CH; ++c)
-                    sum += s1e[(c * H2 + y) * H2 + x] / s1_bias_divisor;
-        g[OFF_S1B] = sum;
-    }
+    if (LID == 64) g[OFF_S1B] = s1_bias_terms(s1e, 0.0f, 1.0f, s1_bias_divisor);
     BARRIER();
     c1_error(p, s1e, c1);
     BARRIER();
@@ -108,12 +117,7 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
         g[OFF_C1W + LID] = c1_weight_gradient(c1, in, LID, c1_divisor);
     } else if (LID < CH * K1 * K1 + CH) {
         int c = LID - CH * K1 * K1;
-        float sum = 0.0f;
-        NO_UNROLL
-        for (int x = 0; x < H1; ++x)
-            for (int y = 0; y < H1; ++y)
-                sum += c1[(c * H1 + y) * H1 + x] / c1_divisor;
-        g[OFF_C1B + c] = sum;
+        g[OFF_C1B + c] = c1_bias_terms(c1, c, 0.0f, 1.0f, c1_divisor);
     }
 }
 
