@@ -11,9 +11,6 @@ public enum Recipe: String, CaseIterable, Sendable {
     /// True gradients of softmax cross-entropy, minibatch momentum SGD, reshuffled every epoch.
     case modern
 
-    /// The learning rate at the recipe's default batch size.
-    public var defaultLearningRate: Float { defaultLearningRate(batchSize: defaultBatchSize) }
-
     /// Default learning rate at `batchSize` samples per step. The modern recipe's 0.05 is tuned
     /// at B = 32; above that the rate grows linearly with B (the usual rule for minibatch SGD,
     /// since a step then averages more samples) up to 0.1, beyond which the sigmoid layers
@@ -25,8 +22,6 @@ public enum Recipe: String, CaseIterable, Sendable {
         }
     }
     public var defaultBatchSize: Int { self == .original ? 1 : 32 }
-    /// The momentum of a batch of one (the default of `defaultMomentum(batchSize:)` at B = 1).
-    public var defaultMomentum: Float { defaultMomentum(batchSize: 1) }
 
     /// Default momentum at `batchSize` samples per step. The original recipe at B > 1 uses 0.8:
     /// averaging B updates takes B times fewer steps per epoch, and heavy-ball momentum makes
@@ -55,9 +50,6 @@ public enum Recipe: String, CaseIterable, Sendable {
         default: return 1
         }
     }
-    /// The per-epoch learning-rate decay at the recipe's default batch size.
-    public var defaultLearningRateDecay: Float { defaultLearningRateDecay(batchSize: defaultBatchSize) }
-
     /// Default factor on the learning rate after each epoch. The modern recipe halves it every
     /// 1875 steps (one epoch at its default B = 32), so a larger batch, with fewer steps per
     /// epoch, decays more slowly per epoch: `0.5^(32/B)` for B > 32. Together with
