@@ -76,14 +76,14 @@ struct BenchDevice: ParsableCommand {
                     try engine.train(until: min(batch, order.count))
                     try engine.synchronize()
 
-                    try engine.load(parameters: start, velocity: nil)
+                    try engine.load(parameters: start)
                     try engine.beginEpoch(order: order, batchSize: batch, rule: rule, at: 0)
                     let t0 = Trainer.now()
                     try engine.train(until: order.count)
                     try engine.synchronize()
                     let wall = Trainer.now() - t0
 
-                    try engine.load(parameters: start, velocity: nil)
+                    try engine.load(parameters: start)
                     try engine.beginEpoch(order: order, batchSize: batch, rule: rule, at: 0)
                     let timeline = DeviceTimeline()
                     device.timeline = timeline

@@ -25,6 +25,7 @@ extension EngineKind: ExpressibleByArgument {
 }
 extension EngineStrategy: ExpressibleByArgument {}
 extension Recipe: ExpressibleByArgument {}
+extension Optimizer: ExpressibleByArgument {}
 extension DatasetKind: ExpressibleByArgument {}
 
 /// `--init original|seeded`.

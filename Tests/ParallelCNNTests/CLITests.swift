@@ -65,6 +65,7 @@ struct CLITests {
         (["train", "--batch", "0"], "--batch"),
         (["train", "--lr", "-1"], "--lr"),
         (["train", "--engine", "gpu"], "engine"),
+        (["train", "--optimizer", "lion"], "optimizer"),
         (["train", "--limit", "0"], "--limit"),
         (["train", "--engine", "threads", "--threads", "0"], "--threads"),
         (["train", "--engine", "threads", "--threads", "100000"], "--threads"),

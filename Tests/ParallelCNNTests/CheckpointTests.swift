@@ -48,10 +48,11 @@ enum CheckpointTesting {
         "note": "quotes \" backslash \\ slash / newline \n tab \t unicode ✓ é", "empty": "",
     ]
 
-    private static func sampleCheckpoint(seed: UInt64 = 1, withVelocity: Bool = true) -> Checkpoint {
+    private static func sampleCheckpoint(seed: UInt64 = 1, withVelocity: Bool = true, withSecondMoment: Bool = false) -> Checkpoint {
         Checkpoint(
             parameters: randomParameters(seed: seed),
             velocity: withVelocity ? randomParameters(seed: seed &+ 1000) : nil,
+            secondMoment: withSecondMoment ? randomParameters(seed: seed &+ 2000) : nil,
             metadata: sampleMetadata)
     }
 
@@ -275,16 +276,22 @@ extension CheckpointTesting {
             #expect(raw.metadata.count == sampleMetadata.count + 2)
         }
 
-        @Test("velocity is optional and round-trips when present", arguments: [false, true])
-        func velocityRoundTrip(withVelocity: Bool) throws {
-            let checkpoint = sampleCheckpoint(seed: 7, withVelocity: withVelocity)
+        @Test("velocity and second moment are optional and round-trip bit for bit when present",
+              arguments: [(false, false), (true, false), (true, true), (false, true)])
+        func optimizerBuffersRoundTrip(withVelocity: Bool, withSecondMoment: Bool) throws {
+            let checkpoint = sampleCheckpoint(seed: 7, withVelocity: withVelocity, withSecondMoment: withSecondMoment)
             let restored = try Checkpoint.decode(checkpoint.encoded())
             #expect(restored == checkpoint)
             #expect((restored.velocity == nil) == !withVelocity)
+            #expect((restored.secondMoment == nil) == !withSecondMoment)
+            if let s = restored.secondMoment {
+                #expect(bitPatterns(s.values) == bitPatterns(checkpoint.secondMoment!.values))
+            }
 
             let names = try SafetensorsFile.decode(checkpoint.encoded(), path: "checkpoint").tensors.map(\.name)
             let canonical = TensorName.allCases.map(\.rawValue)
-            #expect(names == canonical + (withVelocity ? canonical.map { "momentum." + $0 } : []))
+            #expect(names == canonical + (withVelocity ? canonical.map { "momentum." + $0 } : [])
+                + (withSecondMoment ? canonical.map { "second_moment." + $0 } : []))
         }
 
         @Test("tensors have the documented names, shapes and order")
@@ -445,7 +452,7 @@ extension CheckpointTesting {
 
         @Test("missing and unexpected tensors are rejected")
         func missingOrUnexpectedTensor() throws {
-            let file = try SafetensorsFile.decode(sampleCheckpoint().encoded(), path: "checkpoint")
+            let file = try SafetensorsFile.decode(sampleCheckpoint(withSecondMoment: true).encoded(), path: "checkpoint")
             func decode(_ tensors: [SafetensorsFile.Tensor]) throws {
                 let edited = SafetensorsFile(tensors: tensors, metadata: file.metadata)
                 _ = try Checkpoint.decode(edited.encoded(), path: "p")
@@ -454,6 +461,8 @@ extension CheckpointTesting {
                 == .missingTensor(path: "p", tensor: "f.b"))
             #expect(checkpointError { try decode(file.tensors.filter { $0.name != "momentum.s1.w" }) }
                 == .missingTensor(path: "p", tensor: "momentum.s1.w"))
+            #expect(checkpointError { try decode(file.tensors.filter { $0.name != "second_moment.c1.b" }) }
+                == .missingTensor(path: "p", tensor: "second_moment.c1.b"))
             let stranger = SafetensorsFile.Tensor(name: "extra", shape: [1], values: [1])
             #expect(checkpointError { try decode(file.tensors + [stranger]) }
                 == .unexpectedTensor(path: "p", tensor: "extra"))

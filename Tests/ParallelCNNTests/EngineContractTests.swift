@@ -108,7 +108,7 @@ struct EngineContractTests {
         }
         #expect(position == TrainingPosition(epoch: 0, position: 56))
         let second = try engine.make(try first.currentParameters())
-        try second.load(parameters: try first.currentParameters(), velocity: try first.currentVelocity())
+        try second.load(parameters: try first.currentParameters(), optimizerState: try first.currentOptimizerState())
         try Trainer(engine: second, data: data, options: options, start: position).run()
         #expect(try second.currentParameters().hashString == uninterrupted.currentParameters().hashString)
     }

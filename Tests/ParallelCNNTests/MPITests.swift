@@ -80,27 +80,29 @@ struct MPITests {
                       (2, 1, .tcp)])
     func dataMatchesThreads(ranks: Int, threads: Int, transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
-        try TestData.withTemporaryDirectory { dir in
-            // The original recipe keeps file order, so the ranks' shards cover the same batches as
-            // one process does; only the order of the gradient sum differs (MPI_Allreduce).
-            let common = ["train", "--data", data, "--recipe", "original", "--batch", "16", "--limit", "1200",
-                          "--epochs", "2", "--json"]
-            let threadsModel = dir.appendingPathComponent("threads.safetensors").path
-            let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
-            let reference = try CLI.run(common + ["--engine", "threads", "--strategy", "data", "--threads", "2",
-                                                  "--save", threadsModel])
-            #expect(reference.status == 0, "\(reference.output)")
-            let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "data",
-                                                             "--threads", "\(threads)", "--save", mpiModel],
-                                     transport: transport)
-            #expect(mpi.status == 0, "\(mpi.output)")
-            #expect(!mpi.output.contains("diverged"))
-            _ = try MPIRun.json(mpi.output)
-            let a = try Checkpoint.read(from: threadsModel).parameters.values
-            let b = try Checkpoint.read(from: mpiModel).parameters.values
-            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
-            // Measured about 1e-7 here; a missing or doubled rank's share moves weights by > 1e-2.
-            #expect(worst < 1e-4, "largest parameter difference \(worst)")
+        for optimizer in Optimizer.allCases {
+            try TestData.withTemporaryDirectory { dir in
+                // The original recipe keeps file order, so the ranks' shards cover the same batches as
+                // one process does; only the order of the gradient sum differs (MPI_Allreduce).
+                let common = ["train", "--data", data, "--recipe", "original", "--optimizer", optimizer.rawValue,
+                              "--batch", "16", "--limit", "1200", "--epochs", "2", "--json"]
+                let threadsModel = dir.appendingPathComponent("threads.safetensors").path
+                let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
+                let reference = try CLI.run(common + ["--engine", "threads", "--strategy", "data", "--threads", "2",
+                                                      "--save", threadsModel])
+                #expect(reference.status == 0, "\(reference.output)")
+                let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "data",
+                                                                 "--threads", "\(threads)", "--save", mpiModel],
+                                         transport: transport)
+                #expect(mpi.status == 0, "\(mpi.output)")
+                #expect(!mpi.output.contains("diverged"))
+                _ = try MPIRun.json(mpi.output)
+                let a = try Checkpoint.read(from: threadsModel).parameters.values
+                let b = try Checkpoint.read(from: mpiModel).parameters.values
+                let worst = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+                // Measured about 1e-7 here; a missing or doubled rank's share moves weights by > 1e-2.
+                #expect(worst < 1e-4, "\(optimizer): largest parameter difference \(worst)")
+            }
         }
     }
 

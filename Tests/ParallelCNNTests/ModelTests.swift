@@ -53,30 +53,71 @@ struct ModelTests {
     }
 }
 
-@Suite("Recipe: batch-dependent defaults")
+@Suite("Recipe: optimizer and batch-dependent defaults")
 struct RecipeDefaultsTests {
-    @Test("modern: lr grows with B above 32 up to 0.1, and the rate halves every 1875 steps")
-    func modernBatchScaling() {
-        for batch in [1, 8, 32] {
+    @Test("modern: Adam by default, lr 0.03, beta1 0.9, decay 0.4 at every batch size")
+    func modernAdam() {
+        for batch in [1, 8, 32, 64, 4096] {
             let o = TrainingOptions(recipe: .modern, batchSize: batch)
-            #expect(o.rule.learningRate == 0.05 && o.learningRateDecay == 0.5)
+            #expect(o.rule.optimizer == .adam && o.rule.usesVelocity && o.rule.usesSecondMoment)
+            #expect(o.rule.learningRate == 0.03 && o.rule.momentum == 0.9 && o.learningRateDecay == 0.4)
         }
-        let b64 = TrainingOptions(recipe: .modern, epochs: 3, batchSize: 64)
+        let explicit = TrainingOptions(recipe: .modern, batchSize: 64, learningRate: 0.02, momentum: 0.8, learningRateDecay: 0.9)
+        #expect(explicit.rule.learningRate == 0.02 && explicit.rule.momentum == 0.8 && explicit.learningRateDecay == 0.9)
+    }
+
+    @Test("modern with --optimizer sgd: lr grows with B above 32 up to 0.1, and the rate halves every 1875 steps")
+    func modernMomentumBatchScaling() {
+        for batch in [1, 8, 32] {
+            let o = TrainingOptions(recipe: .modern, optimizer: .sgd, batchSize: batch)
+            #expect(o.rule.learningRate == 0.05 && o.rule.momentum == 0.9 && o.learningRateDecay == 0.5)
+            #expect(o.rule.usesVelocity && !o.rule.usesSecondMoment)
+        }
+        let b64 = TrainingOptions(recipe: .modern, optimizer: .sgd, epochs: 3, batchSize: 64)
         #expect(b64.rule.learningRate == 0.1)
         #expect(abs(b64.learningRateDecay - Float(0.5).squareRoot()) < 1e-6)
         // Two epochs at B = 64 are 1875 steps: one halving, as one epoch at B = 32.
-        #expect(abs(b64.rule(forEpoch: 2).learningRate - 0.05) < 1e-6)
-        #expect(TrainingOptions(recipe: .modern, batchSize: 48).rule.learningRate == 0.075)
-        #expect(TrainingOptions(recipe: .modern, batchSize: 4096).rule.learningRate == 0.1)
-        let explicit = TrainingOptions(recipe: .modern, batchSize: 64, learningRate: 0.02, learningRateDecay: 0.9)
-        #expect(explicit.rule.learningRate == 0.02 && explicit.learningRateDecay == 0.9)
+        #expect(abs(b64.rule(forEpoch: 2, samples: 60000).learningRate - 0.05) < 1e-6)
+        #expect(TrainingOptions(recipe: .modern, optimizer: .sgd, batchSize: 48).rule.learningRate == 0.075)
+        #expect(TrainingOptions(recipe: .modern, optimizer: .sgd, batchSize: 4096).rule.learningRate == 0.1)
     }
 
-    @Test("original: lr 0.1 and no decay at every batch size")
+    @Test("original: SGD, lr 0.1 and no decay at every batch size; Adam on request")
     func originalUnchanged() {
         for batch in [1, 64, 1000] {
             let o = TrainingOptions(recipe: .original, batchSize: batch)
-            #expect(o.rule.learningRate == 0.1 && o.learningRateDecay == 1)
+            #expect(o.rule.optimizer == .sgd && o.rule.learningRate == 0.1 && o.learningRateDecay == 1)
+            #expect(o.rule.usesVelocity == (batch > 1) && !o.rule.usesSecondMoment)
         }
+        let adam = TrainingOptions(recipe: .original, optimizer: .adam, batchSize: 16)
+        #expect(adam.rule.learningRate == 0.03 && adam.learningRateDecay == 0.4 && adam.rule.usesSecondMoment)
+    }
+
+    @Test("each epoch's rule numbers its first step over the whole run, a short last batch included")
+    func stepNumbers() {
+        let o = TrainingOptions(recipe: .modern, batchSize: 64)
+        // 1000 samples in steps of 64: 15 full steps and one of 40.
+        #expect(o.rule(forEpoch: 0, samples: 1000).step == 1)
+        #expect(o.rule(forEpoch: 1, samples: 1000).step == 17)
+        #expect(o.rule(forEpoch: 3, samples: 1000).step == 49)
+        let plan = EpochPlan(order: (0..<1000).map { Int32($0) }, batchSize: 64, rule: o.rule(forEpoch: 1, samples: 1000))
+        #expect(plan.rule(at: 0).step == 17 && plan.rule(at: 64).step == 18 && plan.rule(at: 960).step == 32)
+    }
+
+    @Test("Adam's bias corrections: a = lr / (1 - beta1^t), c = 1 / sqrt(1 - beta2^t)")
+    func adamFactors() {
+        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.03, momentum: 0.9)
+        // In double precision from the float settings, rounded once.
+        let lr = Double(Float(0.03)), beta1 = Double(Float(0.9)), beta2 = Double(UpdateRule.adamBeta2)
+        rule.step = 1
+        #expect(rule.adamFactors.stepSize == Float(lr / (1 - beta1)))
+        #expect(rule.adamFactors.secondMomentFactor == Float(1 / (1 - beta2).squareRoot()))
+        rule.step = 3
+        #expect(rule.adamFactors.stepSize == Float(lr / (1 - pow(beta1, 3))))
+        #expect(rule.adamFactors.secondMomentFactor == Float(1 / (1 - pow(beta2, 3)).squareRoot()))
+        #expect(abs(rule.adamFactors.stepSize - 0.03 / 0.271) < 1e-6)
+        // Late in a run both corrections vanish.
+        rule.step = 100_000
+        #expect(rule.adamFactors.stepSize == 0.03 && rule.adamFactors.secondMomentFactor == 1)
     }
 }

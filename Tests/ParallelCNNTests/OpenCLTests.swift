@@ -42,18 +42,20 @@ func trainReference(_ engine: ReferenceEngine, data: Dataset, order: [Int32], ba
 struct OpenCLTests {
     static let start = Initialization.original.makeParameters()
 
-    /// (strategy, recipe, batch, momentum): per-sample SGD and minibatches, both recipes.
-    static let cases: [(DeviceStrategy, Recipe, Int, Float?)] = [
-        (.fused, .original, 1, nil), (.fused, .modern, 1, 0), (.fused, .original, 16, nil), (.fused, .modern, 32, 0.9),
-        (.fused, .modern, 7, 0.9), (.layer, .original, 1, nil), (.layer, .modern, 1, 0), (.layer, .original, 16, nil),
-        (.layer, .modern, 32, 0.9),
+    /// (strategy, recipe, optimizer, batch, momentum): per-sample SGD, momentum SGD and Adam
+    /// minibatches, both recipes.
+    static let cases: [(DeviceStrategy, Recipe, Optimizer, Int, Float?)] = [
+        (.fused, .original, .sgd, 1, nil), (.fused, .modern, .sgd, 1, 0), (.fused, .original, .sgd, 16, nil),
+        (.fused, .modern, .sgd, 32, 0.9), (.fused, .modern, .adam, 7, nil), (.fused, .modern, .adam, 1, nil),
+        (.fused, .original, .adam, 16, nil), (.layer, .original, .sgd, 1, nil), (.layer, .modern, .sgd, 1, 0),
+        (.layer, .original, .sgd, 16, nil), (.layer, .modern, .sgd, 32, 0.9), (.layer, .modern, .adam, 32, nil),
     ]
 
     @Test("agrees with the reference engine within tolerance on 2000 samples, statistics included", arguments: cases)
-    func agreesWithReference(strategy: DeviceStrategy, recipe: Recipe, batch: Int, momentum: Float?) throws {
+    func agreesWithReference(strategy: DeviceStrategy, recipe: Recipe, optimizer: Optimizer, batch: Int, momentum: Float?) throws {
         let data = try TestData.mnist()
         let train = data.train.prefix(2000)
-        let options = TrainingOptions(recipe: recipe, batchSize: batch, momentum: momentum, seed: 5)
+        let options = TrainingOptions(recipe: recipe, optimizer: optimizer, batchSize: batch, momentum: momentum, seed: 5)
         let order = options.sampleOrder(epoch: 0, count: train.count)
 
         let reference = ReferenceEngine(parameters: Self.start)
@@ -61,13 +63,17 @@ struct OpenCLTests {
 
         let engine = try DeviceTestSupport.openCLEngine(strategy, parameters: Self.start, train: train)
         let stats = try trainEpoch(engine, order: order, batch: batch, rule: options.rule)
-        let what = "\(strategy) \(recipe) B=\(batch)"
+        let what = "\(strategy) \(recipe) \(optimizer) B=\(batch)"
         expectClose(try engine.currentParameters().values, reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
-        if let v = reference.currentVelocity() {
-            let velocity = try #require(try engine.currentVelocity(), "\(what): velocity")
-            expectClose(velocity.values, v.values, absolute: 1e-4, relative: 1e-3, "\(what) velocity")
-        } else {
-            #expect(try engine.currentVelocity() == nil)
+        let state = try engine.currentOptimizerState(), expectedState = reference.currentOptimizerState()
+        for (name, buffer, expectedBuffer) in [("velocity", state.velocity, expectedState.velocity),
+                                               ("second moment", state.secondMoment, expectedState.secondMoment)] {
+            if let expectedBuffer {
+                let buffer = try #require(buffer, "\(what): \(name)")
+                expectClose(buffer.values, expectedBuffer.values, absolute: 1e-4, relative: 1e-3, "\(what) \(name)")
+            } else {
+                #expect(buffer == nil, "\(what): \(name)")
+            }
         }
         #expect(stats.total.samples == 2000 && stats.steps == expected.steps)
         #expect(abs(stats.total.lossSum - expected.total.lossSum) <= 1e-4 * expected.total.lossSum,
@@ -78,15 +84,15 @@ struct OpenCLTests {
 
         // Predictions from the trained parameters: the same classes as the reference's.
         let test = data.test.prefix(1000)
-        reference.load(parameters: try engine.currentParameters(), velocity: nil)
+        reference.load(parameters: try engine.currentParameters())
         #expect(try engine.countErrors(on: test, recipe: recipe) == (try reference.countErrors(on: test, recipe: recipe)))
     }
 
     @Test("two runs give the same parameter hash", arguments: cases)
-    func reproducible(strategy: DeviceStrategy, recipe: Recipe, batch: Int, momentum: Float?) throws {
+    func reproducible(strategy: DeviceStrategy, recipe: Recipe, optimizer: Optimizer, batch: Int, momentum: Float?) throws {
         let data = try TestData.mnist()
         let train = data.train.prefix(1500)
-        let options = TrainingOptions(recipe: recipe, batchSize: batch, momentum: momentum, seed: 9)
+        let options = TrainingOptions(recipe: recipe, optimizer: optimizer, batchSize: batch, momentum: momentum, seed: 9)
         let order = options.sampleOrder(epoch: 0, count: train.count)
         var hashes: [String] = []
         for calls in [1500, 96] {  // different host-call splits must not matter either
@@ -99,11 +105,11 @@ struct OpenCLTests {
     }
 
     @Test("layer and fused compute the same sums in the same order: bit-identical on one device",
-          arguments: [(Recipe.original, 1, Float?.none), (.modern, 16, 0.9)])
-    func layerEqualsFused(recipe: Recipe, batch: Int, momentum: Float?) throws {
+          arguments: [(Recipe.original, Optimizer.sgd, 1), (.modern, .sgd, 16), (.modern, .adam, 16)])
+    func layerEqualsFused(recipe: Recipe, optimizer: Optimizer, batch: Int) throws {
         let data = try TestData.mnist()
         let train = data.train.prefix(400)
-        let options = TrainingOptions(recipe: recipe, batchSize: batch, momentum: momentum, seed: 4)
+        let options = TrainingOptions(recipe: recipe, optimizer: optimizer, batchSize: batch, seed: 4)
         let order = options.sampleOrder(epoch: 0, count: train.count)
         var results: [(Parameters, TrainingStatistics)] = []
         for strategy in DeviceStrategy.allCases {
@@ -128,7 +134,7 @@ struct OpenCLTests {
         try first.beginEpoch(order: order, batchSize: 8, rule: options.rule, at: 0)
         try first.train(until: 320)
         let second = try DeviceTestSupport.openCLEngine(.fused, parameters: try first.currentParameters(), train: train)
-        try second.load(parameters: try first.currentParameters(), velocity: try first.currentVelocity())
+        try second.load(parameters: try first.currentParameters(), optimizerState: try first.currentOptimizerState())
         try second.beginEpoch(order: order, batchSize: 8, rule: options.rule, at: 320)
         try second.train(until: order.count)
         #expect(try second.currentParameters() == whole.currentParameters())

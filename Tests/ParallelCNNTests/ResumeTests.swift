@@ -28,22 +28,54 @@ struct ResumeTests {
             let path = dir.appendingPathComponent("resume.safetensors").path
             var state = record
             state.position = position
-            try Checkpoint(parameters: try engine.currentParameters(), velocity: try engine.currentVelocity(),
+            try Checkpoint(parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
                            record: state, engine: engine.description).write(to: path)
             let checkpoint = try Checkpoint.read(from: path)
             let restored = try checkpoint.trainingRecord(path: path)
             #expect(restored == state)
             let fresh = SequentialEngine(parameters: checkpoint.parameters)
-            try fresh.load(parameters: checkpoint.parameters, velocity: checkpoint.velocity)
+            try fresh.load(parameters: checkpoint.parameters, optimizerState: checkpoint.optimizerState)
             try Trainer(engine: fresh, data: subset, options: restored.options, start: restored.position).run()
             return try fresh.currentParameters().hashString
         }
     }
 
-    @Test("modern recipe (momentum, shuffles): interrupted mid-epoch and at an epoch end", arguments: [5, 31, 32, 50])
+    @Test("modern recipe (Adam, shuffles): interrupted mid-epoch and at an epoch end", arguments: [5, 31, 32, 50])
     func modern(stopAfter: Int) throws {
         let options = TrainingOptions(recipe: .modern, epochs: 2, batchSize: 32, seed: 9, initialization: .seeded(9))
         #expect(try finalHash(options, stopAfter: stopAfter) == finalHash(options, stopAfter: nil))
+    }
+
+    @Test("modern recipe with momentum SGD: interrupted mid-epoch and at an epoch end", arguments: [5, 32])
+    func modernMomentum(stopAfter: Int) throws {
+        let options = TrainingOptions(recipe: .modern, optimizer: .sgd, epochs: 2, batchSize: 32, seed: 9,
+                                      initialization: .seeded(9))
+        #expect(try finalHash(options, stopAfter: stopAfter) == finalHash(options, stopAfter: nil))
+    }
+
+    @Test("the optimizer is recorded; a checkpoint without it is SGD; a run's buffers must be there")
+    func optimizerRecord() throws {
+        let record = TrainingRecord(options: TrainingOptions(recipe: .modern, batchSize: 16), position: TrainingPosition(epoch: 1),
+                                    dataset: .mnist, trainSamples: 1000)
+        let p = Parameters(), full = OptimizerState(velocity: Parameters(), secondMoment: Parameters())
+        let adam = Checkpoint(parameters: p, optimizerState: full, record: record, engine: "test")
+        #expect(adam.metadata["optimizer"] == "adam")
+        #expect(try adam.trainingRecord(path: "a").options.rule.optimizer == .adam)
+
+        // Written before Adam existed: no "optimizer" key, momentum tensors only.
+        var old = Checkpoint(parameters: p, optimizerState: OptimizerState(velocity: Parameters()), record: record, engine: "test")
+        old.metadata["optimizer"] = nil
+        #expect(try old.trainingRecord(path: "old").options.rule.optimizer == .sgd)
+
+        var unknown = adam
+        unknown.metadata["optimizer"] = "lion"
+        #expect(throws: TrainingRecordError.self) { try unknown.trainingRecord(path: "u") }
+        var noSecondMoment = adam
+        noSecondMoment.secondMoment = nil
+        #expect(throws: TrainingRecordError.self) { try noSecondMoment.trainingRecord(path: "s") }
+        var noVelocity = adam
+        noVelocity.velocity = nil
+        #expect(throws: TrainingRecordError.self) { try noVelocity.trainingRecord(path: "v") }
     }
 
     @Test("original recipe: interrupted mid-epoch", arguments: [1, 999, 1500])

@@ -51,6 +51,10 @@ struct TrainingSessionTests {
             conflicting.resume = path
             conflicting.batchSize = 16
             #expect(throws: TrainingRequestError.self) { try TrainingSession(conflicting) { try TestData.mnist() } }
+            var otherOptimizer = Self.request(path)
+            otherOptimizer.resume = path
+            otherOptimizer.optimizer = .sgd   // the modern recipe ran with Adam
+            #expect(throws: TrainingRequestError.self) { try TrainingSession(otherOptimizer) { try TestData.mnist() } }
         }
     }
 

@@ -31,7 +31,7 @@ public enum Benchmark {
         try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {
-            try engine.load(parameters: start, velocity: nil)
+            try engine.load(parameters: start)
             let began = Trainer.now()
             try engine.trainEpoch(plan)
             try engine.synchronize()
@@ -52,7 +52,7 @@ public enum Benchmark {
         try engine.prepare(training: data)
         func pass(_ count: Int) throws -> Double {
             let plan = EpochPlan(order: Array(order[0..<count]), batchSize: batch, rule: rule)
-            try engine.load(parameters: start, velocity: nil)
+            try engine.load(parameters: start)
             let began = Trainer.now()
             try engine.trainEpoch(plan)
             try engine.synchronize()

@@ -1,7 +1,8 @@
-/// Parameters, momentum buffer and update rule of a CPU engine, in padded flat buffers.
+/// Parameters, optimizer buffers and update rule of a CPU engine, in padded flat buffers.
 ///
 /// `apply` turns a batch's summed ascent direction into the update documented on `UpdateRule`:
-/// `ḡ = scale ⊙ Σg / B`, `v ← μ v + ḡ`, `θ ← θ + lr · v` (no velocity when μ = 0).
+/// `ḡ = scale ⊙ Σg / B`, then momentum SGD (`v ← μ v + ḡ`, `θ ← θ + lr · v`; no velocity when
+/// μ = 0) or Adam (velocity `m` and second moment `s`).
 public final class ParameterState {
     static let count = SampleWorkspace.paddedParameterCount
     /// The part of `count` taken 16 lanes at a time (the rest, 8 floats, 8 at a time).
@@ -10,6 +11,8 @@ public final class ParameterState {
     let values: UnsafeMutablePointer<Float>
     let velocity: UnsafeMutablePointer<Float>
     private(set) var hasVelocity = false
+    let secondMoment: UnsafeMutablePointer<Float>
+    private(set) var hasSecondMoment = false
     private let scale: UnsafeMutablePointer<Float>
     /// The recipe and configured batch size `scale` was built for.
     private var scaleRecipe: Recipe?
@@ -18,33 +21,40 @@ public final class ParameterState {
     init(_ parameters: Parameters) {
         values = .allocate(capacity: Self.count)
         velocity = .allocate(capacity: Self.count)
+        secondMoment = .allocate(capacity: Self.count)
         scale = .allocate(capacity: Self.count)
-        values.initialize(repeating: 0, count: Self.count)
-        velocity.initialize(repeating: 0, count: Self.count)
-        scale.initialize(repeating: 0, count: Self.count)
-        load(parameters: parameters, velocity: nil)
+        for buffer in [values, velocity, secondMoment, scale] { buffer.initialize(repeating: 0, count: Self.count) }
+        load(parameters: parameters, optimizerState: OptimizerState())
     }
 
     deinit {
-        values.deallocate()
-        velocity.deallocate()
-        scale.deallocate()
+        for buffer in [values, velocity, secondMoment, scale] { buffer.deallocate() }
     }
 
-    func load(parameters: Parameters, velocity v: Parameters?) {
-        parameters.values.withUnsafeBufferPointer { values.update(from: $0.baseAddress!, count: Parameters.count) }
-        if let v {
-            v.values.withUnsafeBufferPointer { velocity.update(from: $0.baseAddress!, count: Parameters.count) }
-        } else {
-            velocity.update(repeating: 0, count: Self.count)
+    func load(parameters: Parameters, optimizerState: OptimizerState) {
+        func copy(_ source: Parameters?, into buffer: UnsafeMutablePointer<Float>) {
+            if let source {
+                source.values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: Parameters.count) }
+            } else {
+                buffer.update(repeating: 0, count: Self.count)
+            }
         }
-        hasVelocity = v != nil
+        copy(parameters, into: values)
+        copy(optimizerState.velocity, into: velocity)
+        copy(optimizerState.secondMoment, into: secondMoment)
+        hasVelocity = optimizerState.velocity != nil
+        hasSecondMoment = optimizerState.secondMoment != nil
     }
 
-    var parameters: Parameters { Parameters(values: Array(UnsafeBufferPointer(start: values, count: Parameters.count))) }
+    var parameters: Parameters { Self.parameters(in: values) }
 
-    var currentVelocity: Parameters? {
-        hasVelocity ? Parameters(values: Array(UnsafeBufferPointer(start: velocity, count: Parameters.count))) : nil
+    var optimizerState: OptimizerState {
+        OptimizerState(velocity: hasVelocity ? Self.parameters(in: velocity) : nil,
+                       secondMoment: hasSecondMoment ? Self.parameters(in: secondMoment) : nil)
+    }
+
+    private static func parameters(in buffer: UnsafeMutablePointer<Float>) -> Parameters {
+        Parameters(values: Array(UnsafeBufferPointer(start: buffer, count: Parameters.count)))
     }
 
     /// `sum = grad` for a block's first sample, `sum += grad` after it.
@@ -66,7 +76,8 @@ public final class ParameterState {
         }
         update(gradientSum, batchSize: batchSize, rule: rule, from: 0, to: Self.wideCount, Vec16.self)
         update(gradientSum, batchSize: batchSize, rule: rule, from: Self.wideCount, to: Self.count, Vec.self)
-        if rule.usesMomentum { hasVelocity = true }
+        if rule.usesVelocity { hasVelocity = true }
+        if rule.usesSecondMoment { hasSecondMoment = true }
     }
 
     /// The update of parameters `start..<end`, `V.scalarCount` at a time.
@@ -75,7 +86,21 @@ public final class ParameterState {
         let lr = V(repeating: rule.learningRate)
         let inverseBatch = V(repeating: 1 / Float(batchSize))
         let scale = UnsafePointer(self.scale)
-        if rule.usesMomentum {
+        if rule.optimizer == .adam {
+            let beta1 = V(repeating: rule.momentum), oneMinusBeta1 = V(repeating: 1 - rule.momentum)
+            let beta2 = V(repeating: UpdateRule.adamBeta2), oneMinusBeta2 = V(repeating: 1 - UpdateRule.adamBeta2)
+            let epsilon = V(repeating: UpdateRule.adamEpsilon)
+            let (stepSize, secondMomentFactor) = rule.adamFactors
+            let a = V(repeating: stepSize), c = V(repeating: secondMomentFactor)
+            for i in stride(from: start, to: end, by: V.scalarCount) {
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                let m = beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g
+                let s = beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g
+                velocity.store(m, at: i)
+                secondMoment.store(s, at: i)
+                values.store(UnsafePointer(values).load(i, as: V.self) + a * m / (s.squareRoot() * c + epsilon), at: i)
+            }
+        } else if rule.usesVelocity {
             let mu = V(repeating: rule.momentum)
             for i in stride(from: start, to: end, by: V.scalarCount) {
                 let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch

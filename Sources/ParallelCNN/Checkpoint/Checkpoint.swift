@@ -9,18 +9,21 @@ import Foundation
 ///   `s1.b` [1], `f.w` [10, 6, 6, 6], `f.b` [10], laid out in that (canonical) order;
 /// - when `velocity` is present, the same six tensors prefixed with `momentum.`
 ///   (`momentum.c1.w`, ...), after the parameters;
+/// - when `secondMoment` is present (Adam), the six tensors prefixed with `second_moment.`, last;
 /// - as safetensors metadata, `metadata` plus `"format": "parallelcnn-checkpoint"` and
 ///   `"version": "1"`.
 ///
 /// Guarantees: `read(from:)` of a file written by `write(to:)` returns a checkpoint with the same
-/// metadata and bit-identical parameters and velocity, provided they are finite (a NaN or infinity
+/// metadata and bit-identical parameters and optimizer buffers, provided they are finite (a NaN or infinity
 /// is written as it is, for inspection, but refused when read); writing is atomic and
 /// deterministic (equal checkpoints give identical files).
 public struct Checkpoint: Equatable, Sendable {
     /// The network's parameters.
     public var parameters: Parameters
-    /// The momentum buffer of the modern recipe, if the recipe has one.
+    /// The momentum buffer, or Adam's first moment, if the run has one.
     public var velocity: Parameters?
+    /// Adam's second moment, if the run has one.
+    public var secondMoment: Parameters?
     /// Training state (recipe, epoch, position, seed, ...), written by the trainer. The keys
     /// `formatKey` and `versionKey` are reserved.
     public var metadata: [String: String]
@@ -35,12 +38,19 @@ public struct Checkpoint: Equatable, Sendable {
     public static let formatVersion = "1"
     /// Prefix of the tensor names holding `velocity`.
     public static let velocityPrefix = "momentum."
+    /// Prefix of the tensor names holding `secondMoment`.
+    public static let secondMomentPrefix = "second_moment."
 
-    public init(parameters: Parameters, velocity: Parameters? = nil, metadata: [String: String] = [:]) {
+    public init(parameters: Parameters, velocity: Parameters? = nil, secondMoment: Parameters? = nil,
+                metadata: [String: String] = [:]) {
         self.parameters = parameters
         self.velocity = velocity
+        self.secondMoment = secondMoment
         self.metadata = metadata
     }
+
+    /// The optimizer's buffers, as an engine loads them.
+    public var optimizerState: OptimizerState { OptimizerState(velocity: velocity, secondMoment: secondMoment) }
 
     // MARK: Writing
 
@@ -74,6 +84,9 @@ public struct Checkpoint: Equatable, Sendable {
         if let velocity {
             tensors += Self.tensors(of: velocity, prefix: Self.velocityPrefix)
         }
+        if let secondMoment {
+            tensors += Self.tensors(of: secondMoment, prefix: Self.secondMomentPrefix)
+        }
         return SafetensorsFile(tensors: tensors, metadata: fileMetadata)
     }
 
@@ -93,9 +106,10 @@ public struct Checkpoint: Equatable, Sendable {
     ///   `.invalidHeader`, `.unsupportedDtype` for a non-F32 tensor, `.invalidOffsets`); then
     ///   `.notACheckpoint` / `.unsupportedVersion` when the format metadata is absent or different,
     ///   `.unexpectedTensor` for a tensor that is not part of a checkpoint, `.missingTensor` when a
-    ///   parameter tensor is absent (or some but not all `momentum.` tensors are present),
-    ///   `.wrongShape`, and `.nonFiniteValue` for a NaN or infinity in any tensor (parameters
-    ///   first, then velocity, each in canonical order), naming the tensor and the first bad index.
+    ///   parameter tensor is absent (or some but not all `momentum.` or `second_moment.` tensors
+    ///   are present), `.wrongShape`, and `.nonFiniteValue` for a NaN or infinity in any tensor
+    ///   (parameters first, then velocity, then second moment, each in canonical order), naming
+    ///   the tensor and the first bad index.
     public static func read(from path: String) throws -> Checkpoint {
         try Checkpoint(SafetensorsFile.read(path: path), path: path)
     }
@@ -124,16 +138,21 @@ public struct Checkpoint: Equatable, Sendable {
 
         let byName = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let parameterNames = TensorName.allCases.map(\.rawValue)
-        let velocityNames = parameterNames.map { Self.velocityPrefix + $0 }
-        let known = Set(parameterNames + velocityNames)
+        let optionalPrefixes = [Self.velocityPrefix, Self.secondMomentPrefix]
+        let known = Set(parameterNames + optionalPrefixes.flatMap { prefix in parameterNames.map { prefix + $0 } })
         if let stranger = file.tensors.first(where: { !known.contains($0.name) }) {
             throw CheckpointError.unexpectedTensor(path: path, tensor: stranger.name)
         }
 
+        // The tensors with `prefix`, if any of them is present.
+        func optional(_ prefix: String) throws -> Parameters? {
+            parameterNames.contains { byName[prefix + $0] != nil }
+                ? try Self.parameters(from: byName, prefix: prefix, path: path)
+                : nil
+        }
         parameters = try Self.parameters(from: byName, prefix: "", path: path)
-        velocity = velocityNames.contains { byName[$0] != nil }
-            ? try Self.parameters(from: byName, prefix: Self.velocityPrefix, path: path)
-            : nil
+        velocity = try optional(Self.velocityPrefix)
+        secondMoment = try optional(Self.secondMomentPrefix)
         metadata = file.metadata.filter { $0.key != Self.formatKey && $0.key != Self.versionKey }
     }
 

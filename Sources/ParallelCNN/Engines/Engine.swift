@@ -51,7 +51,9 @@ public struct TrainingStatistics: Sendable, Equatable {
 }
 
 /// One epoch as the trainer hands it to an engine: the order in which to visit the samples of the
-/// prepared training set, cut into steps of `batchSize` positions, and the update rule.
+/// prepared training set, cut into steps of `batchSize` positions, and the update rule (whose
+/// `step` is the number of the step at position 0; the step at position `p` is `p / batchSize`
+/// later).
 public struct EpochPlan: Sendable {
     /// Sample indices into the training set given to `Engine.prepare(training:)` (for a sharded
     /// engine: global indices of the whole split, see `ShardedEngine`).
@@ -68,6 +70,23 @@ public struct EpochPlan: Sendable {
 
     /// The position after the step that starts at `position`.
     public func stepEnd(after position: Int) -> Int { min(position + batchSize, order.count) }
+
+    /// The rule of the step that starts at `position`.
+    public func rule(at position: Int) -> UpdateRule { rule.advanced(by: position / batchSize) }
+}
+
+/// The optimizer's buffers besides the parameters, in canonical order; `nil` where the rule has
+/// none (yet): they start at zero.
+public struct OptimizerState: Equatable, Sendable {
+    /// The momentum buffer of `.sgd` with momentum, or Adam's first moment `m`.
+    public var velocity: Parameters?
+    /// Adam's second moment `s`.
+    public var secondMoment: Parameters?
+
+    public init(velocity: Parameters? = nil, secondMoment: Parameters? = nil) {
+        self.velocity = velocity
+        self.secondMoment = secondMoment
+    }
 }
 
 /// Why an engine cannot be made or cannot go on. Errors of a driver, compiler or library carry
@@ -98,7 +117,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
 /// One way of running the network. The trainer drives every engine through this protocol only.
 ///
 /// The life of an engine: `prepare(training:)` once with the training set (a device engine
-/// uploads it then), `load(parameters:velocity:)`, then per epoch `beginEpoch(_:at:)` and
+/// uploads it then), `load(parameters:optimizerState:)`, then per epoch `beginEpoch(_:at:)` and
 /// `train(until:)` as many times as the trainer likes (each call may run thousands of steps
 /// without returning to the host), `statistics()` when the trainer wants figures, and
 /// `currentParameters()` for hashes and checkpoints. Results never depend on how an epoch is
@@ -116,14 +135,14 @@ public protocol Engine: AnyObject {
     /// Hands the engine the training set, once, before any epoch.
     func prepare(training data: Dataset) throws
 
-    /// Replaces the parameters and the momentum buffer (`nil` means zero velocity).
-    func load(parameters: Parameters, velocity: Parameters?) throws
+    /// Replaces the parameters and the optimizer's buffers (each `nil` one is zero).
+    func load(parameters: Parameters, optimizerState: OptimizerState) throws
 
     /// The current parameters.
     func currentParameters() throws -> Parameters
 
-    /// The current momentum buffer, or `nil` if the rule has no momentum.
-    func currentVelocity() throws -> Parameters?
+    /// The optimizer's current buffers: `nil` for each one the steps so far have not used.
+    func currentOptimizerState() throws -> OptimizerState
 
     /// Starts (or, with `position > 0`, resumes) an epoch and clears the statistics.
     func beginEpoch(_ plan: EpochPlan, at position: Int) throws
@@ -144,6 +163,9 @@ public protocol Engine: AnyObject {
 
 extension Engine {
     public var processGroup: any ProcessGroup { SingleProcess.shared }
+
+    /// Replaces the parameters and zeroes the optimizer's buffers.
+    public func load(parameters: Parameters) throws { try load(parameters: parameters, optimizerState: OptimizerState()) }
 
     /// Misclassified samples among `data[range]`.
     public func countErrors(on data: Dataset, range: Range<Int>? = nil, recipe: Recipe) throws -> Int {

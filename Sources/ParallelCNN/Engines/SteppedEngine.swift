@@ -44,7 +44,8 @@ extension SteppedEngine {
             var position = stepper.position
             while position < end {
                 let stepEnd = plan.stepEnd(after: position)
-                let step = try trainStep(UnsafeBufferPointer(rebasing: order[position..<stepEnd]), of: data, rule: plan.rule)
+                let step = try trainStep(UnsafeBufferPointer(rebasing: order[position..<stepEnd]), of: data,
+                                         rule: plan.rule(at: position))
                 stepper.statistics.add(step, number: position / plan.batchSize)
                 position = stepEnd
                 stepper.position = position
@@ -64,7 +65,9 @@ public protocol ParameterStateEngine: SteppedEngine {
 }
 
 extension ParameterStateEngine {
-    public func load(parameters: Parameters, velocity: Parameters?) throws { state.load(parameters: parameters, velocity: velocity) }
+    public func load(parameters: Parameters, optimizerState: OptimizerState) throws {
+        state.load(parameters: parameters, optimizerState: optimizerState)
+    }
     public func currentParameters() throws -> Parameters { state.parameters }
-    public func currentVelocity() throws -> Parameters? { state.currentVelocity }
+    public func currentOptimizerState() throws -> OptimizerState { state.optimizerState }
 }

@@ -111,7 +111,9 @@ public final class Trainer {
         let fixedChunk = chunkSteps ?? (engine.processGroup.size > 1 ? max(1, 4096 / batch) : nil)
         var chunk = ChunkSizer(targetSeconds: progressInterval / 2, fixed: fixedChunk)
         while position.epoch < options.epochs {
-            let plan = EpochPlan(order: order(epoch: position.epoch), batchSize: batch, rule: options.rule(forEpoch: position.epoch))
+            let epochOrder = order(epoch: position.epoch)
+            let plan = EpochPlan(order: epochOrder, batchSize: batch,
+                                 rule: options.rule(forEpoch: position.epoch, samples: epochOrder.count))
             let count = plan.order.count
             let complete = position.position == 0
             try engine.beginEpoch(plan, at: position.position)

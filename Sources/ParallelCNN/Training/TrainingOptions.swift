@@ -19,22 +19,25 @@ public struct TrainingOptions: Equatable, Sendable {
 
     public var recipe: Recipe { rule.recipe }
 
-    /// The update rule of epoch `epoch` (0-based), with the decayed learning rate.
-    public func rule(forEpoch epoch: Int) -> UpdateRule {
+    /// The update rule of epoch `epoch` (0-based) of `samples` training samples: the decayed
+    /// learning rate, and the number of the epoch's first step (every epoch has
+    /// ⌈samples / batch⌉ steps).
+    public func rule(forEpoch epoch: Int, samples: Int) -> UpdateRule {
         var r = rule
         r.learningRate = rule.learningRate * Float(pow(Double(learningRateDecay), Double(epoch)))
+        r.step = epoch * ((samples + batchSize - 1) / batchSize) + 1
         return r
     }
 
-    public init(recipe: Recipe, epochs: Int = 1, batchSize: Int? = nil, learningRate: Float? = nil,
-                momentum: Float? = nil, seed: UInt64 = 1, initialization: Initialization = .original,
-                learningRateDecay: Float? = nil) {
-        rule = UpdateRule(recipe: recipe, learningRate: learningRate, momentum: momentum,
+    public init(recipe: Recipe, optimizer: Optimizer? = nil, epochs: Int = 1, batchSize: Int? = nil,
+                learningRate: Float? = nil, momentum: Float? = nil, seed: UInt64 = 1,
+                initialization: Initialization = .original, learningRateDecay: Float? = nil) {
+        rule = UpdateRule(recipe: recipe, optimizer: optimizer, learningRate: learningRate, momentum: momentum,
                           batchSize: batchSize ?? recipe.defaultBatchSize)
         self.epochs = epochs
         self.seed = seed
         self.initialization = initialization
-        self.learningRateDecay = learningRateDecay ?? recipe.defaultLearningRateDecay(batchSize: rule.batchSize)
+        self.learningRateDecay = learningRateDecay ?? recipe.defaultLearningRateDecay(optimizer: rule.optimizer, batchSize: rule.batchSize)
     }
 
     /// The order in which epoch `epoch` (0-based) visits `count` training samples: file order for

@@ -23,15 +23,16 @@ public struct TrainingRecordError: Error, CustomStringConvertible, Sendable {
 }
 
 extension Checkpoint {
-    /// A checkpoint of `parameters`/`velocity` recording `record` in its metadata.
-    public init(parameters: Parameters, velocity: Parameters?, record: TrainingRecord, engine: String) {
+    /// A checkpoint of `parameters` and the optimizer's buffers recording `record` in its metadata.
+    public init(parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String) {
         let o = record.options
         let initialization: String = switch o.initialization {
         case .original: "original"
         case .seeded(let seed): "seeded:\(seed)"
         }
-        self.init(parameters: parameters, velocity: velocity, metadata: [
+        self.init(parameters: parameters, velocity: optimizerState.velocity, secondMoment: optimizerState.secondMoment, metadata: [
             "recipe": o.recipe.rawValue,
+            "optimizer": o.rule.optimizer.rawValue,
             "epoch": String(record.position.epoch),
             "position": String(record.position.position),
             "epochs": String(o.epochs),
@@ -62,6 +63,10 @@ extension Checkpoint {
         guard let recipe = Recipe(rawValue: try value("recipe")) else {
             throw TrainingRecordError(path: path, fault: "unknown recipe \"\(metadata["recipe"] ?? "")\"")
         }
+        // Checkpoints from before Adam have no "optimizer": they are all SGD.
+        guard let optimizer = Optimizer(rawValue: metadata["optimizer"] ?? Optimizer.sgd.rawValue) else {
+            throw TrainingRecordError(path: path, fault: "unknown optimizer \"\(metadata["optimizer"] ?? "")\"")
+        }
         guard let dataset = DatasetKind(rawValue: try value("dataset")) else {
             throw TrainingRecordError(path: path, fault: "unknown dataset \"\(metadata["dataset"] ?? "")\"")
         }
@@ -75,7 +80,8 @@ extension Checkpoint {
             throw TrainingRecordError(path: path, fault: "unknown initialisation \"\(initText)\"")
         }
         let options = TrainingOptions(
-            recipe: recipe, epochs: try number("epochs", Int.self), batchSize: try number("batch", Int.self),
+            recipe: recipe, optimizer: optimizer, epochs: try number("epochs", Int.self),
+            batchSize: try number("batch", Int.self),
             learningRate: try number("learning_rate", Float.self), momentum: try number("momentum", Float.self),
             seed: try number("seed", UInt64.self), initialization: initialization,
             learningRateDecay: try number("lr_decay", Float.self))
@@ -87,9 +93,14 @@ extension Checkpoint {
               (0..<record.trainSamples).contains(record.position.position) else {
             throw TrainingRecordError(path: path, fault: "inconsistent training state \(metadata)")
         }
-        // A momentum run saved before its first step has no velocity yet; later ones must.
-        if options.rule.usesMomentum, velocity == nil, record.position != TrainingPosition() {
-            throw TrainingRecordError(path: path, fault: "momentum run without the momentum tensors")
+        // A run saved before its first step has no optimizer buffers yet; later ones must.
+        if record.position != TrainingPosition() {
+            if options.rule.usesVelocity, velocity == nil {
+                throw TrainingRecordError(path: path, fault: "\(optimizer.rawValue) run without the momentum tensors")
+            }
+            if options.rule.usesSecondMoment, secondMoment == nil {
+                throw TrainingRecordError(path: path, fault: "adam run without the second_moment tensors")
+            }
         }
         return record
     }

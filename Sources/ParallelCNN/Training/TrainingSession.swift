@@ -10,6 +10,7 @@ public struct TrainingRequest: Sendable {
     public var epochs = 1
     // The options of a fresh run. With `resume`, any that is set must match the checkpoint.
     public var recipe: Recipe?
+    public var optimizer: Optimizer?
     public var batchSize: Int?
     public var learningRate: Float?
     public var momentum: Float?
@@ -99,6 +100,7 @@ public struct TrainingResult {
             "engine": engine,
             "ranks": ranks,
             "recipe": options.recipe.rawValue,
+            "optimizer": options.rule.optimizer.rawValue,
             "epochs": options.epochs,
             "epochs_run": epochs.count,
             "batch": options.batchSize,
@@ -179,7 +181,7 @@ public final class TrainingSession {
         let all = try loadData()
         var record: TrainingRecord
         var parameters: Parameters
-        var velocity: Parameters?
+        var optimizerState = OptimizerState()
         if let path = request.resume {
             let checkpoint = try Checkpoint.read(from: path)
             record = try checkpoint.trainingRecord(path: path)
@@ -189,10 +191,11 @@ public final class TrainingSession {
                 throw TrainingRequestError(message: "\(path) was trained on \(record.trainSamples) samples, but the data has only \(all.train.count)")
             }
             parameters = checkpoint.parameters
-            velocity = checkpoint.velocity
+            optimizerState = checkpoint.optimizerState
         } else {
             let options = TrainingOptions(
-                recipe: request.recipe ?? .original, epochs: request.epochs, batchSize: request.batchSize,
+                recipe: request.recipe ?? .original, optimizer: request.optimizer, epochs: request.epochs,
+                batchSize: request.batchSize,
                 learningRate: request.learningRate, momentum: request.momentum, seed: request.seed,
                 initialization: request.initialization, learningRateDecay: request.learningRateDecay)
             record = TrainingRecord(options: options, position: TrainingPosition(), dataset: request.dataset,
@@ -206,7 +209,7 @@ public final class TrainingSession {
                                  for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
         // Options and availability were checked before the data was loaded.
         let engine = try descriptor.make(settings, parameters)
-        try engine.load(parameters: parameters, velocity: velocity)
+        try engine.load(parameters: parameters, optimizerState: optimizerState)
         return (record, data, parameters, engine)
     }
 
@@ -215,6 +218,7 @@ public final class TrainingSession {
         let o = record.options
         var conflicts: [String] = []
         if let recipe = request.recipe, recipe != o.recipe { conflicts.append("--recipe \(recipe.rawValue) (checkpoint: \(o.recipe.rawValue))") }
+        if let optimizer = request.optimizer, optimizer != o.rule.optimizer { conflicts.append("--optimizer \(optimizer.rawValue) (checkpoint: \(o.rule.optimizer.rawValue))") }
         if let batch = request.batchSize, batch != o.batchSize { conflicts.append("--batch \(batch) (checkpoint: \(o.batchSize))") }
         if let lr = request.learningRate, lr != o.rule.learningRate { conflicts.append("--lr \(lr) (checkpoint: \(o.rule.learningRate))") }
         if let decay = request.learningRateDecay, decay != o.learningRateDecay { conflicts.append("--lr-decay \(decay) (checkpoint: \(o.learningRateDecay))") }
@@ -246,7 +250,7 @@ public final class TrainingSession {
         func checkpoint(_ position: TrainingPosition) throws {
             guard let path = request.checkpoint, isReporter else { return }
             let state = TrainingRecord(options: options, position: position, dataset: record.dataset, trainSamples: record.trainSamples)
-            try Checkpoint(parameters: try engine.currentParameters(), velocity: try engine.currentVelocity(),
+            try Checkpoint(parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
                            record: state, engine: engine.description).write(to: path)
             lastSaved = path
         }

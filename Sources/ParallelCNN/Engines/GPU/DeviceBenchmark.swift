@@ -30,7 +30,7 @@ public enum DeviceBenchmark {
         try engine.synchronize()
         var perPhase: [LayerPhase: [Double]] = [:]
         for _ in 0..<max(1, settings.repeats) {
-            try engine.load(parameters: start, velocity: nil)
+            try engine.load(parameters: start)
             try engine.beginEpoch(order: order, batchSize: 1, rule: rule, at: 0)
             let timeline = DeviceTimeline()
             engine.device.timeline = timeline

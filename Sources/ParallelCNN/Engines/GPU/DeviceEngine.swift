@@ -50,6 +50,8 @@ public final class DeviceEngine: Engine {
     private let params: DeviceBuffer
     private let velocity: DeviceBuffer
     private var hasVelocity = false
+    private let secondMoment: DeviceBuffer
+    private var hasSecondMoment = false
     private var images: DeviceBuffer?
     private var labels: DeviceBuffer?
     private var trainingCount = 0
@@ -76,14 +78,15 @@ public final class DeviceEngine: Engine {
     // The layer strategy's activations and errors of one sample.
     private var workspace: DeviceBuffer?
 
-    /// Compiles the kernels for `device` and holds `parameters` (zero velocity).
+    /// Compiles the kernels for `device` and holds `parameters` (zero optimizer state).
     public init(device: any ComputeDevice, strategy: DeviceStrategy, parameters: Parameters) throws {
         self.device = device
         self.strategy = strategy
         try device.compile(source: KernelSource.text, defines: KernelSource.defines)
         params = try device.allocate(bytes: Parameters.count * 4)
         velocity = try device.allocate(bytes: Parameters.count * 4)
-        try load(parameters: parameters, velocity: nil)
+        secondMoment = try device.allocate(bytes: Parameters.count * 4)
+        try load(parameters: parameters)
     }
 
     /// Opens device `index` of `backend` and compiles the kernels there.
@@ -95,6 +98,7 @@ public final class DeviceEngine: Engine {
         for b in [images, labels, order, losses, wrong, grads, predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
         device.free(params)
         device.free(velocity)
+        device.free(secondMoment)
         if let workspace { device.free(workspace) }
     }
 
@@ -111,19 +115,25 @@ public final class DeviceEngine: Engine {
         trainingCount = data.count
     }
 
-    public func load(parameters: Parameters, velocity v: Parameters?) throws {
+    public func load(parameters: Parameters, optimizerState: OptimizerState) throws {
+        let zero = [Float](repeating: 0, count: Parameters.count)
         try device.write(params, array: parameters.values)
-        try device.write(velocity, array: v?.values ?? [Float](repeating: 0, count: Parameters.count))
-        hasVelocity = v != nil
+        try device.write(velocity, array: optimizerState.velocity?.values ?? zero)
+        try device.write(secondMoment, array: optimizerState.secondMoment?.values ?? zero)
+        hasVelocity = optimizerState.velocity != nil
+        hasSecondMoment = optimizerState.secondMoment != nil
     }
 
     public func currentParameters() throws -> Parameters {
         Parameters(values: try device.read(params, count: Parameters.count, as: Float.self, zero: 0))
     }
 
-    public func currentVelocity() throws -> Parameters? {
-        guard hasVelocity else { return nil }
-        return Parameters(values: try device.read(velocity, count: Parameters.count, as: Float.self, zero: 0))
+    public func currentOptimizerState() throws -> OptimizerState {
+        func read(_ buffer: DeviceBuffer) throws -> Parameters {
+            Parameters(values: try device.read(buffer, count: Parameters.count, as: Float.self, zero: 0))
+        }
+        return OptimizerState(velocity: hasVelocity ? try read(velocity) : nil,
+                              secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
     }
 
     public func synchronize() throws { try device.synchronize() }
@@ -158,9 +168,9 @@ public final class DeviceEngine: Engine {
             grads = try device.allocate(bytes: batchSize * Parameters.count * 4)
             gradsCapacity = batchSize
         }
-        if rule.usesMomentum && !hasVelocity {
-            try device.write(velocity, array: [Float](repeating: 0, count: Parameters.count))
-        }
+        let zero = [Float](repeating: 0, count: Parameters.count)
+        if rule.usesVelocity && !hasVelocity { try device.write(velocity, array: zero) }
+        if rule.usesSecondMoment && !hasSecondMoment { try device.write(secondMoment, array: zero) }
         self.batchSize = batchSize
         self.rule = rule
         epochStart = position
@@ -170,7 +180,7 @@ public final class DeviceEngine: Engine {
     }
 
     /// Whether steps follow the SPEC's per-sample rule (biases updated while back-propagating).
-    private var faithful: Bool { batchSize == 1 && !rule.usesMomentum }
+    private var faithful: Bool { batchSize == 1 && !rule.usesVelocity }
 
     /// The c1 divisor with the recipe's batch step factor folded in (576 / min(4B, 576) at B > 1).
     private var c1Divisor: Float {
@@ -201,23 +211,40 @@ public final class DeviceEngine: Engine {
             }
         case (.fused, false):
             let gradient = try device.kernel("fused_batch_gradient")
-            let update = try device.kernel("batch_update")
-            let updateGroups = (Parameters.count + groupSize - 1) / groupSize
             while position < end {
                 let n = min(batchSize, end - position)
                 try device.launch(gradient, groups: n, groupSize: groupSize, arguments: [
                     .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
                     .buffer(losses), .buffer(wrong), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern),
                 ])
-                try device.launch(update, groups: updateGroups, groupSize: groupSize, arguments: [
-                    .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(n)), .float(rule.learningRate), .float(rule.momentum),
-                ])
+                try launchUpdate(samples: n)
                 position += n
             }
-            hasVelocity = rule.usesMomentum
         case (.layer, _):
             try trainLayers(until: end)
         }
+    }
+
+    /// Queues the optimizer step that starts at `position`, over the `samples` gradients in `grads`.
+    private func launchUpdate(samples: Int) throws {
+        let rule = self.rule.advanced(by: position / batchSize)
+        let groups = (Parameters.count + groupSize - 1) / groupSize
+        switch rule.optimizer {
+        case .sgd:
+            try device.launch(try device.kernel("batch_update"), groups: groups, groupSize: groupSize, arguments: [
+                .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(samples)), .float(rule.learningRate),
+                .float(rule.momentum),
+            ])
+        case .adam:
+            let (stepSize, secondMomentFactor) = rule.adamFactors
+            try device.launch(try device.kernel("adam_update"), groups: groups, groupSize: groupSize, arguments: [
+                .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads!), .int32(Int32(samples)),
+                .float(rule.momentum), .float(UpdateRule.adamBeta2), .float(UpdateRule.adamEpsilon), .float(stepSize),
+                .float(secondMomentFactor),
+            ])
+        }
+        hasVelocity = rule.usesVelocity
+        hasSecondMoment = rule.usesSecondMoment
     }
 
     /// Statistics of the steps since `beginEpoch` (waits for them). The per-sample losses and
@@ -304,14 +331,8 @@ public final class DeviceEngine: Engine {
                     try device.launch(k[i], groups: spec.groups, groupSize: spec.groupSize, arguments: args[i])
                 }
             }
-            if !faithful {
-                try device.launch(try device.kernel("batch_update"), groups: (Parameters.count + groupSize - 1) / groupSize,
-                                  groupSize: groupSize, arguments: [
-                    .buffer(params), .buffer(velocity), .buffer(grads), .int32(Int32(n)), .float(rule.learningRate), .float(rule.momentum),
-                ])
-            }
+            if !faithful { try launchUpdate(samples: n) }
             position += n
         }
-        if !faithful { hasVelocity = rule.usesMomentum }
     }
 }

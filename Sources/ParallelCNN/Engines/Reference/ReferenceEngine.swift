@@ -24,6 +24,7 @@ public final class ReferenceEngine: SteppedEngine {
 
     private var p: [Float]
     private var velocity: [Float]?
+    private var secondMoment: [Float]?
 
     // One sample's activations and errors, laid out as in SPEC ([c][y][x], row-major).
     private var input = [Float](repeating: 0, count: N * N)
@@ -44,13 +45,19 @@ public final class ReferenceEngine: SteppedEngine {
         p = parameters.values
     }
 
-    public func load(parameters: Parameters, velocity: Parameters?) {
+    public func load(parameters: Parameters, optimizerState: OptimizerState) {
         p = parameters.values
-        self.velocity = velocity?.values
+        velocity = optimizerState.velocity?.values
+        secondMoment = optimizerState.secondMoment?.values
     }
 
+    /// Replaces the parameters and zeroes the optimizer's buffers (without `try`: nothing here fails).
+    public func load(parameters: Parameters) { load(parameters: parameters, optimizerState: OptimizerState()) }
+
     public func currentParameters() -> Parameters { Parameters(values: p) }
-    public func currentVelocity() -> Parameters? { velocity.map { Parameters(values: $0) } }
+    public func currentOptimizerState() -> OptimizerState {
+        OptimizerState(velocity: velocity.map { Parameters(values: $0) }, secondMoment: secondMoment.map { Parameters(values: $0) })
+    }
 
     // MARK: Indexing into the flat parameter vector
 
@@ -258,7 +265,7 @@ public final class ReferenceEngine: SteppedEngine {
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: Parameters.count)
         // The original program with one sample per step updates biases while back-propagating.
-        let faithful = indices.count == 1 && rule.batchSize == 1 && !rule.usesMomentum
+        let faithful = indices.count == 1 && rule.batchSize == 1 && !rule.usesVelocity
         for index in indices {
             let sample = Int(index)
             forward(data, sample: sample, recipe: rule.recipe)
@@ -269,21 +276,40 @@ public final class ReferenceEngine: SteppedEngine {
             stats.samples += 1
         }
 
-        let batch = Float(indices.count)
         if faithful {
             // Step 10: w += dt * dW (biases were already updated).
             for i in 0..<Parameters.count where !Self.isBias(i) { p[i] += rule.learningRate * grad[i] }
         } else {
-            var v = velocity ?? [Float](repeating: 0, count: Parameters.count)
-            let factor = rule.stepFactorVector()
-            for i in 0..<Parameters.count {
-                v[i] = rule.momentum * v[i] + factor[i] * grad[i] / batch
-                p[i] += rule.learningRate * v[i]
-            }
-            velocity = rule.usesMomentum ? v : nil
+            update(ascent: grad, batchSize: Float(indices.count), rule: rule)
         }
         lap?(.update)
         return stats
+    }
+
+    /// `UpdateRule`'s update of a batch of `batchSize` samples whose summed ascent is `ascent`.
+    private func update(ascent: [Float], batchSize: Float, rule: UpdateRule) {
+        let factor = rule.stepFactorVector()
+        var v = velocity ?? [Float](repeating: 0, count: Parameters.count)
+        switch rule.optimizer {
+        case .sgd:
+            for i in 0..<Parameters.count {
+                v[i] = rule.momentum * v[i] + factor[i] * ascent[i] / batchSize
+                p[i] += rule.learningRate * v[i]
+            }
+            velocity = rule.usesVelocity ? v : nil
+        case .adam:
+            var s = secondMoment ?? [Float](repeating: 0, count: Parameters.count)
+            let beta1 = rule.momentum, beta2 = UpdateRule.adamBeta2
+            let (stepSize, secondMomentFactor) = rule.adamFactors
+            for i in 0..<Parameters.count {
+                let g = factor[i] * ascent[i] / batchSize
+                v[i] = beta1 * v[i] + (1 - beta1) * g
+                s[i] = beta2 * s[i] + (1 - beta2) * g * g
+                p[i] += stepSize * v[i] / (s[i].squareRoot() * secondMomentFactor + UpdateRule.adamEpsilon)
+            }
+            velocity = v
+            secondMoment = s
+        }
     }
 
     private static func isBias(_ i: Int) -> Bool {

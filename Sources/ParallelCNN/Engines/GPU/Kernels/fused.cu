@@ -122,17 +122,38 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
 }
 
 /* Minibatch, update half: work-item j < 2343 owns parameter j. It sums the batch's gradients in
- * sample order (a fixed order: the result does not depend on scheduling), then
- * v = momentum * v + sum / batch, p += lr * v. Launch with ceil(2343 / G) groups. */
+ * sample order (a fixed order: the result does not depend on scheduling) and divides by the batch,
+ * then takes one step of the optimizer (UpdateRule). Launch with ceil(2343 / G) groups. */
+DEVICE_FN float batch_mean(GLOBAL const float* grads, int batch, int j) {
+    float sum = 0.0f;
+    for (int b = 0; b < batch; ++b) sum += grads[(long)b * NPARAM + j];
+    return sum / (float)batch;
+}
+
+/* Momentum SGD: v = momentum * v + mean, p += lr * v. */
 KERNEL batch_update(GLOBAL float* params, GLOBAL float* velocity, GLOBAL const float* grads,
                     int batch, float lr, float momentum) {
     int j = GLOBAL_ID;
     if (j >= NPARAM) return;
-    float sum = 0.0f;
-    for (int b = 0; b < batch; ++b) sum += grads[(long)b * NPARAM + j];
-    float v = momentum * velocity[j] + sum / (float)batch;
+    float v = momentum * velocity[j] + batch_mean(grads, batch, j);
     velocity[j] = v;
     params[j] += lr * v;
+}
+
+/* Adam: m = beta1 * m + (1 - beta1) * mean, s = beta2 * s + (1 - beta2) * mean^2,
+ * p += step_size * m / (sqrt(s) * second_moment_factor + epsilon), with the bias corrections
+ * folded into step_size and second_moment_factor on the host. */
+KERNEL adam_update(GLOBAL float* params, GLOBAL float* first_moment, GLOBAL float* second_moment,
+                   GLOBAL const float* grads, int batch, float beta1, float beta2, float epsilon,
+                   float step_size, float second_moment_factor) {
+    int j = GLOBAL_ID;
+    if (j >= NPARAM) return;
+    float g = batch_mean(grads, batch, j);
+    float m = beta1 * first_moment[j] + (1.0f - beta1) * g;
+    float s = beta2 * second_moment[j] + (1.0f - beta2) * g * g;
+    first_moment[j] = m;
+    second_moment[j] = s;
+    params[j] += step_size * m / (SQRTF(s) * second_moment_factor + epsilon);
 }
 
 /* Prediction: work-group g loads the parameters once and classifies samples g, g + groups, ...
