@@ -22,6 +22,10 @@ struct KillAnywhereTests {
         var all = [
             Configuration(name: "sequential", arguments: ["--engine", "sequential"], ranks: nil),
             Configuration(name: "threads data", arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--batch", "64"], ranks: nil),
+            // Adam's two moments and its step count (bias correction) must survive the kill too.
+            Configuration(name: "threads data, modern (Adam)",
+                          arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--recipe", "modern", "--batch", "64"],
+                          ranks: nil),
         ]
         #if MPI
         all.append(Configuration(name: "mpi data, 2 ranks", arguments: ["--engine", "mpi", "--strategy", "data", "--batch", "64"], ranks: 2))
