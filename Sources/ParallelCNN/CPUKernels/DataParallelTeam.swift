@@ -19,17 +19,23 @@ final class DataParallelTeam {
     func gradient(images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
                   parameters p: UnsafePointer<Float>, recipe: Recipe) -> (UnsafePointer<Float>, StepStatistics) {
         let batch = indices.count
-        sums.reserve(batch: batch)
+        sums.beginRound(batch: batch)
         let sums = self.sums, workspaces = self.workspaces
-        pool.runClaiming(items: BatchGradient.blockCount(batch: batch)) { member, block in
+        var result: (UnsafePointer<Float>, StepStatistics)?
+        pool.runClaiming(items: BatchGradient.blockCount(batch: batch), { member, block in
             let w = workspaces[member]
             for k in BatchGradient.samples(ofBlock: block, batch: batch) {
                 let sample = Int(indices[k])
                 let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
                 sums.add(w.grad, stats, sample: k)
             }
-        }
-        return sums.sum(batch: batch)
+            sums.markReady(block: block)
+        }, afterwards: {
+            // The block sums in block order (bit for bit `sum(batch:)`), while the other threads
+            // finish their last blocks.
+            result = sums.foldInOrder(batch: batch)
+        })
+        return result!
     }
 
     /// Predicted classes of `range`'s samples, split across the threads.

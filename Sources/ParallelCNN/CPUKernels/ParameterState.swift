@@ -1,3 +1,4 @@
+import Synchronization
 /// Parameters, optimizer buffers and update rule of a CPU engine, in padded flat buffers.
 ///
 /// `apply` turns a batch's summed ascent direction into the update documented on `UpdateRule`:
@@ -132,6 +133,9 @@ final class BatchGradient {
     private var blockStatistics: UnsafeMutablePointer<StepStatistics>
     private var blockCapacity = 0
     private let total = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+    /// Per block, the number of the last round (`beginRound`) whose sum it holds complete.
+    private var blockReady: [BlockReady] = []
+    private var round = 0
 
     init() {
         blockSums = .allocate(capacity: 0)
@@ -161,6 +165,7 @@ final class BatchGradient {
         blockStatistics.deallocate()
         blockStatistics = .allocate(capacity: blocks)
         blockStatistics.initialize(repeating: StepStatistics(), count: blocks)
+        blockReady += (blockCapacity..<blocks).map { _ in BlockReady() }
         blockCapacity = blocks
     }
 
@@ -183,13 +188,51 @@ final class BatchGradient {
         return sum(batch: batch)
     }
 
+    // MARK: Blocks summed by several threads
+
+    /// Starts a batch whose blocks other threads fill (`add`, then `markReady`) while one thread
+    /// folds them (`foldInOrder`).
+    func beginRound(batch: Int) {
+        reserve(batch: batch)
+        round += 1
+    }
+
+    /// Publishes block `block`'s sum and statistics, complete, to the folding thread.
+    func markReady(block: Int) {
+        blockReady[block].round.store(round, ordering: .releasing)
+    }
+
+    /// The batch's gradient sum and statistics, as `sum(batch:)` computes them, folding each block
+    /// as soon as it is ready. The thread that runs out of blocks to train calls it, so the fold
+    /// overlaps the other threads' last blocks instead of following them.
+    func foldInOrder(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+        fold(batch: batch, waitingForEachBlock: true)
+    }
+
     /// The batch's gradient sum and statistics: the block sums added in block order.
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+        fold(batch: batch, waitingForEachBlock: false)
+    }
+
+    private func fold(batch: Int, waitingForEachBlock: Bool) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
         let blocks = Self.blockCount(batch: batch)
+        for block in 0..<blocks {
+            if waitingForEachBlock {
+                var spins = 0
+                while blockReady[block].round.load(ordering: .acquiring) != round {
+                    spins += 1
+                    spinPause(spins)
+                }
+            }
+            if blocks > 1 { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
+        }
         var statistics = blockStatistics[0]
         for block in 1..<max(1, blocks) { statistics += blockStatistics[block] }
-        if blocks == 1 { return (UnsafePointer(blockSums), statistics) }
-        for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
-        return (UnsafePointer(total), statistics)
+        return (blocks == 1 ? UnsafePointer(blockSums) : UnsafePointer(total), statistics)
     }
+}
+
+/// A block's ready flag (`BatchGradient.markReady`), one object per block so each is an atomic.
+private final class BlockReady {
+    let round = Atomic<Int>(0)
 }

@@ -86,15 +86,18 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs `body(member, item)` for every item in `0..<count`, each claimed by whichever member
-    /// is free first: a member on a slower (or busier) core simply takes fewer items.
-    func runClaiming(items count: Int, _ body: @escaping (_ member: Int, _ item: Int) -> Void) {
+    /// is free first: a member on a slower (or busier) core simply takes fewer items. Member 0
+    /// then runs `afterwards` while the others may still finish their last items.
+    func runClaiming(items count: Int, _ body: @escaping (_ member: Int, _ item: Int) -> Void,
+                     afterwards: @escaping () -> Void = {}) {
         nextItem.store(0, ordering: .relaxed)
         run { member in
             while true {
                 let item = self.nextItem.add(1, ordering: .relaxed).oldValue
-                if item >= count { return }
+                if item >= count { break }
                 body(member, item)
             }
+            if member == 0 { afterwards() }
         }
     }
 
@@ -142,7 +145,7 @@ private final class WorkerContext {
 /// whose cores are shared with other work, the member being waited for may have lost its core; the
 /// yield hands it over instead of burning the rest of the time slice (on an idle core it returns
 /// at once, about 0.2 µs per 256 spins).
-@inline(__always) private func spinPause(_ spins: Int) {
+@inline(__always) func spinPause(_ spins: Int) {
     pcnn_pause()
     if spins & 255 == 0 { sched_yield() }
 }
