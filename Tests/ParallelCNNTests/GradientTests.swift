@@ -123,12 +123,12 @@ struct OptimizerStepTests {
             try engine.prepare(training: data.train)
             try engine.load(parameters: p, optimizerState: optimizer == .adam ? state : OptimizerState(velocity: state.velocity))
             try engine.trainEpoch(EpochPlan(order: order, batchSize: samples.count, rule: rule))
+            // The steps taken, compared relative to the expected step (the parameters themselves
+            // are far larger than a step).
             let got = try engine.currentParameters().values
-            for i in expected.indices {
-                let step = abs(expected[i] - Double(p.values[i]))
-                #expect(abs(Double(got[i]) - expected[i]) <= 1e-6 + 1e-3 * step,
-                        "\(engine.description) \(optimizer) parameter \(i): \(got[i]) vs \(expected[i]) from \(p.values[i])")
-            }
+            expectClose(got.indices.map { Float(Double(got[$0]) - Double(p.values[$0])) },
+                        expected.indices.map { Float(expected[$0] - Double(p.values[$0])) },
+                        absolute: 1e-6, relative: 1e-3, "\(engine.description) \(optimizer) step")
             let after = try engine.currentOptimizerState()
             #expect(after.velocity != nil && (after.secondMoment != nil) == (optimizer == .adam))
         }
