@@ -113,6 +113,34 @@ struct EngineContractTests {
         #expect(try second.currentParameters().hashString == uninterrupted.currentParameters().hashString)
     }
 
+    @Test("an epoch numbers its steps from its plan's first step (Adam's bias correction)",
+          arguments: ContractEngine.all)
+    func stepNumbers(engine: ContractEngine) throws {
+        let data = try Self.data()
+        let order = (0..<Int32(24)).map { $0 }
+        var rule = UpdateRule(recipe: .modern, batchSize: 8)
+        rule.step = 5
+        let whole = try engine.make(Self.start)
+        try whole.prepare(training: data.train)
+        try whole.trainEpoch(EpochPlan(order: order, batchSize: 8, rule: rule))
+
+        // The same three steps as three plans of one step, numbered 5, 6 and 7 by hand.
+        let stepwise = try engine.make(Self.start)
+        try stepwise.prepare(training: data.train)
+        for k in 0..<3 {
+            try stepwise.trainEpoch(EpochPlan(order: Array(order[(8 * k)..<(8 * k + 8)]), batchSize: 8,
+                                              rule: rule.advanced(by: k)))
+        }
+        #expect(try whole.currentParameters() == stepwise.currentParameters())
+        // Numbering every step 5 instead is a different run.
+        let unnumbered = try engine.make(Self.start)
+        try unnumbered.prepare(training: data.train)
+        for k in 0..<3 {
+            try unnumbered.trainEpoch(EpochPlan(order: Array(order[(8 * k)..<(8 * k + 8)]), batchSize: 8, rule: rule))
+        }
+        #expect(try whole.currentParameters() != unnumbered.currentParameters())
+    }
+
     @Test("misuse and bad options arrive as thrown errors", arguments: ContractEngine.all)
     func errorsAreThrown(engine: ContractEngine) throws {
         let data = try Self.data()
