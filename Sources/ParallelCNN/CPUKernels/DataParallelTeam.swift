@@ -21,7 +21,6 @@ final class DataParallelTeam {
         let batch = indices.count
         sums.beginRound(batch: batch)
         let sums = self.sums, workspaces = self.workspaces
-        var result: (UnsafePointer<Float>, StepStatistics)?
         pool.runClaiming(items: BatchGradient.blockCount(batch: batch), { member, block in
             let w = workspaces[member]
             for k in BatchGradient.samples(ofBlock: block, batch: batch) {
@@ -33,9 +32,9 @@ final class DataParallelTeam {
         }, afterwards: {
             // The block sums in block order (bit for bit `sum(batch:)`), while the other threads
             // finish their last blocks.
-            result = sums.foldInOrder(batch: batch)
+            sums.foldInOrder(batch: batch)
         })
-        return result!
+        return sums.foldedSum(batch: batch)
     }
 
     /// Predicted classes of `range`'s samples, split across the threads.

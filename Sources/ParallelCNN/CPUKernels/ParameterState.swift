@@ -75,14 +75,17 @@ public final class ParameterState {
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }
-        update(gradientSum, batchSize: batchSize, rule: rule, from: 0, to: Self.wideCount, Vec16.self)
-        update(gradientSum, batchSize: batchSize, rule: rule, from: Self.wideCount, to: Self.count, Vec.self)
+        // Adam's bias corrections once per step (two `pow`s), for both lane widths.
+        let adamFactors = rule.optimizer == .adam ? rule.adamFactors : (stepSize: 0, secondMomentFactor: 0)
+        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: 0, to: Self.wideCount, Vec16.self)
+        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: Self.wideCount, to: Self.count, Vec.self)
         if rule.usesVelocity { hasVelocity = true }
         if rule.usesSecondMoment { hasSecondMoment = true }
     }
 
     /// The update of parameters `start..<end`, `V.scalarCount` at a time.
     @inline(__always) private func update<V: FloatVector>(_ gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule,
+                                                          adamFactors: (stepSize: Float, secondMomentFactor: Float),
                                                           from start: Int, to end: Int, _: V.Type) {
         let lr = V(repeating: rule.learningRate)
         let inverseBatch = V(repeating: 1 / Float(batchSize))
@@ -91,8 +94,7 @@ public final class ParameterState {
             let beta1 = V(repeating: rule.momentum), oneMinusBeta1 = V(repeating: 1 - rule.momentum)
             let beta2 = V(repeating: UpdateRule.adamBeta2), oneMinusBeta2 = V(repeating: 1 - UpdateRule.adamBeta2)
             let epsilon = V(repeating: UpdateRule.adamEpsilon)
-            let (stepSize, secondMomentFactor) = rule.adamFactors
-            let a = V(repeating: stepSize), c = V(repeating: secondMomentFactor)
+            let a = V(repeating: adamFactors.stepSize), c = V(repeating: adamFactors.secondMomentFactor)
             for i in stride(from: start, to: end, by: V.scalarCount) {
                 let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
                 let m = beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g
@@ -202,30 +204,36 @@ final class BatchGradient {
         blockReady[block].round.store(round, ordering: .releasing)
     }
 
-    /// The batch's gradient sum and statistics, as `sum(batch:)` computes them, folding each block
-    /// as soon as it is ready. The thread that runs out of blocks to train calls it, so the fold
-    /// overlaps the other threads' last blocks instead of following them.
-    func foldInOrder(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
-        fold(batch: batch, waitingForEachBlock: true)
+    /// Adds the block sums into the batch's total in block order, as `sum(batch:)` does, taking each
+    /// block as soon as it is ready. The thread that runs out of blocks to train calls it, so the
+    /// additions overlap the other threads' last blocks instead of following them; `foldedSum`
+    /// then returns the result.
+    func foldInOrder(batch: Int) {
+        let blocks = Self.blockCount(batch: batch)
+        guard blocks > 1 else { return }
+        for block in 0..<blocks {
+            var spins = 0
+            while blockReady[block].round.load(ordering: .acquiring) != round {
+                spins += 1
+                spinPause(spins)
+            }
+            ParameterState.accumulate(blockSum(block), into: total, first: block == 0)
+        }
     }
 
     /// The batch's gradient sum and statistics: the block sums added in block order.
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
-        fold(batch: batch, waitingForEachBlock: false)
+        let blocks = Self.blockCount(batch: batch)
+        if blocks > 1 {
+            for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
+        }
+        return foldedSum(batch: batch)
     }
 
-    private func fold(batch: Int, waitingForEachBlock: Bool) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+    /// The batch's gradient sum and statistics once its block sums are folded (`sum(batch:)` or
+    /// `foldInOrder`); a batch of one block is its own sum.
+    func foldedSum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
         let blocks = Self.blockCount(batch: batch)
-        for block in 0..<blocks {
-            if waitingForEachBlock {
-                var spins = 0
-                while blockReady[block].round.load(ordering: .acquiring) != round {
-                    spins += 1
-                    spinPause(spins)
-                }
-            }
-            if blocks > 1 { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
-        }
         var statistics = blockStatistics[0]
         for block in 1..<max(1, blocks) { statistics += blockStatistics[block] }
         return (blocks == 1 ? UnsafePointer(blockSums) : UnsafePointer(total), statistics)
