@@ -52,6 +52,9 @@ public final class DeviceEngine: Engine {
     private var hasVelocity = false
     private let secondMoment: DeviceBuffer
     private var hasSecondMoment = false
+    /// The optimizer kernels every minibatch step launches, looked up once.
+    private let momentumUpdate: DeviceKernel
+    private let adamUpdate: DeviceKernel
     private var images: DeviceBuffer?
     private var labels: DeviceBuffer?
     private var trainingCount = 0
@@ -83,6 +86,8 @@ public final class DeviceEngine: Engine {
         self.device = device
         self.strategy = strategy
         try device.compile(source: KernelSource.text, defines: KernelSource.defines)
+        momentumUpdate = try device.kernel("batch_update")
+        adamUpdate = try device.kernel("adam_update")
         params = try device.allocate(bytes: Parameters.count * 4)
         velocity = try device.allocate(bytes: Parameters.count * 4)
         secondMoment = try device.allocate(bytes: Parameters.count * 4)
@@ -231,13 +236,13 @@ public final class DeviceEngine: Engine {
         let groups = (Parameters.count + groupSize - 1) / groupSize
         switch rule.optimizer {
         case .sgd:
-            try device.launch(try device.kernel("batch_update"), groups: groups, groupSize: groupSize, arguments: [
+            try device.launch(momentumUpdate, groups: groups, groupSize: groupSize, arguments: [
                 .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(samples)), .float(rule.learningRate),
                 .float(rule.momentum),
             ])
         case .adam:
             let (stepSize, secondMomentFactor) = rule.adamFactors
-            try device.launch(try device.kernel("adam_update"), groups: groups, groupSize: groupSize, arguments: [
+            try device.launch(adamUpdate, groups: groups, groupSize: groupSize, arguments: [
                 .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads!), .int32(Int32(samples)),
                 .float(rule.momentum), .float(UpdateRule.adamBeta2), .float(UpdateRule.adamEpsilon), .float(stepSize),
                 .float(secondMomentFactor),
