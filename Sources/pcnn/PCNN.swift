@@ -11,7 +11,7 @@ struct PCNN: ParsableCommand {
         downloads it if it is nowhere to be found, trains, reports the test error and writes a checkpoint.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self, Devices.self],
+        subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self, Devices.self, Nets.self],
         defaultSubcommand: nil
     )
 }
@@ -70,7 +70,29 @@ struct EngineOptionGroup: ParsableArguments {
         return group
     }
 
-    func makeEngine(parameters: Parameters) throws -> any Engine {
-        try EngineRegistry.makeEngine(engine, options, parameters: parameters)
+    func makeEngine(parameters: Parameters, architecture: Architecture = .paper) throws -> any Engine {
+        var options = self.options
+        options.architecture = architecture
+        return try EngineRegistry.makeEngine(engine, options, parameters: parameters)
     }
+}
+
+/// `--net`, shared by `train` and `bench`.
+struct NetworkOption: ParsableArguments {
+    @Option(name: .customLong("net"), help: ArgumentHelp(
+        "The network: a preset (\(NetworkDescription.presets.compactMap(\.presetName).joined(separator: ", ")); `pcnn nets` lists them) or a description such as \"conv 6 5x5 pad=2 relu; maxpool 2x2; dense 10\" (layers conv F KxK [stride=S] [pad=P], subsample KxK, avgpool KxK [stride=S], maxpool KxK [stride=S], dense N, each optionally followed by sigmoid, tanh or relu; the last layer is dense 10). Default: paper, or the checkpoint's with --resume.",
+        valueName: "name|description"))
+    var net: String?
+
+    /// The parsed description, nil when `--net` is not given.
+    func description() throws -> NetworkDescription? {
+        guard let net else { return nil }
+        do {
+            return try NetworkDescription.named(net)
+        } catch {
+            throw ValidationError("--net: \(error)")
+        }
+    }
+
+    func validate() throws { _ = try description() }
 }

@@ -9,11 +9,16 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Checkpoint written by `pcnn train`.")
     var model: String
 
-    /// The checkpoint, its training record (errors name the file), and the data.
+    /// The checkpoint, its training record (errors name the file), and the data, which must have
+    /// the input shape of the checkpoint's network.
     func load() throws -> (Checkpoint, TrainingRecord, DatasetPair) {
         let checkpoint = try Checkpoint.read(from: model)
         let record = try checkpoint.trainingRecord(path: model)
-        return (checkpoint, record, try source.load(download: true, log: note))
+        let data = try source.load(download: true, log: note)
+        guard data.test.shape == checkpoint.architecture.input else {
+            throw ValidationError("\(model) holds a network for \(checkpoint.architecture.input) images, but \(source.dataset.rawValue) has \(data.test.shape) images; pass the --dataset it was trained on (\(record.dataset.rawValue))")
+        }
+        return (checkpoint, record, data)
     }
 }
 
@@ -33,15 +38,15 @@ struct Test: ParsableCommand {
             _ = try engine.processGroup()
             let (checkpoint, record, data) = try options.load()
             let model = options.model
-            let instance = try engine.makeEngine(parameters: checkpoint.parameters)
+            let instance = try engine.makeEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
             let errors = try instance.countErrors(on: data.test, recipe: record.options.recipe)
             let percent = 100 * Double(errors) / Double(data.test.count)
-            note(String(format: "%@: %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
-                        model, record.options.recipe.rawValue, record.position.epoch, percent, errors,
+            note(String(format: "%@: %@, %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
+                        model, checkpoint.architecture.network.description, record.options.recipe.rawValue, record.position.epoch, percent, errors,
                         data.test.count, checkpoint.parameters.hashString))
             if json && !silent {
                 let object: [String: Any] = [
-                    "model": model, "recipe": record.options.recipe.rawValue, "epoch": record.position.epoch,
+                    "model": model, "network": checkpoint.architecture.network.text, "recipe": record.options.recipe.rawValue, "epoch": record.position.epoch,
                     "test_errors": errors, "test_error_percent": percent, "param_hash": checkpoint.parameters.hashString,
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
@@ -73,16 +78,17 @@ struct Predict: ParsableCommand {
                 throw ValidationError("--index must be between 0 and \(data.test.count - 1), got \(index)")
             }
             let recipe = record.options.recipe
-            let instance = try engine.makeEngine(parameters: checkpoint.parameters)
+            let instance = try engine.makeEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
             var predicted: UInt8 = 0
             try withUnsafeMutablePointer(to: &predicted) {
                 try instance.predict(data.test, range: index..<(index + 1), recipe: recipe, into: UnsafeMutableBufferPointer(start: $0, count: 1))
             }
             let best = Int(predicted)
             // The scores come from the oracle, which every engine agrees with.
-            let scores = ReferenceEngine(parameters: checkpoint.parameters).activations(of: data.test, sample: index, recipe: recipe).output
+            let scores = ReferenceEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
+                .probabilities(of: data.test, sample: index, recipe: recipe)
             guard !silent else { return }
-            print(DigitArt.render(data.test.image(index)))
+            print(DigitArt.render(data.test.image(index), shape: data.test.shape))
             let label = Int(data.test.labels[index])
             print("test image \(index): label \(label), predicted \(best) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")")
             print(recipe == .original ? "sigmoid outputs:" : "softmax probabilities:")
@@ -99,15 +105,16 @@ struct Predict: ParsableCommand {
 }
 
 enum DigitArt {
-    /// A 28x28 image (values 0...1) as 28 lines of 56 characters (two per pixel keeps the aspect).
-    static func render(_ image: ArraySlice<Float>) -> String {
+    /// An image's first channel (values 0...1) as one line of text per row, two characters per
+    /// pixel (which keeps the aspect).
+    static func render(_ image: ArraySlice<Float>, shape: ImageShape) -> String {
         let shades = Array(" .:-=+*#%@")
         var lines: [String] = []
         let start = image.startIndex
-        for r in 0..<Network.imageSide {
+        for r in 0..<shape.height {
             var line = ""
-            for c in 0..<Network.imageSide {
-                let v = image[start + r * Network.imageSide + c]
+            for c in 0..<shape.width {
+                let v = image[start + r * shape.width + c]
                 let ch = shades[min(shades.count - 1, Int(v * Float(shades.count - 1) + 0.5))]
                 line.append(ch); line.append(ch)
             }

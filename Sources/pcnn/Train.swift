@@ -41,6 +41,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var engine: EngineOptionGroup
 
+    @OptionGroup var network: NetworkOption
+
     @Option(help: "Training rule: original or modern.")
     var recipe: Recipe?
 
@@ -111,6 +113,7 @@ struct Train: ParsableCommand {
         var request = TrainingRequest(engine: engine.engine, engineOptions: engine.options, epochs: epochs, recipe: recipe,
                                       checkpoint: noSave ? nil : save, resume: resume)
         request.dataset = source.dataset
+        request.network = try? network.description()
         request.optimizer = optimizer
         request.batchSize = batch
         request.learningRate = lr
@@ -134,6 +137,8 @@ struct Train: ParsableCommand {
                 note("The checkpoint already holds \(record.position.epoch) epochs; nothing to train (raise --epochs).")
             }
         }
+        let architecture = session.architecture
+        note("Network \(architecture.network)\(architecture.network.presetName != nil ? " (\(architecture.network.text))" : ""): \(architecture.parameterCount) parameters, \(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample, \(architecture.input) input")
         note("Training \(session.engine.description) engine, \(options.recipe.rawValue) recipe, \(options.rule.optimizer.rawValue), batch \(options.batchSize), lr \(options.rule.learningRate), momentum \(options.rule.momentum), \(record.trainSamples) samples per epoch, initial hash \(session.initialParameters.hashString)")
 
         let progress = ProgressReporter(recipe: options.recipe)

@@ -6,12 +6,13 @@
 /// the thread count.
 final class DataParallelTeam {
     let pool: WorkerPool
-    let workspaces: [SampleWorkspace]
-    private let sums = BatchGradient()
+    let workspaces: [any SampleTrainer]
+    private let sums: BatchGradient
 
-    init(threads: Int, workspaces count: Int? = nil) {
+    init(threads: Int, workspaces count: Int? = nil, architecture: Architecture = .paper) {
         pool = WorkerPool(size: threads)
-        workspaces = (0..<(count ?? threads)).map { _ in SampleWorkspace() }
+        workspaces = (0..<(count ?? threads)).map { _ in makeSampleTrainer(architecture) }
+        sums = BatchGradient(count: ParameterState.paddedCount(architecture.parameterCount))
     }
 
     /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
@@ -44,10 +45,14 @@ final class DataParallelTeam {
         pool.run { member in
             let w = workspaces[member]
             for k in pool.share(of: range.count, member: member) {
-                w.loadImage(images, sample: range.lowerBound + k)
-                w.forward(p, recipe: recipe)
-                predictions[k] = UInt8(w.predictedClass)
+                predictions[k] = UInt8(w.predict(images, sample: range.lowerBound + k, p, recipe: recipe))
             }
         }
     }
+}
+
+/// The fastest workspace for `architecture`: the paper's specialised kernels for its network,
+/// the generic layers otherwise.
+func makeSampleTrainer(_ architecture: Architecture) -> any SampleTrainer {
+    architecture.isPaper ? SampleWorkspace() : CPUNetwork(architecture)
 }

@@ -5,9 +5,14 @@ import Synchronization
 /// `ḡ = scale ⊙ Σg / B`, then momentum SGD (`v ← μ v + ḡ`, `θ ← θ + lr · v`; no velocity when
 /// μ = 0) or Adam (velocity `m` and second moment `s`).
 public final class ParameterState {
-    static let count = SampleWorkspace.paddedParameterCount
-    /// The part of `count` taken 16 lanes at a time (the rest, 8 floats, 8 at a time).
-    static let wideCount = count / 16 * 16
+    /// The parameters, rounded up to whole 8-float vectors (2344 for the paper's network).
+    let count: Int
+    /// The part of `count` taken 16 lanes at a time (the rest, 8 floats at most, 8 at a time).
+    let wideCount: Int
+    /// The unpadded parameter count.
+    let parameterCount: Int
+    /// The network whose parameters these are (it decides the recipe's per-tensor factors).
+    let architecture: Architecture
 
     let values: UnsafeMutablePointer<Float>
     let velocity: UnsafeMutablePointer<Float>
@@ -19,12 +24,20 @@ public final class ParameterState {
     private var scaleRecipe: Recipe?
     private var scaleBatchSize = 0
 
-    init(_ parameters: Parameters) {
-        values = .allocate(capacity: Self.count)
-        velocity = .allocate(capacity: Self.count)
-        secondMoment = .allocate(capacity: Self.count)
-        scale = .allocate(capacity: Self.count)
-        for buffer in [values, velocity, secondMoment, scale] { buffer.initialize(repeating: 0, count: Self.count) }
+    init(_ parameters: Parameters, architecture: Architecture = .paper) {
+        precondition(parameters.values.count == architecture.parameterCount,
+                     "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
+        self.architecture = architecture
+        parameterCount = architecture.parameterCount
+        count = Self.paddedCount(parameterCount)
+        wideCount = count / 16 * 16
+        // Allocated to whole 16-float vectors: gradients of a `CPUNetwork` are padded so.
+        let capacity = (count + 15) / 16 * 16
+        values = .allocate(capacity: capacity)
+        velocity = .allocate(capacity: capacity)
+        secondMoment = .allocate(capacity: capacity)
+        scale = .allocate(capacity: capacity)
+        for buffer in [values, velocity, secondMoment, scale] { buffer.initialize(repeating: 0, count: capacity) }
         load(parameters: parameters, optimizerState: OptimizerState())
     }
 
@@ -32,12 +45,16 @@ public final class ParameterState {
         for buffer in [values, velocity, secondMoment, scale] { buffer.deallocate() }
     }
 
+    /// `n` rounded up to whole 8-float vectors.
+    static func paddedCount(_ n: Int) -> Int { (n + 7) / 8 * 8 }
+
     func load(parameters: Parameters, optimizerState: OptimizerState) {
         func copy(_ source: Parameters?, into buffer: UnsafeMutablePointer<Float>) {
             if let source {
-                source.values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: Parameters.count) }
+                precondition(source.values.count == parameterCount, "\(parameterCount) values expected, got \(source.values.count)")
+                source.values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: parameterCount) }
             } else {
-                buffer.update(repeating: 0, count: Self.count)
+                buffer.update(repeating: 0, count: count)
             }
         }
         copy(parameters, into: values)
@@ -47,19 +64,21 @@ public final class ParameterState {
         hasSecondMoment = optimizerState.secondMoment != nil
     }
 
-    var parameters: Parameters { Self.parameters(in: values) }
+    var parameters: Parameters { parameters(in: values) }
 
     var optimizerState: OptimizerState {
-        OptimizerState(velocity: hasVelocity ? Self.parameters(in: velocity) : nil,
-                       secondMoment: hasSecondMoment ? Self.parameters(in: secondMoment) : nil)
+        OptimizerState(velocity: hasVelocity ? parameters(in: velocity) : nil,
+                       secondMoment: hasSecondMoment ? parameters(in: secondMoment) : nil)
     }
 
-    private static func parameters(in buffer: UnsafeMutablePointer<Float>) -> Parameters {
-        Parameters(values: Array(UnsafeBufferPointer(start: buffer, count: Parameters.count)))
+    private func parameters(in buffer: UnsafeMutablePointer<Float>) -> Parameters {
+        Parameters(values: Array(UnsafeBufferPointer(start: buffer, count: parameterCount)))
     }
 
-    /// `sum = grad` for a block's first sample, `sum += grad` after it.
-    static func accumulate(_ grad: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Float>, first: Bool) {
+    /// `sum = grad` for a block's first sample, `sum += grad` after it, over `count` floats
+    /// (a multiple of 8).
+    static func accumulate(_ grad: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Float>, count: Int, first: Bool) {
+        let wideCount = count / 16 * 16
         if first {
             sum.update(from: grad, count: count)
         } else {
@@ -71,14 +90,16 @@ public final class ParameterState {
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
     func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
-            rule.scaleVector().withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: Parameters.count) }
+            let vector = architecture.isPaper ? rule.scaleVector()
+                : architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize)
+            vector.withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: parameterCount) }
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }
         // Adam's bias corrections once per step (two `pow`s), for both lane widths.
         let adamFactors = rule.optimizer == .adam ? rule.adamFactors : (stepSize: 0, secondMomentFactor: 0)
-        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: 0, to: Self.wideCount, Vec16.self)
-        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: Self.wideCount, to: Self.count, Vec.self)
+        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: 0, to: wideCount, Vec16.self)
+        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: wideCount, to: count, Vec.self)
         if rule.usesVelocity { hasVelocity = true }
         if rule.usesSecondMoment { hasSecondMoment = true }
     }
@@ -134,15 +155,19 @@ final class BatchGradient {
     private(set) var blockSums: UnsafeMutablePointer<Float>
     private var blockStatistics: UnsafeMutablePointer<StepStatistics>
     private var blockCapacity = 0
-    private let total = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+    /// Floats per gradient (`ParameterState.count`).
+    let count: Int
+    private let total: UnsafeMutablePointer<Float>
     /// Per block, the number of the last round (`beginRound`) whose sum it holds complete.
     private var blockReady: [BlockReady] = []
     private var round = 0
 
-    init() {
+    init(count: Int) {
+        self.count = count
         blockSums = .allocate(capacity: 0)
         blockStatistics = .allocate(capacity: 0)
-        total.initialize(repeating: 0, count: ParameterState.count)
+        total = .allocate(capacity: count)
+        total.initialize(repeating: 0, count: count)
     }
 
     deinit {
@@ -162,8 +187,8 @@ final class BatchGradient {
         let blocks = Self.blockCount(batch: batch)
         guard blocks > blockCapacity else { return }
         blockSums.deallocate()
-        blockSums = .allocate(capacity: blocks * ParameterState.count)
-        blockSums.initialize(repeating: 0, count: blocks * ParameterState.count)
+        blockSums = .allocate(capacity: blocks * count)
+        blockSums.initialize(repeating: 0, count: blocks * count)
         blockStatistics.deallocate()
         blockStatistics = .allocate(capacity: blocks)
         blockStatistics.initialize(repeating: StepStatistics(), count: blocks)
@@ -171,12 +196,12 @@ final class BatchGradient {
         blockCapacity = blocks
     }
 
-    func blockSum(_ block: Int) -> UnsafeMutablePointer<Float> { blockSums + block * ParameterState.count }
+    func blockSum(_ block: Int) -> UnsafeMutablePointer<Float> { blockSums + block * count }
 
     /// Adds sample `k`'s gradient and statistics into its block's sums.
     func add(_ grad: UnsafePointer<Float>, _ statistics: StepStatistics, sample k: Int) {
         let block = k / Self.blockSize, first = k % Self.blockSize == 0
-        ParameterState.accumulate(grad, into: blockSum(block), first: first)
+        ParameterState.accumulate(grad, into: blockSum(block), count: count, first: first)
         blockStatistics[block] = first ? statistics : blockStatistics[block] + statistics
     }
 
@@ -217,7 +242,7 @@ final class BatchGradient {
                 spins += 1
                 spinPause(spins)
             }
-            ParameterState.accumulate(blockSum(block), into: total, first: block == 0)
+            ParameterState.accumulate(blockSum(block), into: total, count: count, first: block == 0)
         }
     }
 
@@ -225,7 +250,7 @@ final class BatchGradient {
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
         let blocks = Self.blockCount(batch: batch)
         if blocks > 1 {
-            for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, first: block == 0) }
+            for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, count: count, first: block == 0) }
         }
         return foldedSum(batch: batch)
     }

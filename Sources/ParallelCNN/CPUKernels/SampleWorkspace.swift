@@ -572,3 +572,11 @@ private struct FiveTaps {
         p.store(t0, at: 0); p.store(t1, at: 16); p.store(t2, at: 32); p.store(t3, at: 48); p.store(t4, at: 64)
     }
 }
+
+extension SampleWorkspace: SampleTrainer {
+    func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int {
+        loadImage(images, sample: sample)
+        forward(p, recipe: recipe)
+        return predictedClass
+    }
+}

@@ -13,6 +13,12 @@ import Foundation
 /// - as safetensors metadata, `metadata` plus `"format": "parallelcnn-checkpoint"` and
 ///   `"version": "1"`.
 ///
+/// Any network other than the paper's (`architecture`) names its tensors after its layers, as
+/// PyTorch would (`conv1.weight` [F, C, K, K], `conv1.bias`, `dense1.weight` [O, I], ...), and
+/// records its description and input shape in the metadata (`"network"`, `"input_shape"`). A file
+/// without them holds the paper's network under SPEC's names, as every file written before
+/// networks could be described does, and the paper's network is still written so.
+///
 /// Guarantees: `read(from:)` of a file written by `write(to:)` returns a checkpoint with the same
 /// metadata and bit-identical parameters and optimizer buffers, provided they are finite (a NaN or infinity
 /// is written as it is, for inspection, but refused when read); writing is atomic and
@@ -27,6 +33,8 @@ public struct Checkpoint: Equatable, Sendable {
     /// Training state (recipe, epoch, position, seed, ...), written by the trainer. The keys
     /// `formatKey` and `versionKey` are reserved.
     public var metadata: [String: String]
+    /// The network the parameters belong to.
+    public var architecture: Architecture
 
     /// Metadata key identifying the file as a ParallelCNN checkpoint.
     public static let formatKey = "format"
@@ -42,7 +50,10 @@ public struct Checkpoint: Equatable, Sendable {
     public static let secondMomentPrefix = "second_moment."
 
     public init(parameters: Parameters, velocity: Parameters? = nil, secondMoment: Parameters? = nil,
-                metadata: [String: String] = [:]) {
+                metadata: [String: String] = [:], architecture: Architecture = .paper) {
+        precondition(parameters.values.count == architecture.parameterCount,
+                     "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
+        self.architecture = architecture
         self.parameters = parameters
         self.velocity = velocity
         self.secondMoment = secondMoment
@@ -72,29 +83,37 @@ public struct Checkpoint: Equatable, Sendable {
 
     /// The safetensors form of the checkpoint; errors name `path`.
     private func safetensors(reportingAs path: String) throws -> SafetensorsFile {
-        if let reserved = [Self.formatKey, Self.versionKey].first(where: { metadata[$0] != nil }) {
+        if let reserved = [Self.formatKey, Self.versionKey, Architecture.networkKey, Architecture.inputKey].first(where: { metadata[$0] != nil }) {
             throw CheckpointError.invalidMetadata(
                 path: path, reason: "the key \"\(reserved)\" is reserved for the checkpoint format")
         }
         var fileMetadata = metadata
         fileMetadata[Self.formatKey] = Self.formatName
         fileMetadata[Self.versionKey] = Self.formatVersion
+        if !architecture.isPaper { fileMetadata.merge(architecture.metadata) { $1 } }
 
-        var tensors = Self.tensors(of: parameters, prefix: "")
+        var tensors = Self.tensors(of: parameters, prefix: "", architecture)
         if let velocity {
-            tensors += Self.tensors(of: velocity, prefix: Self.velocityPrefix)
+            tensors += Self.tensors(of: velocity, prefix: Self.velocityPrefix, architecture)
         }
         if let secondMoment {
-            tensors += Self.tensors(of: secondMoment, prefix: Self.secondMomentPrefix)
+            tensors += Self.tensors(of: secondMoment, prefix: Self.secondMomentPrefix, architecture)
         }
         return SafetensorsFile(tensors: tensors, metadata: fileMetadata)
     }
 
-    /// The six tensors of `parameters` in canonical order, named `prefix` + the canonical name.
-    private static func tensors(of parameters: Parameters, prefix: String) -> [SafetensorsFile.Tensor] {
-        TensorName.allCases.map { name in
-            SafetensorsFile.Tensor(name: prefix + name.rawValue, shape: name.shape, values: Array(parameters[name]))
+    /// The tensors of `parameters` in canonical order, named `prefix` + the canonical name.
+    private static func tensors(of parameters: Parameters, prefix: String, _ architecture: Architecture) -> [SafetensorsFile.Tensor] {
+        tensorLayout(architecture).map { tensor in
+            SafetensorsFile.Tensor(name: prefix + tensor.name, shape: tensor.shape, values: Array(parameters.values[tensor.range]))
         }
+    }
+
+    /// Name, shape and range of every tensor: SPEC's six for the paper's network, the layers' otherwise.
+    static func tensorLayout(_ architecture: Architecture) -> [(name: String, shape: [Int], range: Range<Int>)] {
+        architecture.isPaper
+            ? TensorName.allCases.map { ($0.rawValue, $0.shape, Parameters.range(of: $0)) }
+            : architecture.tensors
     }
 
     // MARK: Reading
@@ -136,8 +155,15 @@ public struct Checkpoint: Equatable, Sendable {
             throw CheckpointError.unsupportedVersion(path: path, version: version)
         }
 
+        let architecture: Architecture
+        do {
+            architecture = try Architecture.from(metadata: file.metadata)
+        } catch {
+            throw CheckpointError.invalidMetadata(path: path, reason: "its network cannot be used: \(error)")
+        }
+        let layout = Self.tensorLayout(architecture)
         let byName = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        let parameterNames = TensorName.allCases.map(\.rawValue)
+        let parameterNames = layout.map(\.name)
         let optionalPrefixes = [Self.velocityPrefix, Self.secondMomentPrefix]
         let known = Set(parameterNames + optionalPrefixes.flatMap { prefix in parameterNames.map { prefix + $0 } })
         if let stranger = file.tensors.first(where: { !known.contains($0.name) }) {
@@ -147,13 +173,15 @@ public struct Checkpoint: Equatable, Sendable {
         // The tensors with `prefix`, if any of them is present.
         func optional(_ prefix: String) throws -> Parameters? {
             parameterNames.contains { byName[prefix + $0] != nil }
-                ? try Self.parameters(from: byName, prefix: prefix, path: path)
+                ? try Self.parameters(from: byName, prefix: prefix, path: path, layout: layout, architecture)
                 : nil
         }
-        parameters = try Self.parameters(from: byName, prefix: "", path: path)
+        self.architecture = architecture
+        parameters = try Self.parameters(from: byName, prefix: "", path: path, layout: layout, architecture)
         velocity = try optional(Self.velocityPrefix)
         secondMoment = try optional(Self.secondMomentPrefix)
-        metadata = file.metadata.filter { $0.key != Self.formatKey && $0.key != Self.versionKey }
+        let reserved = [Self.formatKey, Self.versionKey, Architecture.networkKey, Architecture.inputKey]
+        metadata = file.metadata.filter { !reserved.contains($0.key) }
     }
 
     /// Assembles the tensors named `prefix` + each canonical name into parameters. The tensors come
@@ -161,11 +189,12 @@ public struct Checkpoint: Equatable, Sendable {
     ///
     /// - Throws: `.missingTensor`, `.wrongShape` or `.nonFiniteValue`.
     private static func parameters(
-        from tensors: [String: SafetensorsFile.Tensor], prefix: String, path: String
+        from tensors: [String: SafetensorsFile.Tensor], prefix: String, path: String,
+        layout: [(name: String, shape: [Int], range: Range<Int>)], _ architecture: Architecture
     ) throws -> Parameters {
-        var parameters = Parameters()
-        for name in TensorName.allCases {
-            let fullName = prefix + name.rawValue
+        var parameters = Parameters(zerosFor: architecture)
+        for name in layout {
+            let fullName = prefix + name.name
             guard let tensor = tensors[fullName] else {
                 throw CheckpointError.missingTensor(path: path, tensor: fullName)
             }
@@ -182,7 +211,7 @@ public struct Checkpoint: Equatable, Sendable {
                     value: value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf"),
                     count: tensor.values.count { !$0.isFinite })
             }
-            parameters[name] = tensor.values[...]
+            parameters.values.replaceSubrange(name.range, with: tensor.values)
         }
         return parameters
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A set of labelled 28x28 grey-scale images.
+/// A set of labelled images of one shape (`shape`: 1×28×28 for MNIST, 3×32×32 for CIFAR-10).
 ///
 /// Images loaded from IDX files stay bytes (47 MB for MNIST's training set, where floats take
 /// 188 MB); engines convert each sample as they load it, with SPEC's formula
@@ -10,6 +10,8 @@ public struct Dataset: Sendable {
     public let name: String
     /// One label per image, each in 0...9.
     public let labels: [UInt8]
+    /// The shape of every image, `[c][y][x]` row-major.
+    public let shape: ImageShape
     private let storage: Storage
 
     private enum Storage: Sendable {
@@ -20,29 +22,30 @@ public struct Dataset: Sendable {
     /// Number of samples.
     public var count: Int { labels.count }
 
-    /// - Precondition: `images.count == labels.count * 784` and every label is in 0...9.
-    public init(name: String, images: [Float], labels: [UInt8]) {
-        self.init(name: name, storage: .floats(images), pixels: images.count, labels: labels)
+    /// - Precondition: `images.count == labels.count * shape.count` and every label is in 0...9.
+    public init(name: String, images: [Float], labels: [UInt8], shape: ImageShape = .mnist) {
+        self.init(name: name, storage: .floats(images), pixels: images.count, labels: labels, shape: shape)
     }
 
     /// A set of raw pixel bytes (as stored in IDX files), decoded per sample as it is used.
     /// - Precondition: as `init(name:images:labels:)`, with `pixelBytes` in place of `images`.
-    public init(name: String, pixelBytes: [UInt8], labels: [UInt8]) {
-        self.init(name: name, storage: .bytes(pixelBytes), pixels: pixelBytes.count, labels: labels)
+    public init(name: String, pixelBytes: [UInt8], labels: [UInt8], shape: ImageShape = .mnist) {
+        self.init(name: name, storage: .bytes(pixelBytes), pixels: pixelBytes.count, labels: labels, shape: shape)
     }
 
-    private init(name: String, storage: Storage, pixels: Int, labels: [UInt8]) {
-        precondition(pixels == labels.count * Network.imagePixels, "\(name): \(pixels) pixels for \(labels.count) labels")
+    private init(name: String, storage: Storage, pixels: Int, labels: [UInt8], shape: ImageShape) {
+        precondition(pixels == labels.count * shape.count, "\(name): \(pixels) pixels for \(labels.count) labels of \(shape)")
         precondition(labels.allSatisfy { Int($0) < Network.classes }, "\(name): label outside 0...9")
         self.name = name
         self.storage = storage
         self.labels = labels
+        self.shape = shape
     }
 
     /// `pixelTable[b] == Float(Double(b) / 255.0)` for every byte `b`.
     public static let pixelTable: [Float] = (0...255).map { Float(Double($0) / 255.0) }
 
-    /// Every pixel as a float, `count * 784`, row-major, image after image. A set of bytes is
+    /// Every pixel as a float, `count * shape.count`, row-major, image after image. A set of bytes is
     /// converted whole on every call: engines read `withImagePixels` instead.
     public var images: [Float] {
         switch storage {
@@ -58,7 +61,7 @@ public struct Dataset: Sendable {
 
     /// The pixels of sample `index`, as floats.
     public func image(_ index: Int) -> ArraySlice<Float> {
-        let range = index * Network.imagePixels..<(index + 1) * Network.imagePixels
+        let range = index * shape.count..<(index + 1) * shape.count
         switch storage {
         case .floats(let floats): return floats[range]
         case .bytes(let bytes): return ArraySlice(bytes[range].map { Self.pixelTable[Int($0)] })
@@ -75,19 +78,19 @@ public struct Dataset: Sendable {
 
     /// The samples `samples`, in that order, as a new set named `name` (same storage kind).
     public func selecting(_ samples: some Collection<Int>, name: String) -> Dataset {
-        let pixels = Network.imagePixels
+        let pixels = shape.count
         let labels = samples.map { self.labels[$0] }
         switch storage {
         case .floats(let floats):
             var out = [Float]()
             out.reserveCapacity(samples.count * pixels)
             for sample in samples { out.append(contentsOf: floats[(sample * pixels)..<((sample + 1) * pixels)]) }
-            return Dataset(name: name, images: out, labels: labels)
+            return Dataset(name: name, images: out, labels: labels, shape: shape)
         case .bytes(let bytes):
             var out = [UInt8]()
             out.reserveCapacity(samples.count * pixels)
             for sample in samples { out.append(contentsOf: bytes[(sample * pixels)..<((sample + 1) * pixels)]) }
-            return Dataset(name: name, pixelBytes: out, labels: labels)
+            return Dataset(name: name, pixelBytes: out, labels: labels, shape: shape)
         }
     }
 
@@ -110,30 +113,39 @@ struct ImagePixels: @unchecked Sendable {
     init(floats: UnsafePointer<Float>) { self.floats = floats }
 }
 
-/// The data sets the program knows. Both use the same four IDX file names.
+/// The data sets the program knows. MNIST and Fashion-MNIST use the same four IDX file names;
+/// CIFAR-10 its six binary batches (`CIFAR10`).
 public enum DatasetKind: String, CaseIterable, Sendable {
     case mnist
     case fashionMNIST = "fashion-mnist"
+    case cifar10
 
     public static let trainImagesFile = "train-images-idx3-ubyte.gz"
     public static let trainLabelsFile = "train-labels-idx1-ubyte.gz"
     public static let testImagesFile = "t10k-images-idx3-ubyte.gz"
     public static let testLabelsFile = "t10k-labels-idx1-ubyte.gz"
 
-    /// The four files, in the order train images, train labels, test images, test labels.
+    /// The files: for the IDX sets, in the order train images, train labels, test images, test
+    /// labels; for CIFAR-10 the five training batches, then the test batch.
     public var fileNames: [String] {
-        [Self.trainImagesFile, Self.trainLabelsFile, Self.testImagesFile, Self.testLabelsFile]
+        self == .cifar10 ? CIFAR10.trainFiles + [CIFAR10.testFile]
+            : [Self.trainImagesFile, Self.trainLabelsFile, Self.testImagesFile, Self.testLabelsFile]
     }
+
+    /// The shape of its images.
+    public var imageShape: ImageShape { self == .cifar10 ? .cifar10 : .mnist }
 
     /// Base URLs to download the files from, tried in order.
     public var defaultMirrors: [URL] {
-        let bases = switch self {
+        let bases: [String] = switch self {
         case .mnist:
             ["https://ossci-datasets.s3.amazonaws.com/mnist/",
              "https://storage.googleapis.com/cvdf-datasets/mnist/",
              "http://yann.lecun.com/exdb/mnist/"]
         case .fashionMNIST:
             ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+        case .cifar10:
+            []
         }
         return bases.compactMap(URL.init(string:))
     }
@@ -148,7 +160,7 @@ public enum DatasetKind: String, CaseIterable, Sendable {
              Self.trainLabelsFile: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
              Self.testImagesFile: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
              Self.testLabelsFile: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"]
-        case .fashionMNIST:
+        case .fashionMNIST, .cifar10:
             [:]
         }
     }
@@ -158,6 +170,7 @@ public enum DatasetKind: String, CaseIterable, Sendable {
         switch self {
         case .mnist: "MNIST_DIR"
         case .fashionMNIST: "FASHION_MNIST_DIR"
+        case .cifar10: "CIFAR10_DIR"
         }
     }
 
@@ -167,6 +180,7 @@ public enum DatasetKind: String, CaseIterable, Sendable {
         switch self {
         case .mnist: ["data/mnist"]
         case .fashionMNIST: ["data/fashion-mnist", "/usr/share/datasets/fashion-mnist"]
+        case .cifar10: ["data/cifar-10-batches-bin", "data/cifar10"]
         }
     }
 }
@@ -236,6 +250,7 @@ public enum DatasetLoader {
     /// - Throws: `DataError` naming the faulty file: `.missingFiles` if files are absent, or any
     ///   fault `IDX` finds, or `.countMismatch` if images and labels disagree.
     public static func load(_ kind: DatasetKind, from directory: String) throws(DataError) -> DatasetPair {
+        if kind == .cifar10 { return try CIFAR10.load(from: directory) }
         let found = kind.fileNames.map { (name: $0, path: path(of: $0, in: directory)) }
         let missing = found.filter { $0.path == nil }.map(\.name)
         guard missing.isEmpty else {

@@ -26,11 +26,14 @@ public struct EngineOptions: Sendable, Equatable {
     public var threads: Int?
     public var strategy: EngineStrategy?
     public var device: Int?
+    /// The network the engine trains (`--net`, on the data set's input shape).
+    public var architecture: Architecture
 
-    public init(threads: Int? = nil, strategy: EngineStrategy? = nil, device: Int? = nil) {
+    public init(threads: Int? = nil, strategy: EngineStrategy? = nil, device: Int? = nil, architecture: Architecture = .paper) {
         self.threads = threads
         self.strategy = strategy
         self.device = device
+        self.architecture = architecture
     }
 
     /// Upper bounds checked before anything is allocated.
@@ -43,6 +46,7 @@ public struct EngineSettings: Sendable, Equatable {
     public var strategy: EngineStrategy?
     public var threads: Int
     public var device: Int
+    public var architecture: Architecture = .paper
 }
 
 /// Whether an engine can run here, and if not, exactly what to do about it.
@@ -117,13 +121,17 @@ public struct EngineDescriptor: Sendable {
                 throw .invalidOption(engine: name, message: "--device must be between 0 and \(EngineOptions.maximumDevice), got \(device)")
             }
         }
-        return EngineSettings(strategy: strategy, threads: options.threads ?? threadsDefault ?? 1, device: options.device ?? 0)
+        return EngineSettings(strategy: strategy, threads: options.threads ?? threadsDefault ?? 1, device: options.device ?? 0,
+                              architecture: options.architecture)
     }
 
     /// A new engine holding `parameters`. Throws `EngineError.unavailable` with the remedy when
     /// the engine cannot run here.
     public func makeEngine(_ options: EngineOptions = EngineOptions(), parameters: Parameters) throws -> any Engine {
         let settings = try resolve(options)
+        guard parameters.values.count == options.architecture.parameterCount else {
+            throw EngineError.invalidOption(engine: kind.rawValue, message: "the parameters hold \(parameters.values.count) values, the network \(options.architecture.network) needs \(options.architecture.parameterCount)")
+        }
         if case .unavailable(let remedy) = availability() { throw EngineError.unavailable(engine: kind.rawValue, remedy: remedy) }
         return try make(settings, parameters)
     }

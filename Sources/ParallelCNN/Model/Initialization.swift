@@ -18,6 +18,38 @@ public enum Initialization: Equatable, Sendable {
         }
     }
 
+    /// Draws a fresh parameter set for `architecture`. The paper's network gets SPEC's values
+    /// (`makeParameters()`). Any other network draws in the same order (layer by layer, per
+    /// output unit its bias then its weights; a subsampling layer is one unit) from the same
+    /// generator, scaled to the layer's fan-in: weights uniform in ±√(6/fan-in) before a ReLU
+    /// (He) and ±√(3/fan-in) otherwise (LeCun), biases in ±1/√fan-in. SPEC's ±0.5 would saturate
+    /// a layer with a large fan-in from the first step.
+    public func makeParameters(for architecture: Architecture) -> Parameters {
+        if architecture.isPaper { return makeParameters() }
+        var p = Parameters(zerosFor: architecture)
+        let draw: () -> Float
+        switch self {
+        case .original:
+            var rng = GlibcRandom(seed: 1)
+            draw = { 0.5 - Float(rng.next()) / Float(GlibcRandom.randMax) }
+        case .seeded(let seed):
+            var rng = SplitMix64(seed: seed)
+            draw = { 0.5 - rng.nextUnitFloat() }
+        }
+        for (l, layer) in architecture.layers.enumerated() where layer.hasParameters {
+            let fanIn = Float(layer.fanIn)
+            var beforeReLU = false
+            if l + 1 < architecture.layers.count, case .activation(.relu) = architecture.layers[l + 1].spec { beforeReLU = true }
+            let weightBound = ((beforeReLU ? 6 : 3) / fanIn).squareRoot(), biasBound = 1 / fanIn.squareRoot()
+            let units = layer.biasCount, perUnit = layer.weightCount / units
+            for n in 0..<units {
+                p.values[layer.biasOffset + n] = 2 * biasBound * draw()
+                for j in 0..<perUnit { p.values[layer.weightOffset + n * perUnit + j] = 2 * weightBound * draw() }
+            }
+        }
+        return p
+    }
+
     private static func fill(_ draw: () -> Float) -> Parameters {
         var p = Parameters()
         // (bias offset, weight offset, neurons, weights per neuron) for c1, s1, f.

@@ -43,9 +43,10 @@ public enum TensorName: String, CaseIterable, Sendable {
     public var count: Int { shape.reduce(1, *) }
 }
 
-/// All 2343 learnable floats of the network, stored flat in canonical order
-/// (c1.w, c1.b, s1.w, s1.b, f.w, f.b) so that the SPEC's hash, checkpoints and gradient
-/// reductions all walk one contiguous array.
+/// All learnable floats of a network, stored flat in canonical order (`Architecture`: layer after
+/// layer, weights then bias; for the paper's network c1.w, c1.b, s1.w, s1.b, f.w, f.b, 2343
+/// floats) so that the SPEC's hash, checkpoints and gradient reductions all walk one contiguous
+/// array. The static `Offset`, `count` and tensor subscripts describe the paper's network.
 public struct Parameters: Equatable, Sendable {
     /// Offsets of each tensor inside `values`.
     public enum Offset {
@@ -58,17 +59,21 @@ public struct Parameters: Equatable, Sendable {
         public static let end = fBias + TensorName.fBias.count
     }
 
-    /// Total number of floats (2343).
+    /// Floats of the paper's network (2343).
     public static let count = Offset.end
 
     /// The flat parameter vector in canonical order.
     public var values: [Float]
 
-    /// All-zero parameters.
+    /// All-zero parameters of the paper's network.
     public init() { values = [Float](repeating: 0, count: Self.count) }
 
+    /// All-zero parameters of `architecture`.
+    public init(zerosFor architecture: Architecture) {
+        values = [Float](repeating: 0, count: architecture.parameterCount)
+    }
+
     public init(values: [Float]) {
-        precondition(values.count == Self.count, "parameters need \(Self.count) floats, got \(values.count)")
         self.values = values
     }
 
@@ -99,11 +104,16 @@ public struct Parameters: Equatable, Sendable {
         }
     }
 
-    /// The first value that is NaN or infinite, named by its tensor and index within it.
-    public var firstNonFinite: (tensor: TensorName, index: Int, value: Float)? {
+    /// The first value that is NaN or infinite, named by its tensor in `architecture` and its
+    /// index within it.
+    public func firstNonFinite(in architecture: Architecture) -> (tensor: String, index: Int, value: Float)? {
         guard let i = values.firstIndex(where: { !$0.isFinite }) else { return nil }
-        let tensor = TensorName.allCases.last { Self.offset(of: $0) <= i }!
-        return (tensor, i - Self.offset(of: tensor), values[i])
+        if architecture.isPaper {
+            let tensor = TensorName.allCases.last { Self.offset(of: $0) <= i }!
+            return (tensor.rawValue, i - Self.offset(of: tensor), values[i])
+        }
+        let tensor = architecture.tensors.first { $0.range.contains(i) }!
+        return (tensor.name, i - tensor.range.lowerBound, values[i])
     }
 
     /// SPEC's parameter hash: 64-bit FNV-1a over the little-endian bytes of the float32

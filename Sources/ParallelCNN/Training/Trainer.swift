@@ -54,6 +54,8 @@ public final class Trainer {
     public let data: DatasetPair
     public let options: TrainingOptions
     public private(set) var position: TrainingPosition
+    /// The network trained (it names a non-finite parameter's tensor).
+    public var architecture: Architecture = .paper
 
     /// Called at least every `progressInterval` seconds during an epoch.
     public var onProgress: ((TrainingProgress) -> Void)?
@@ -174,9 +176,9 @@ public final class Trainer {
         if let step = statistics.firstNonFiniteStep {
             throw DivergenceError(epoch: position.epoch + 1, step: step + 1, what: "the loss is \(statistics.total.lossSum)")
         }
-        if let bad = try engine.currentParameters().firstNonFinite {
+        if let bad = try engine.currentParameters().firstNonFinite(in: architecture) {
             throw DivergenceError(epoch: position.epoch + 1, step: (end + batch - 1) / batch,
-                                  what: "parameter \(bad.tensor.rawValue)[\(bad.index)] is \(bad.value)")
+                                  what: "parameter \(bad.tensor)[\(bad.index)] is \(bad.value)")
         }
     }
 

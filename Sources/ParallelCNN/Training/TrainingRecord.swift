@@ -24,7 +24,8 @@ public struct TrainingRecordError: Error, CustomStringConvertible, Sendable {
 
 extension Checkpoint {
     /// A checkpoint of `parameters` and the optimizer's buffers recording `record` in its metadata.
-    public init(parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String) {
+    public init(parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String,
+                architecture: Architecture = .paper) {
         let o = record.options
         let initialization: String = switch o.initialization {
         case .original: "original"
@@ -46,7 +47,7 @@ extension Checkpoint {
             "train_samples": String(record.trainSamples),
             "engine": engine,
             "param_hash": parameters.hashString,
-        ])
+        ], architecture: architecture)
     }
 
     /// Reads the training state back; `path` names the file in errors.

@@ -6,6 +6,8 @@ public struct TrainingRequest: Sendable {
     public var engine: EngineKind = .sequential
     public var engineOptions = EngineOptions()
     public var dataset: DatasetKind = .mnist
+    /// The network (`--net`); nil: the paper's for a fresh run, the checkpoint's on resume.
+    public var network: NetworkDescription?
     /// Epochs to complete (with `resume`: in total).
     public var epochs = 1
     // The options of a fresh run. With `resume`, any that is set must match the checkpoint.
@@ -141,6 +143,8 @@ public final class TrainingSession {
     public let data: DatasetPair
     /// The parameters the run starts from.
     public let initialParameters: Parameters
+    /// The network trained, on the data's input shape.
+    public let architecture: Architecture
 
     /// Progress a few times per second (rank 0 only).
     public var onProgress: ((TrainingProgress) -> Void)?
@@ -173,19 +177,27 @@ public final class TrainingSession {
             guard let error else { throw OtherRankFailed() }
             throw group.size > 1 ? RankError(rank: group.rank, ranks: group.size, underlying: error) : error
         }
-        (record, data, initialParameters, engine) = try setup.get()
+        (record, data, initialParameters, engine, architecture) = try setup.get()
     }
 
     private static func setUp(_ request: TrainingRequest, descriptor: EngineDescriptor, loadData: () throws -> DatasetPair)
-        throws -> (TrainingRecord, DatasetPair, Parameters, any Engine) {
+        throws -> (TrainingRecord, DatasetPair, Parameters, any Engine, Architecture) {
         let all = try loadData()
         var record: TrainingRecord
         var parameters: Parameters
         var optimizerState = OptimizerState()
+        let architecture: Architecture
         if let path = request.resume {
             let checkpoint = try Checkpoint.read(from: path)
             record = try checkpoint.trainingRecord(path: path)
             try checkConflicts(request, record, path: path)
+            architecture = checkpoint.architecture
+            if let network = request.network, network != architecture.network {
+                throw TrainingRequestError(message: "\(path) holds the network \"\(architecture.network.text)\"; drop --net or give that network, not \"\(network.text)\"")
+            }
+            guard all.train.shape == architecture.input else {
+                throw TrainingRequestError(message: "\(path) was trained on \(architecture.input) images, but the data has \(all.train.shape)")
+            }
             record.options.epochs = request.epochs
             guard record.trainSamples <= all.train.count else {
                 throw TrainingRequestError(message: "\(path) was trained on \(record.trainSamples) samples, but the data has only \(all.train.count)")
@@ -200,17 +212,24 @@ public final class TrainingSession {
                 initialization: request.initialization, learningRateDecay: request.learningRateDecay)
             record = TrainingRecord(options: options, position: TrainingPosition(), dataset: request.dataset,
                                     trainSamples: min(request.limit ?? all.train.count, all.train.count))
-            parameters = request.initialization.makeParameters()
+            do {
+                architecture = try Architecture(request.network ?? .paper, input: all.train.shape)
+            } catch {
+                throw TrainingRequestError(message: "\(error) (data set \(request.dataset.rawValue), images \(all.train.shape))")
+            }
+            parameters = request.initialization.makeParameters(for: architecture)
         }
         let data = DatasetPair(train: all.train.prefix(record.trainSamples), test: all.test)
-        let settings = try descriptor.resolve(request.engineOptions)
+        var engineOptions = request.engineOptions
+        engineOptions.architecture = architecture
+        let settings = try descriptor.resolve(engineOptions)
         try MemoryBudget.require(MemoryBudget.trainingBytes(threads: settings.threads, batch: record.options.batchSize,
                                                             shardImages: descriptor.launcher == nil ? 0 : data.train.count),
                                  for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
         // Options and availability were checked before the data was loaded.
         let engine = try descriptor.make(settings, parameters)
         try engine.load(parameters: parameters, optimizerState: optimizerState)
-        return (record, data, parameters, engine)
+        return (record, data, parameters, engine, architecture)
     }
 
     /// Options set in the request must agree with the checkpoint's run.
@@ -244,6 +263,7 @@ public final class TrainingSession {
     private func train() throws -> TrainingResult {
         let options = record.options
         let trainer = Trainer(engine: engine, data: data, options: options, start: record.position)
+        trainer.architecture = architecture
         trainer.progressInterval = progressInterval
         trainer.checkpointInterval = request.checkpointInterval
         var lastSaved: String?
@@ -251,7 +271,7 @@ public final class TrainingSession {
             guard let path = request.checkpoint, isReporter else { return }
             let state = TrainingRecord(options: options, position: position, dataset: record.dataset, trainSamples: record.trainSamples)
             try Checkpoint(parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
-                           record: state, engine: engine.description).write(to: path)
+                           record: state, engine: engine.description, architecture: architecture).write(to: path)
             lastSaved = path
         }
         if isReporter { trainer.onProgress = onProgress }

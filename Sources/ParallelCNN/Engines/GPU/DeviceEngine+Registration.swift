@@ -18,7 +18,10 @@ extension EngineDescriptor {
                 return available ? .available(detail: "see pcnn devices") : .unavailable(remedy: remedy)
             },
             make: { settings, parameters in
-                try DeviceEngine(backend: backend, strategy: settings.strategy == .layer ? .layer : .fused,
+                guard settings.architecture.isPaper else {
+                    throw EngineError.invalidOption(engine: backend.rawValue, message: "runs only the paper's network so far (got \(settings.architecture.network)); train other networks with --engine sequential, threads or mpi")
+                }
+                return try DeviceEngine(backend: backend, strategy: settings.strategy == .layer ? .layer : .fused,
                                  device: settings.device, parameters: parameters)
             })
     }

@@ -20,7 +20,7 @@ public struct AllreduceTiming: Sendable {
     }
 
     /// Floats in the gradient message of a data-parallel step (the parameters, padded to 8).
-    public static let gradientCount = ParameterState.count
+    public static let gradientCount = ParameterState.paddedCount(Parameters.count)
     /// Doubles in its statistics message (loss sum, misclassified, samples).
     public static let statisticsCount = 3
 

@@ -19,27 +19,44 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 
     public let state: ParameterState
     public let stepper = EpochStepper()
+    public var architecture: Architecture { state.architecture }
     public var processGroup: any ProcessGroup { communicator }
     private let team: DataParallelTeam
-    private let batchGradient = BatchGradient()
+    private let batchGradient: BatchGradient
     /// For `data` on a shard: global sample index → row of the shard.
     private var shardRows: [Int32]?
     private var localIndices: [Int32] = []
     /// The gradient sum and three statistics sent through `MPI_Allreduce` (data strategy).
-    private let reduceBuffer = UnsafeMutablePointer<Float>.allocate(capacity: ParameterState.count)
+    private let reduceBuffer: UnsafeMutablePointer<Float>
     private let reduceStatistics = UnsafeMutablePointer<Double>.allocate(capacity: 3)
-    private let exchanges: [Exchange]
+    /// The layer strategy's exchanges: the paper's three stages, or one per pass of the
+    /// generic layers that is not replicated (nil for those).
+    private let exchanges: [Exchange?]
 
-    public init(parameters: Parameters, communicator: Communicator, strategy: ThreadStrategy, threads: Int = 1) {
+    public init(parameters: Parameters, communicator: Communicator, strategy: ThreadStrategy, threads: Int = 1,
+                architecture: Architecture = .paper) {
         precondition(threads >= 1)
         self.communicator = communicator
         self.strategy = strategy
         self.threads = strategy == .data ? threads : 1
-        state = ParameterState(parameters)
-        team = DataParallelTeam(threads: self.threads)
-        reduceBuffer.initialize(repeating: 0, count: ParameterState.count)
+        state = ParameterState(parameters, architecture: architecture)
+        team = DataParallelTeam(threads: self.threads, architecture: architecture)
+        batchGradient = BatchGradient(count: state.count)
+        reduceBuffer = .allocate(capacity: state.count)
+        reduceBuffer.initialize(repeating: 0, count: state.count)
         reduceStatistics.initialize(repeating: 0, count: 3)
-        exchanges = strategy == .layer ? Exchange.layerStages(of: team.workspaces[0], ranks: communicator.size) : []
+        let ranks = communicator.size
+        if strategy == .data {
+            exchanges = []
+        } else if let network = team.workspaces[0] as? CPUNetwork {
+            exchanges = (network.forwardPasses + network.backwardPasses).map { pass in
+                pass.replicated ? nil : Exchange(segments: (0..<ranks).map { rank in
+                    pass.produced!(ShardPlan.share(of: pass.items, rank: rank, ranks: ranks))
+                })
+            }
+        } else {
+            exchanges = Exchange.layerStages(of: team.workspaces[0] as! SampleWorkspace, ranks: ranks)
+        }
     }
 
     deinit {
@@ -84,19 +101,19 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         }
         var stats = StepStatistics()
         if localIndices.isEmpty {
-            reduceBuffer.update(repeating: 0, count: ParameterState.count)
+            reduceBuffer.update(repeating: 0, count: state.count)
         } else {
             let (gradient, local) = localIndices.withUnsafeBufferPointer {
                 team.gradient(images: images, labels: labels, indices: $0, parameters: UnsafePointer(state.values),
                               recipe: rule.recipe)
             }
-            reduceBuffer.update(from: gradient, count: ParameterState.count)
+            reduceBuffer.update(from: gradient, count: state.count)
             stats = local
         }
         reduceStatistics[0] = stats.lossSum
         reduceStatistics[1] = Double(stats.misclassified)
         reduceStatistics[2] = Double(stats.samples)
-        communicator.allreduceSum(reduceBuffer, count: ParameterState.count, context: "summing the batch gradient")
+        communicator.allreduceSum(reduceBuffer, count: state.count, context: "summing the batch gradient")
         communicator.allreduceSum(reduceStatistics, count: 3, context: "summing the batch statistics")
         let total = StepStatistics(lossSum: reduceStatistics[0], misclassified: Int(reduceStatistics[1]),
                                    samples: Int(reduceStatistics[2]))
@@ -110,7 +127,10 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
-        let p = UnsafePointer(state.values), w = team.workspaces[0]
+        if let network = team.workspaces[0] as? CPUNetwork {
+            return trainLayerParallel(network, images, labels, indices, rule)
+        }
+        let p = UnsafePointer(state.values), w = team.workspaces[0] as! SampleWorkspace
         let rank = communicator.rank, ranks = communicator.size
         let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
             let sample = Int(indices[k]), label = Int(labels[sample])
@@ -127,26 +147,60 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
             for c in 0..<Network.channels {
                 w.c1ErrorBackward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
             }
-            exchanges[1].run(communicator, context: "exchanging c1 error and s1 gradient rows")
+            exchanges[1]!.run(communicator, context: "exchanging c1 error and s1 gradient rows")
             let items = ShardPlan.share(of: Network.channels * Network.convKernel, rank: rank, ranks: ranks)
             w.c1WeightGradient(items: items)
             w.finishC1WeightGradient(items: items)
-            exchanges[2].run(communicator, context: "exchanging c1 gradient rows")
+            exchanges[2]!.run(communicator, context: "exchanging c1 gradient rows")
             return stats
         }
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)
         return stats
     }
 
+    /// Any network but the paper's: each pass of the generic layers split across the ranks, and
+    /// what each rank produced gathered on every rank after the pass (a replicated pass runs
+    /// whole on every rank). Every element is computed by one rank in the sequential order, so
+    /// all ranks continue bit-identical to `sequential`.
+    private func trainLayerParallel(_ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+        let p = UnsafePointer(state.values)
+        let forwardCount = network.forwardPasses.count
+        let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
+            let sample = Int(indices[k]), label = Int(labels[sample])
+            network.loadImage(images, sample: sample)
+            network.begin(recipe: rule.recipe, label: label)
+            run(network.forwardPasses, exchangesFrom: 0, p)
+            let wrong = network.predictedClass != label
+            run(network.backwardPasses, exchangesFrom: forwardCount, p)
+            return StepStatistics(lossSum: network.loss, misclassified: wrong ? 1 : 0, samples: 1)
+        }
+        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
+        return stats
+    }
+
+    private func run(_ passes: [LayerPass], exchangesFrom first: Int, _ p: UnsafePointer<Float>) {
+        let rank = communicator.rank, ranks = communicator.size
+        for (i, pass) in passes.enumerated() {
+            if let exchange = exchanges[first + i] {
+                let items = ShardPlan.share(of: pass.items, rank: rank, ranks: ranks)
+                if !items.isEmpty { pass.run(p, items) }
+                exchange.run(communicator, context: "exchanging the results of \(pass.name)")
+            } else {
+                pass.run(p, 0..<pass.items)
+            }
+        }
+    }
+
     /// c1 and s1 for this rank's s1 rows, exchanged; then f on every rank.
     private func forwardLayerParallel(_ p: UnsafePointer<Float>, recipe: Recipe) {
-        let w = team.workspaces[0]
+        let w = team.workspaces[0] as! SampleWorkspace
         let rows = ShardPlan.share(of: Network.poolSide, rank: communicator.rank, ranks: communicator.size)
         w.c1Forward(p, rows: (rows.lowerBound * Network.poolKernel)..<(rows.upperBound * Network.poolKernel))
         for c in 0..<Network.channels {
             w.s1Forward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
         }
-        exchanges[0].run(communicator, context: "exchanging c1 and s1 output rows")
+        exchanges[0]!.run(communicator, context: "exchanging c1 and s1 output rows")
         w.fForward(p, outputs: 0..<Network.classes)
         w.fActivate(recipe: recipe)
     }
@@ -163,11 +217,7 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 /// One `MPI_Allgatherv` of the layer strategy: each rank's pieces of some workspace buffers are
 /// packed into one contiguous block per rank, gathered, and unpacked on every rank.
 final class Exchange {
-    struct Segment {
-        let base: UnsafeMutablePointer<Float>
-        let offset: Int
-        let count: Int
-    }
+    typealias Segment = BufferSegment
 
     let segments: [[Segment]]            // per rank
     let counts: UnsafeMutablePointer<Int32>

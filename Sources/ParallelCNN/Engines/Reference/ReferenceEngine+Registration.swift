@@ -6,5 +6,5 @@ extension EngineDescriptor {
     static let reference = EngineDescriptor(
         kind: .reference,
         summary: "the oracle: SPEC's mathematics in plain loops and canonical order, exact and slow",
-        make: { _, parameters in ReferenceEngine(parameters: parameters) })
+        make: { settings, parameters in ReferenceEngine(parameters: parameters, architecture: settings.architecture) })
 }

@@ -17,10 +17,16 @@ private let O = Network.classes       // 10 outputs
 /// order, with the C library's `expf` and no fused multiply-add. With the original recipe,
 /// original initialisation and batch 1 it reproduces the SPEC's parameter hashes bit for bit.
 ///
+/// Any other network runs through the plain layers of `ReferenceLayers` (`ReferenceNetwork`),
+/// which on the paper's description agree with this SPEC code to float rounding.
+///
 /// It is deliberately slow and obvious; every other engine is tested against it.
 public final class ReferenceEngine: SteppedEngine {
     public var description: String { "reference" }
     public let stepper = EpochStepper()
+    public let architecture: Architecture
+    /// The generic layers, for every network but the paper's (nil for the paper's).
+    private let network: ReferenceNetwork?
 
     private var p: [Float]
     private var velocity: [Float]?
@@ -41,7 +47,12 @@ public final class ReferenceEngine: SteppedEngine {
     /// Called as each phase of a training step ends (the bench's per-layer timer); nil otherwise.
     var lap: ((LayerPhase) -> Void)?
 
-    public init(parameters: Parameters) {
+    /// An engine for `architecture`; `generic` runs even the paper's network through the plain
+    /// layers (for the test that they agree with SPEC's code).
+    public init(parameters: Parameters, architecture: Architecture = .paper, generic: Bool = false) {
+        precondition(parameters.values.count == architecture.parameterCount)
+        self.architecture = architecture
+        network = architecture.isPaper && !generic ? nil : ReferenceNetwork(architecture)
         p = parameters.values
     }
 
@@ -262,6 +273,7 @@ public final class ReferenceEngine: SteppedEngine {
     // MARK: Engine
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
+        if let network { return trainStep(indices, of: data, rule: rule, network: network) }
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: Parameters.count)
         // The original program with one sample per step updates biases while back-propagating.
@@ -286,22 +298,43 @@ public final class ReferenceEngine: SteppedEngine {
         return stats
     }
 
-    /// `UpdateRule`'s update of a batch of `batchSize` samples whose summed ascent is `ascent`.
-    private func update(ascent: [Float], batchSize: Float, rule: UpdateRule) {
-        let factor = rule.stepFactorVector()
-        var v = velocity ?? [Float](repeating: 0, count: Parameters.count)
+    /// A step of any network through the plain layers: per sample forward and backward, the
+    /// ascent summed in sample order, then the update with the recipe's per-tensor factors.
+    private func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule,
+                           network: ReferenceNetwork) -> StepStatistics {
+        var stats = StepStatistics()
+        var grad = [Float](repeating: 0, count: p.count)
+        for index in indices {
+            let sample = Int(index), label = Int(data.labels[sample])
+            network.forward(p, image: data.image(sample), recipe: rule.recipe)
+            if network.predictedClass != label { stats.misclassified += 1 }
+            stats.lossSum += network.backward(p, label: label, recipe: rule.recipe, grad: &grad)
+            stats.samples += 1
+        }
+        update(ascent: grad, batchSize: Float(indices.count), rule: rule,
+               factor: architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize))
+        lap?(.update)
+        return stats
+    }
+
+    /// `UpdateRule`'s update of a batch of `batchSize` samples whose summed ascent is `ascent`;
+    /// `factor` is the per-parameter factor not yet applied (by default the step factor: SPEC's
+    /// code divides its terms as it sums them).
+    private func update(ascent: [Float], batchSize: Float, rule: UpdateRule, factor: [Float]? = nil) {
+        let factor = factor ?? rule.stepFactorVector()
+        var v = velocity ?? [Float](repeating: 0, count: p.count)
         switch rule.optimizer {
         case .sgd:
-            for i in 0..<Parameters.count {
+            for i in 0..<p.count {
                 v[i] = rule.momentum * v[i] + factor[i] * ascent[i] / batchSize
                 p[i] += rule.learningRate * v[i]
             }
             velocity = rule.usesVelocity ? v : nil
         case .adam:
-            var s = secondMoment ?? [Float](repeating: 0, count: Parameters.count)
+            var s = secondMoment ?? [Float](repeating: 0, count: p.count)
             let beta1 = rule.momentum, beta2 = UpdateRule.adamBeta2
             let (stepSize, secondMomentFactor) = rule.adamFactors
-            for i in 0..<Parameters.count {
+            for i in 0..<p.count {
                 let g = factor[i] * ascent[i] / batchSize
                 v[i] = beta1 * v[i] + (1 - beta1) * g
                 s[i] = beta2 * s[i] + (1 - beta2) * g * g
@@ -317,6 +350,13 @@ public final class ReferenceEngine: SteppedEngine {
     }
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
+        if let network {
+            for (k, sample) in range.enumerated() {
+                network.forward(p, image: data.image(sample), recipe: recipe)
+                predictions[k] = UInt8(network.predictedClass)
+            }
+            return
+        }
         for (k, sample) in range.enumerated() {
             forward(data, sample: sample, recipe: recipe)
             predictions[k] = UInt8(predictedClass())
@@ -326,6 +366,13 @@ public final class ReferenceEngine: SteppedEngine {
     /// The raw ascent direction `Σ g` of one sample (divisors of the recipe included), without
     /// touching the parameters; for gradient checks and engine agreement tests.
     public func gradient(of data: Dataset, sample: Int, recipe: Recipe) -> (gradient: Parameters, loss: Double) {
+        if let network {
+            var grad = [Float](repeating: 0, count: p.count)
+            network.forward(p, image: data.image(sample), recipe: recipe)
+            let loss = network.backward(p, label: Int(data.labels[sample]), recipe: recipe, grad: &grad)
+            let scale = architecture.scaleVector(recipe: recipe, batchSize: 1)
+            return (Parameters(values: zip(grad, scale).map { $0 * $1 }), loss)
+        }
         var grad = [Float](repeating: 0, count: Parameters.count)
         forward(data, sample: sample, recipe: recipe)
         let loss = backward(label: Int(data.labels[sample]), recipe: recipe, grad: &grad, bias: .accumulate)
@@ -334,6 +381,10 @@ public final class ReferenceEngine: SteppedEngine {
 
     /// Loss of one sample under the current parameters (forward only).
     public func loss(of data: Dataset, sample: Int, recipe: Recipe) -> Double {
+        if let network {
+            network.forward(p, image: data.image(sample), recipe: recipe)
+            return network.loss(label: Int(data.labels[sample]), recipe: recipe)
+        }
         forward(data, sample: sample, recipe: recipe)
         let label = Int(data.labels[sample])
         switch recipe {
@@ -347,6 +398,29 @@ public final class ReferenceEngine: SteppedEngine {
             }
             return squares.squareRoot()
         }
+    }
+
+    /// The output rule's values (sigmoid outputs or softmax probabilities) for one sample.
+    public func probabilities(of data: Dataset, sample: Int, recipe: Recipe) -> [Float] {
+        if let network {
+            network.forward(p, image: data.image(sample), recipe: recipe)
+            return network.probabilities
+        }
+        return activations(of: data, sample: sample, recipe: recipe).output
+    }
+
+    /// The output of every layer for one sample, through the plain layers.
+    public func layerOutputs(of data: Dataset, sample: Int, recipe: Recipe) -> [[Float]] {
+        let network = self.network ?? ReferenceNetwork(architecture)
+        network.forward(p, image: data.image(sample), recipe: recipe)
+        return network.outputs
+    }
+
+    /// The logits (the last layer's outputs, before the output rule) of one sample, through the
+    /// plain layers: the original recipe's error is an ascent direction for them with the output
+    /// held fixed, which is how its gradient is checked.
+    public func logits(of data: Dataset, sample: Int) -> [Float] {
+        layerOutputs(of: data, sample: sample, recipe: .modern).last!
     }
 
     /// The activations of the last forward pass: c1 output [6][24][24], s1 output [6][6][6],

@@ -6,5 +6,5 @@ extension EngineDescriptor {
     static let sequential = EngineDescriptor(
         kind: .sequential,
         summary: "the fast single-core baseline: vector kernels, no allocation per sample",
-        make: { _, parameters in SequentialEngine(parameters: parameters) })
+        make: { settings, parameters in SequentialEngine(parameters: parameters, architecture: settings.architecture) })
 }

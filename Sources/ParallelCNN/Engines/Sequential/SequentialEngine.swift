@@ -1,7 +1,8 @@
 /// The fast single-core engine and the baseline every speed-up is measured against.
 ///
-/// Same mathematics as `ReferenceEngine` in its own summation order, with 8-lane vector kernels
-/// (`SampleWorkspace`), a vector `exp`, and no allocation per sample. A batch's per-sample
+/// Same mathematics as `ReferenceEngine` in its own summation order, with vector kernels, a
+/// vector `exp`, and no allocation per sample: the paper's network on its specialised kernels
+/// (`SampleWorkspace`), any other on the generic layers (`CPUNetwork`). A batch's per-sample
 /// gradients are summed in `BatchGradient`'s order, which the data-parallel engines reproduce
 /// exactly.
 public final class SequentialEngine: ParameterStateEngine {
@@ -9,17 +10,20 @@ public final class SequentialEngine: ParameterStateEngine {
 
     public let state: ParameterState
     public let stepper = EpochStepper()
-    let workspace = SampleWorkspace()
-    private let batchGradient = BatchGradient()
+    public var architecture: Architecture { state.architecture }
+    let workspace: any SampleTrainer
+    private let batchGradient: BatchGradient
 
-    public init(parameters: Parameters) {
-        state = ParameterState(parameters)
+    public init(parameters: Parameters, architecture: Architecture = .paper) {
+        state = ParameterState(parameters, architecture: architecture)
+        workspace = makeSampleTrainer(architecture)
+        batchGradient = BatchGradient(count: state.count)
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
-        let p = UnsafePointer(state.values)
+        let p = UnsafePointer(state.values), workspace = self.workspace
         let (sum, stats) = data.withImagePixels { images in
             batchGradient.sum(batch: batch, gradient: workspace.grad) { k in
                 let sample = Int(indices[k])
@@ -35,9 +39,7 @@ public final class SequentialEngine: ParameterStateEngine {
         let p = UnsafePointer(state.values)
         data.withImagePixels { images in
             for (k, sample) in range.enumerated() {
-                workspace.loadImage(images, sample: sample)
-                workspace.forward(p, recipe: recipe)
-                predictions[k] = UInt8(workspace.predictedClass)
+                predictions[k] = UInt8(workspace.predict(images, sample: sample, p, recipe: recipe))
             }
         }
     }
@@ -48,23 +50,29 @@ extension SequentialEngine {
     /// parameters, without changing them; for agreement tests against `ReferenceEngine`.
     public func gradient(of data: Dataset, sample: Int, recipe: Recipe) -> (gradient: Parameters, loss: Double) {
         let p = UnsafePointer(state.values)
-        let loss = data.withImagePixels { images in
-            workspace.loadImage(images, sample: sample)
-            workspace.forward(p, recipe: recipe)
-            let loss = workspace.outputError(label: Int(data.labels[sample]), recipe: recipe)
-            workspace.backward(p)
-            return loss
+        let stats = data.withImagePixels { images in
+            workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p, recipe: recipe)
         }
-        let scale = UpdateRule(recipe: recipe).scaleVector()
-        return (Parameters(values: (0..<Parameters.count).map { workspace.grad[$0] * scale[$0] }), loss)
+        let scale = architecture.isPaper ? UpdateRule(recipe: recipe).scaleVector()
+            : architecture.scaleVector(recipe: recipe, batchSize: 1)
+        return (Parameters(values: (0..<architecture.parameterCount).map { workspace.grad[$0] * scale[$0] }), stats.lossSum)
     }
 
-    /// The activations of one sample: c1 output [6][24][24], s1 output [6][6][6], output [10].
+    /// The activations of one sample of the paper's network: c1 output [6][24][24], s1 output
+    /// [6][6][6], output [10].
     public func activations(of data: Dataset, sample: Int, recipe: Recipe) -> (c1: [Float], s1: [Float], output: [Float]) {
+        let workspace = self.workspace as! SampleWorkspace
         data.withImagePixels { workspace.loadImage($0, sample: sample) }
         workspace.forward(UnsafePointer(state.values), recipe: recipe)
         return (Array(UnsafeBufferPointer(start: workspace.c1Out, count: Network.channels * Network.convMapSize)),
                 Array(UnsafeBufferPointer(start: workspace.s1Out, count: Network.poolOutputs)),
                 Array(UnsafeBufferPointer(start: workspace.fOut, count: Network.classes)))
+    }
+
+    /// The output of every layer for one sample (any network but the paper's), for agreement tests.
+    public func layerOutputs(of data: Dataset, sample: Int, recipe: Recipe) -> [[Float]] {
+        let network = workspace as! CPUNetwork
+        _ = data.withImagePixels { network.predict($0, sample: sample, UnsafePointer(state.values), recipe: recipe) }
+        return architecture.layers.indices.map { network.output(ofLayer: $0) }
     }
 }

@@ -10,7 +10,7 @@ extension EngineDescriptor {
         defaultThreads: { _ in EngineRegistry.availableCores },
         make: { settings, parameters in
             ThreadedEngine(parameters: parameters, threads: settings.threads,
-                           strategy: ThreadStrategy(settings.strategy ?? .data))
+                           strategy: ThreadStrategy(settings.strategy ?? .data), architecture: settings.architecture)
         })
 }
 

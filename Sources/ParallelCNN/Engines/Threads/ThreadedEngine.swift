@@ -22,17 +22,19 @@ public final class ThreadedEngine: ParameterStateEngine {
 
     public let state: ParameterState
     public let stepper = EpochStepper()
+    public var architecture: Architecture { state.architecture }
     private let team: DataParallelTeam
     private var pool: WorkerPool { team.pool }
-    private let batchGradient = BatchGradient()
+    private let batchGradient: BatchGradient
 
-    public init(parameters: Parameters, threads: Int, strategy: ThreadStrategy) {
+    public init(parameters: Parameters, threads: Int, strategy: ThreadStrategy, architecture: Architecture = .paper) {
         precondition(threads >= 1)
         self.threads = threads
         self.strategy = strategy
-        state = ParameterState(parameters)
+        state = ParameterState(parameters, architecture: architecture)
         // The layer strategy's threads share one sample's workspace.
-        team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1)
+        team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1, architecture: architecture)
+        batchGradient = BatchGradient(count: state.count)
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
@@ -63,7 +65,10 @@ public final class ThreadedEngine: ParameterStateEngine {
                                     _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
-        let p = UnsafePointer(state.values), w = team.workspaces[0]
+        if let network = team.workspaces[0] as? CPUNetwork {
+            return trainLayerParallel(network, images, labels, indices, rule)
+        }
+        let p = UnsafePointer(state.values), w = team.workspaces[0] as! SampleWorkspace
         let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
             let sample = Int(indices[k]), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
@@ -78,10 +83,43 @@ public final class ThreadedEngine: ParameterStateEngine {
         return stats
     }
 
+    /// Any network but the paper's: every pass of the generic layers split across the threads.
+    private func trainLayerParallel(_ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+        let p = UnsafePointer(state.values)
+        let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
+            let sample = Int(indices[k]), label = Int(labels[sample])
+            network.loadImage(images, sample: sample)
+            network.begin(recipe: rule.recipe, label: label)
+            run(network.forwardPasses, p)
+            let wrong = network.predictedClass != label
+            run(network.backwardPasses, p)
+            return StepStatistics(lossSum: network.loss, misclassified: wrong ? 1 : 0, samples: 1)
+        }
+        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
+        return stats
+    }
+
+    /// Runs each pass's items split across the threads (one fork-join per pass); a pass of one
+    /// item runs on the calling thread.
+    private func run(_ passes: [LayerPass], _ p: UnsafePointer<Float>) {
+        let pool = self.pool
+        for pass in passes {
+            if pass.items < 2 || threads == 1 {
+                pass.run(p, 0..<pass.items)
+            } else {
+                pool.run { member in
+                    let items = pool.share(of: pass.items, member: member)
+                    if !items.isEmpty { pass.run(p, items) }
+                }
+            }
+        }
+    }
+
     /// c1 and s1 split by s1 output rows (each needs 4 c1 rows, so one region covers both);
     /// the tiny f layer on the calling thread.
     private func forwardLayerParallel(_ p: UnsafePointer<Float>, recipe: Recipe) {
-        let w = team.workspaces[0], pool = self.pool
+        let w = team.workspaces[0] as! SampleWorkspace, pool = self.pool
         let poolRows = Network.poolSide, k2 = Network.poolKernel
         pool.run { member in
             let rows = pool.share(of: poolRows, member: member)
@@ -97,7 +135,7 @@ public final class ThreadedEngine: ParameterStateEngine {
     /// f and the s1 error on the calling thread, then two regions: s1 weight gradient (by kernel
     /// row) with the c1 error (by s1 row), and the c1 weight gradient (by map and kernel row).
     private func backwardLayerParallel(_ p: UnsafePointer<Float>) {
-        let w = team.workspaces[0], pool = self.pool
+        let w = team.workspaces[0] as! SampleWorkspace, pool = self.pool
         w.fWeightGradient(outputs: 0..<Network.classes)
         w.s1ErrorBackward(p, chunks: 0..<(Network.poolOutputs / 8))
         let poolRows = Network.poolSide
@@ -119,8 +157,15 @@ public final class ThreadedEngine: ParameterStateEngine {
             let base = images
             if strategy == .data {
                 team.predict(images: base, range: range, parameters: p, recipe: recipe, into: predictions)
+            } else if let network = team.workspaces[0] as? CPUNetwork {
+                for (k, sample) in range.enumerated() {
+                    network.loadImage(base, sample: sample)
+                    network.begin(recipe: recipe, label: 0)
+                    run(network.forwardPasses, p)
+                    predictions[k] = UInt8(network.predictedClass)
+                }
             } else {
-                let w = team.workspaces[0]
+                let w = team.workspaces[0] as! SampleWorkspace
                 for (k, sample) in range.enumerated() {
                     w.loadImage(base, sample: sample)
                     forwardLayerParallel(p, recipe: recipe)

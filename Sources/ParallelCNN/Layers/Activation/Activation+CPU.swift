@@ -1,0 +1,42 @@
+// Activations work on whole 16-float chunks of buffers padded to a multiple of 16, so every
+// element goes through the same vector code whatever split a pass is given.
+
+extension CPULayers {
+    /// `y = act(x)` over the chunks `chunks` (16 values each).
+    static func activationForward(_ b: LayerBuffers, _ activation: Activation, chunks: Range<Int>) {
+        for k in chunks {
+            let x = UnsafePointer(b.x).vec16(16 * k)
+            let y: Vec16 = switch activation {
+            case .sigmoid: vectorSigmoid(x)
+            case .tanh: 2 * vectorSigmoid(2 * x) - 1
+            case .relu: x.replacing(with: 0, where: x .< 0)
+            }
+            b.y.store(y, at: 16 * k)
+        }
+    }
+
+    /// `dx = dy · act'(y)` over the chunks `chunks`.
+    static func activationBackward(_ b: LayerBuffers, _ activation: Activation, chunks: Range<Int>) {
+        let dx = b.dx!
+        for k in chunks {
+            let y = UnsafePointer(b.y).vec16(16 * k), dy = UnsafePointer(b.dy).vec16(16 * k)
+            let d: Vec16 = switch activation {
+            case .sigmoid: dy * y * (1 - y)
+            case .tanh: dy * (1 - y * y)
+            case .relu: dy.replacing(with: 0, where: y .<= 0)
+            }
+            dx.store(d, at: 16 * k)
+        }
+    }
+
+    static func activationPasses(_ b: LayerBuffers, _ activation: Activation) -> (forward: [LayerPass], backward: [LayerPass]) {
+        let chunks = (b.layer.output.count + 15) / 16
+        let forward = [LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true) { _, r in
+            activationForward(b, activation, chunks: r)
+        }]
+        let backward = [LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true) { _, r in
+            activationBackward(b, activation, chunks: r)
+        }]
+        return (forward, backward)
+    }
+}

@@ -1,0 +1,61 @@
+/// A piece of a buffer: `count` floats from `base + offset`. The MPI layer strategy exchanges
+/// the pieces each rank produced.
+struct BufferSegment {
+    let base: UnsafeMutablePointer<Float>
+    let offset: Int
+    let count: Int
+
+    init(_ base: UnsafeMutablePointer<Float>, _ offset: Int, _ count: Int) {
+        self.base = base
+        self.offset = offset
+        self.count = count
+    }
+
+    init(base: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+        self.init(base, offset, count)
+    }
+}
+
+/// One step of a layer's forward or backward pass over one sample, cut into `items` (filters,
+/// channels, outputs, chunks) that may run in any order and in parallel: `run(p, items)`
+/// computes the items `items` under parameters `p`, each written by exactly one item.
+///
+/// Engines compose passes: `sequential` runs each over all its items, the `layer` strategy of
+/// `threads` splits each across its threads, and that of `mpi` across ranks, after which every
+/// rank sends the buffers it `produced`. A `replicated` pass is cheap enough that every rank runs
+/// all of it rather than exchanging its result.
+struct LayerPass {
+    let name: String
+    let items: Int
+    let replicated: Bool
+    let produced: ((Range<Int>) -> [BufferSegment])?
+    let run: (UnsafePointer<Float>, Range<Int>) -> Void
+
+    init(name: String, items: Int, replicated: Bool = false, produced: ((Range<Int>) -> [BufferSegment])? = nil,
+         run: @escaping (UnsafePointer<Float>, Range<Int>) -> Void) {
+        precondition(replicated || produced != nil, "\(name): a pass that is not replicated names what it produces")
+        self.name = name
+        self.items = items
+        self.replicated = replicated
+        self.produced = produced
+        self.run = run
+    }
+}
+
+/// The buffers one layer's passes read and write in a `CPUNetwork`.
+struct LayerBuffers {
+    let layer: ArchitectureLayer
+    /// The layer's input (the image, or the previous layer's output) and output.
+    let x: UnsafeMutablePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    /// The error (ascent direction) at the output, and at the input (nil for the first layer).
+    let dy: UnsafeMutablePointer<Float>
+    let dx: UnsafeMutablePointer<Float>?
+    /// The sample's gradient, canonical order.
+    let grad: UnsafeMutablePointer<Float>
+    /// Convolution: the unfolded input and its error, `[C·K·K][OH·OW]`.
+    let col: UnsafeMutablePointer<Float>?
+    let dCol: UnsafeMutablePointer<Float>?
+    /// Max pooling: the input index of each output's maximum.
+    let argmax: UnsafeMutablePointer<Int32>?
+}

@@ -1,0 +1,199 @@
+import _CPUVector
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the CPU engines need of one sample's workspace: train a sample into `grad`, or predict
+/// one. The paper's specialised `SampleWorkspace` and the generic `CPUNetwork` both provide it.
+protocol SampleTrainer: AnyObject {
+    /// The last trained sample's ascent direction, canonical order, padded to 16 floats.
+    var grad: UnsafeMutablePointer<Float> { get }
+    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics
+    func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int
+}
+
+/// One sample's buffers for any `Architecture`, and its forward and backward passes as
+/// `LayerPass`es of the fast CPU layers (`CPULayers`). Buffers are allocated once; a sample
+/// allocates nothing.
+final class CPUNetwork: SampleTrainer {
+    let architecture: Architecture
+    let input: UnsafeMutablePointer<Float>
+    /// Per layer: its output and the error at its output.
+    let outputs: [UnsafeMutablePointer<Float>]
+    let errors: [UnsafeMutablePointer<Float>]
+    /// The output rule's result (sigmoid or softmax), one per class.
+    let probabilities: UnsafeMutablePointer<Float>
+    let grad: UnsafeMutablePointer<Float>
+    /// Floats of `grad` (the parameter count rounded up to 16).
+    let paddedParameterCount: Int
+    /// The passes in the order they run: forward through the layers, then the output error and
+    /// backward through the layers in reverse.
+    private(set) var forwardPasses: [LayerPass] = []
+    private(set) var backwardPasses: [LayerPass] = []
+
+    /// The output rule's inputs for the current sample (read by the output passes).
+    private var recipe = Recipe.modern
+    private var label = 0
+    private(set) var loss = 0.0
+
+    private let storage: UnsafeMutableRawPointer
+
+    init(_ architecture: Architecture) {
+        self.architecture = architecture
+        func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+        paddedParameterCount = padded(architecture.parameterCount)
+        // One arena, every buffer on a 64-byte line and padded to whole vectors.
+        var sizes = [padded(architecture.input.count), padded(architecture.classes), paddedParameterCount]
+        for layer in architecture.layers {
+            sizes += [padded(layer.output.count), padded(layer.output.count)]
+            if case .conv = layer.spec { sizes += [padded(layer.fanIn * layer.output.planeSize), padded(layer.fanIn * layer.output.planeSize)] }
+            if case .maxPool = layer.spec { sizes.append(padded(layer.output.count)) }   // Int32s, same size
+        }
+        let total = sizes.reduce(0, +)
+        storage = .allocate(byteCount: total * 4, alignment: 64)
+        storage.initializeMemory(as: Float.self, repeating: 0, count: total)
+        var cursor = storage.assumingMemoryBound(to: Float.self)
+        var sizeIndex = 0
+        func next() -> UnsafeMutablePointer<Float> {
+            defer { cursor += sizes[sizeIndex]; sizeIndex += 1 }
+            return cursor
+        }
+        input = next()
+        probabilities = next()
+        grad = next()
+        var outputs: [UnsafeMutablePointer<Float>] = [], errors: [UnsafeMutablePointer<Float>] = []
+        var buffers: [LayerBuffers] = []
+        for (l, layer) in architecture.layers.enumerated() {
+            let y = next(), dy = next()
+            var col: UnsafeMutablePointer<Float>?, dCol: UnsafeMutablePointer<Float>?, argmax: UnsafeMutablePointer<Int32>?
+            if case .conv = layer.spec { col = next(); dCol = next() }
+            if case .maxPool = layer.spec { argmax = UnsafeMutableRawPointer(next()).assumingMemoryBound(to: Int32.self) }
+            buffers.append(LayerBuffers(layer: layer, x: l == 0 ? input : outputs[l - 1], y: y, dy: dy,
+                                        dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, argmax: argmax))
+            outputs.append(y)
+            errors.append(dy)
+        }
+        self.outputs = outputs
+        self.errors = errors
+
+        var backward: [[LayerPass]] = []
+        for b in buffers {
+            let passes = switch b.layer.spec {
+            case .conv: CPULayers.convPasses(b)
+            case .subsample: CPULayers.subsamplePasses(b)
+            case .avgPool, .maxPool: CPULayers.poolPasses(b)
+            case .dense: CPULayers.densePasses(b)
+            case .activation(let a): CPULayers.activationPasses(b, a)
+            }
+            forwardPasses += passes.forward
+            backward.append(passes.backward)
+        }
+        forwardPasses.append(LayerPass(name: "output forward", items: 1, replicated: true) { [unowned self] _, _ in
+            outputForward()
+        })
+        backwardPasses = [LayerPass(name: "output backward", items: 1, replicated: true) { [unowned self] _, _ in
+            loss = outputBackward()
+        }] + backward.reversed().flatMap { $0 }
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The last layer's outputs, the logits.
+    private var logits: UnsafeMutablePointer<Float> { outputs[outputs.count - 1] }
+
+    /// Sigmoid or softmax of the logits into `probabilities`.
+    private func outputForward() {
+        let z = logits, out = probabilities, O = architecture.classes
+        switch recipe {
+        case .original:
+            for o in 0..<O { out[o] = 1 / (1 + expf(-z[o])) }
+        case .modern:
+            var largest = z[0]
+            for o in 1..<O where z[o] > largest { largest = z[o] }
+            var total: Float = 0
+            for o in 0..<O {
+                out[o] = expf(z[o] - largest)
+                total += out[o]
+            }
+            for o in 0..<O { out[o] /= total }
+        }
+    }
+
+    /// The output error at the logits and the sample's loss (as `ReferenceLayers.outputBackward`).
+    private func outputBackward() -> Double {
+        let out = probabilities, delta = errors[errors.count - 1], O = architecture.classes
+        for o in 0..<O { delta[o] = (o == label ? 1 : 0) - out[o] }
+        switch recipe {
+        case .original:
+            var squares: Float = 0
+            for o in 0..<O { squares += delta[o] * delta[o] }
+            return Double(squares.squareRoot())
+        case .modern:
+            return -log(Double(out[label]))
+        }
+    }
+
+    /// Argmax of the output with strict `<` (ties go to the lower class).
+    var predictedClass: Int {
+        var best = 0
+        for o in 1..<architecture.classes where probabilities[best] < probabilities[o] { best = o }
+        return best
+    }
+
+    /// Copies sample `sample`'s pixels into `input` (bytes as `Float(b) / 255`, SPEC's value).
+    func loadImage(_ images: ImagePixels, sample: Int) {
+        let n = architecture.input.count
+        if let bytes = images.bytes {
+            let source = bytes + sample * n
+            var i = 0
+            while i + 16 <= n {
+                input.store(pcnn_pixels16(source + i), at: i)
+                i += 16
+            }
+            while i < n {
+                input[i] = Dataset.pixelTable[Int(source[i])]
+                i += 1
+            }
+        } else {
+            input.update(from: images.floats! + sample * n, count: n)
+        }
+    }
+
+    /// Sets the output rule's recipe and the label for the passes that follow.
+    func begin(recipe: Recipe, label: Int) {
+        self.recipe = recipe
+        self.label = label
+    }
+
+    func forward(_ p: UnsafePointer<Float>, recipe: Recipe) {
+        self.recipe = recipe
+        for pass in forwardPasses { pass.run(p, 0..<pass.items) }
+    }
+
+    func backward(_ p: UnsafePointer<Float>) {
+        for pass in backwardPasses { pass.run(p, 0..<pass.items) }
+    }
+
+    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics {
+        loadImage(images, sample: sample)
+        begin(recipe: recipe, label: label)
+        forward(p, recipe: recipe)
+        let wrong = predictedClass != label
+        backward(p)
+        return StepStatistics(lossSum: loss, misclassified: wrong ? 1 : 0, samples: 1)
+    }
+
+    func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int {
+        loadImage(images, sample: sample)
+        forward(p, recipe: recipe)
+        return predictedClass
+    }
+
+    /// The outputs of layer `l` for the last sample.
+    func output(ofLayer l: Int) -> [Float] {
+        Array(UnsafeBufferPointer(start: outputs[l], count: architecture.layers[l].output.count))
+    }
+}

@@ -1,0 +1,82 @@
+// Shape letters: C channels, Z window side, S stride, H/W input, OH/OW output.
+
+extension CPULayers {
+    /// Average or max pooling of the channels `channels`; max pooling records each window's first
+    /// maximum (row-major) in `argmax` for the backward pass.
+    static func poolForward(_ b: LayerBuffers, channels: Range<Int>) {
+        let (Z, S, isMax) = poolWindow(b.layer)
+        let (H, W) = (b.layer.input.height, b.layer.input.width)
+        let (OH, OW) = (b.layer.output.height, b.layer.output.width)
+        let scale = 1 / Float(Z * Z)
+        for c in channels {
+            for oy in 0..<OH {
+                for ox in 0..<OW {
+                    let corner = (c * H + oy * S) * W + ox * S
+                    let o = (c * OH + oy) * OW + ox
+                    if isMax {
+                        var best = b.x[corner], bestIndex = corner
+                        for wy in 0..<Z {
+                            for wx in 0..<Z where b.x[corner + wy * W + wx] > best {
+                                best = b.x[corner + wy * W + wx]
+                                bestIndex = corner + wy * W + wx
+                            }
+                        }
+                        b.y[o] = best
+                        b.argmax![o] = Int32(bestIndex)
+                    } else {
+                        var sum: Float = 0
+                        for wy in 0..<Z {
+                            for wx in 0..<Z { sum += b.x[corner + wy * W + wx] }
+                        }
+                        b.y[o] = sum * scale
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input error of the channels `channels`.
+    static func poolBackward(_ b: LayerBuffers, channels: Range<Int>) {
+        let (Z, S, isMax) = poolWindow(b.layer)
+        let (H, W) = (b.layer.input.height, b.layer.input.width)
+        let (OH, OW) = (b.layer.output.height, b.layer.output.width)
+        let dx = b.dx!, scale = 1 / Float(Z * Z)
+        for c in channels {
+            (dx + c * H * W).update(repeating: 0, count: H * W)
+            for oy in 0..<OH {
+                for ox in 0..<OW {
+                    let o = (c * OH + oy) * OW + ox
+                    if isMax {
+                        dx[Int(b.argmax![o])] += b.dy[o]
+                    } else {
+                        let e = b.dy[o] * scale, corner = (c * H + oy * S) * W + ox * S
+                        for wy in 0..<Z {
+                            for wx in 0..<Z { dx[corner + wy * W + wx] += e }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func poolWindow(_ layer: ArchitectureLayer) -> (size: Int, stride: Int, isMax: Bool) {
+        switch layer.spec {
+        case .avgPool(let size, let stride): (size, stride, false)
+        case .maxPool(let size, let stride): (size, stride, true)
+        default: preconditionFailure()
+        }
+    }
+
+    static func poolPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
+        let C = b.layer.input.channels, plane = b.layer.input.planeSize
+        let forward = [LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true) { _, channels in
+            poolForward(b, channels: channels)
+        }]
+        let backward = b.dx.map { dx in
+            [LayerPass(name: "\(b.layer.name) backward", items: C,
+                       produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] })
+                { _, channels in poolBackward(b, channels: channels) }]
+        } ?? []
+        return (forward, backward)
+    }
+}
