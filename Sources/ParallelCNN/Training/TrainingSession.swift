@@ -205,18 +205,23 @@ public final class TrainingSession {
             parameters = checkpoint.parameters
             optimizerState = checkpoint.optimizerState
         } else {
-            let options = TrainingOptions(
-                recipe: request.recipe ?? .original, optimizer: request.optimizer, epochs: request.epochs,
-                batchSize: request.batchSize,
-                learningRate: request.learningRate, momentum: request.momentum, seed: request.seed,
-                initialization: request.initialization, learningRateDecay: request.learningRateDecay)
-            record = TrainingRecord(options: options, position: TrainingPosition(), dataset: request.dataset,
-                                    trainSamples: min(request.limit ?? all.train.count, all.train.count))
             do {
                 architecture = try Architecture(request.network ?? .paper, input: all.train.shape)
             } catch {
                 throw TrainingRequestError(message: "\(error) (data set \(request.dataset.rawValue), images \(all.train.shape))")
             }
+            // Adam's default rate was tuned on the paper's network; a described network, with
+            // fan-in scaled weights, wants a tenth of it (`Recipe.describedNetworkAdamLearningRate`).
+            let recipe = request.recipe ?? .original
+            let adam = (request.optimizer ?? recipe.defaultOptimizer) == .adam
+            let defaultRate: Float? = architecture.isPaper || !adam ? nil : Recipe.describedNetworkAdamLearningRate
+            let options = TrainingOptions(
+                recipe: recipe, optimizer: request.optimizer, epochs: request.epochs,
+                batchSize: request.batchSize,
+                learningRate: request.learningRate ?? defaultRate, momentum: request.momentum, seed: request.seed,
+                initialization: request.initialization, learningRateDecay: request.learningRateDecay)
+            record = TrainingRecord(options: options, position: TrainingPosition(), dataset: request.dataset,
+                                    trainSamples: min(request.limit ?? all.train.count, all.train.count))
             parameters = request.initialization.makeParameters(for: architecture)
         }
         let data = DatasetPair(train: all.train.prefix(record.trainSamples), test: all.test)

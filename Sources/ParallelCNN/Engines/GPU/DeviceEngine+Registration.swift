@@ -10,6 +10,7 @@ extension EngineDescriptor {
     private static func device(_ backend: DeviceBackend, summary: String) -> EngineDescriptor {
         EngineDescriptor(
             kind: EngineKind(rawValue: backend.rawValue),
+            onlyThePaperNetwork: true,
             summary: summary,
             strategies: [.fused, .layer],
             takesDevice: true,
@@ -18,10 +19,7 @@ extension EngineDescriptor {
                 return available ? .available(detail: "see pcnn devices") : .unavailable(remedy: remedy)
             },
             make: { settings, parameters in
-                guard settings.architecture.isPaper else {
-                    throw EngineError.invalidOption(engine: backend.rawValue, message: "runs only the paper's network so far (got \(settings.architecture.network)); train other networks with --engine sequential, threads or mpi")
-                }
-                return try DeviceEngine(backend: backend, strategy: settings.strategy == .layer ? .layer : .fused,
+                try DeviceEngine(backend: backend, strategy: settings.strategy == .layer ? .layer : .fused,
                                  device: settings.device, parameters: parameters)
             })
     }

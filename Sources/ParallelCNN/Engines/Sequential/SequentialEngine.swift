@@ -14,9 +14,11 @@ public final class SequentialEngine: ParameterStateEngine {
     let workspace: any SampleTrainer
     private let batchGradient: BatchGradient
 
-    public init(parameters: Parameters, architecture: Architecture = .paper) {
+    /// An engine for `architecture`; `generic` runs even the paper's network on the generic
+    /// layers (for the test that they agree with SPEC's code).
+    public init(parameters: Parameters, architecture: Architecture = .paper, generic: Bool = false) {
         state = ParameterState(parameters, architecture: architecture)
-        workspace = makeSampleTrainer(architecture)
+        workspace = generic ? CPUNetwork(architecture) : makeSampleTrainer(architecture)
         batchGradient = BatchGradient(count: state.count)
     }
 
