@@ -35,6 +35,12 @@ enum CPULayers {
                 for r in i..<(i + blockRows) { block1x16(r, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
                 j += 16
             }
+            // The last columns as one more block of 16 that overlaps the previous one: an element
+            // computed twice gets the same value both times (same fused operations in the same order).
+            if j < columns.upperBound, columns.count >= 16 {
+                for r in i..<(i + blockRows) { block1x16(r, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
+                j = columns.upperBound
+            }
             for r in i..<(i + blockRows) {
                 for jj in j..<columns.upperBound {
                     var sum = bias?[r] ?? 0
@@ -127,11 +133,17 @@ enum CPULayers {
         }
     }
 
+    /// The lanes with the tail `wide..<length` (under 16 values) added as one more partial
+    /// vector, then summed.
     @inline(__always) private static func finish(_ lanes: Vec16, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                                  _ wide: Int, _ length: Int) -> Float {
-        var sum = lanes.sum()
-        for n in wide..<length { sum = fused(a[n], b[n], sum) }
-        return sum
+        guard wide < length else { return lanes.sum() }
+        var ta = Vec16(), tb = Vec16()
+        for t in 0..<(length - wide) {
+            ta[t] = a[wide + t]
+            tb[t] = b[wide + t]
+        }
+        return fma(ta, tb, lanes).sum()
     }
 
     /// `Σ_n x[n]` over `length` values, 16 lanes at a time, then the tail.
