@@ -60,4 +60,29 @@ pcnn_float16 pcnn_pixels16(const unsigned char *p) {
     return __builtin_convertvector(b, pcnn_float16) / 255.0f;
 }
 
+// x with every lane smaller than `tiny` in magnitude set to 0 (optimizer buffers decaying into
+// subnormals, which are ~100x slower); Swift's lane selects compile to a loop over the lanes.
+typedef int pcnn_int16 __attribute__((ext_vector_type(16)));
+typedef int pcnn_int8 __attribute__((ext_vector_type(8)));
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_flush16(pcnn_float16 x, float tiny) {
+    pcnn_int16 keep = __builtin_elementwise_max(x, -x) >= (pcnn_float16)tiny;
+    return (pcnn_float16)((pcnn_int16)x & keep);
+}
+static inline __attribute__((always_inline))
+pcnn_float8 pcnn_flush8(pcnn_float8 x, float tiny) {
+    pcnn_int8 keep = __builtin_elementwise_max(x, -x) >= (pcnn_float8)tiny;
+    return (pcnn_float8)((pcnn_int8)x & keep);
+}
+// ReLU and its backward pass: max(x, 0), and dy where y > 0 (else 0).
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_relu16(pcnn_float16 x) {
+    return __builtin_elementwise_max(x, (pcnn_float16)0.0f);
+}
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_where_positive16(pcnn_float16 dy, pcnn_float16 y) {
+    pcnn_int16 keep = y > (pcnn_float16)0.0f;
+    return (pcnn_float16)((pcnn_int16)dy & keep);
+}
+
 #endif

@@ -110,6 +110,7 @@ public final class ParameterState {
                                                           from start: Int, to end: Int, _: V.Type) {
         let lr = V(repeating: rule.learningRate)
         let inverseBatch = V(repeating: 1 / Float(batchSize))
+        let tiny = UpdateRule.bufferFlushThreshold
         let scale = UnsafePointer(self.scale)
         if rule.optimizer == .adam {
             let beta1 = V(repeating: rule.momentum), oneMinusBeta1 = V(repeating: 1 - rule.momentum)
@@ -118,8 +119,8 @@ public final class ParameterState {
             let a = V(repeating: adamFactors.stepSize), c = V(repeating: adamFactors.secondMomentFactor)
             for i in stride(from: start, to: end, by: V.scalarCount) {
                 let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
-                let m = beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g
-                let s = beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g
+                let m = V.flushed(beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g, below: tiny)
+                let s = V.flushed(beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g, below: tiny)
                 velocity.store(m, at: i)
                 secondMoment.store(s, at: i)
                 values.store(UnsafePointer(values).load(i, as: V.self) + a * m / (s.squareRoot() * c + epsilon), at: i)
@@ -128,7 +129,7 @@ public final class ParameterState {
             let mu = V(repeating: rule.momentum)
             for i in stride(from: start, to: end, by: V.scalarCount) {
                 let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
-                let v = mu * UnsafePointer(velocity).load(i, as: V.self) + g
+                let v = V.flushed(mu * UnsafePointer(velocity).load(i, as: V.self) + g, below: tiny)
                 velocity.store(v, at: i)
                 values.store(UnsafePointer(values).load(i, as: V.self) + lr * v, at: i)
             }

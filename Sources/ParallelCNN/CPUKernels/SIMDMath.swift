@@ -14,14 +14,18 @@ typealias Vec16 = SIMD16<Float>
 protocol FloatVector: SIMD where Scalar == Float {
     /// `a · b + c`, fused where the target has FMA.
     static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self
+    /// `x` with lanes under `tiny` in magnitude set to 0.
+    static func flushed(_ x: Self, below tiny: Float) -> Self
 }
 
 extension SIMD8: FloatVector where Scalar == Float {
     @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma8(a, b, c) }
+    @inline(__always) static func flushed(_ x: Self, below tiny: Float) -> Self { pcnn_flush8(x, tiny) }
 }
 
 extension SIMD16: FloatVector where Scalar == Float {
     @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma16(a, b, c) }
+    @inline(__always) static func flushed(_ x: Self, below tiny: Float) -> Self { pcnn_flush16(x, tiny) }
 }
 
 /// `a · b + c` in one fused instruction where the target has FMA.

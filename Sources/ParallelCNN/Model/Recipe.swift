@@ -145,6 +145,16 @@ public struct UpdateRule: Equatable, Sendable {
     public static let adamBeta2: Float = 0.95
     public static let adamEpsilon: Float = 1e-8
 
+    /// Optimizer buffer values (velocity, Adam's moments) smaller in magnitude than this are set
+    /// to 0. The buffer of a parameter whose gradient stays 0 (a dead ReLU's, a blank pixel's
+    /// weight) decays geometrically into the subnormal range, where x86 arithmetic is about 100
+    /// times slower: LeNet-5 with Adam at batch 1 spent 60% of its time in the update (410 µs
+    /// per sample). The effect on an update is far below float rounding (√1e-30 against ε = 1e-8).
+    public static let bufferFlushThreshold: Float = 1e-30
+
+    /// `x`, or 0 below `bufferFlushThreshold` in magnitude.
+    @inline(__always) public static func flushed(_ x: Float) -> Float { abs(x) < bufferFlushThreshold ? 0 : x }
+
     public init(recipe: Recipe, optimizer: Optimizer? = nil, learningRate: Float? = nil, momentum: Float? = nil,
                 batchSize: Int = 1) {
         let optimizer = optimizer ?? recipe.defaultOptimizer

@@ -326,7 +326,7 @@ public final class ReferenceEngine: SteppedEngine {
         switch rule.optimizer {
         case .sgd:
             for i in 0..<p.count {
-                v[i] = rule.momentum * v[i] + factor[i] * ascent[i] / batchSize
+                v[i] = UpdateRule.flushed(rule.momentum * v[i] + factor[i] * ascent[i] / batchSize)
                 p[i] += rule.learningRate * v[i]
             }
             velocity = rule.usesVelocity ? v : nil
@@ -336,8 +336,8 @@ public final class ReferenceEngine: SteppedEngine {
             let (stepSize, secondMomentFactor) = rule.adamFactors
             for i in 0..<p.count {
                 let g = factor[i] * ascent[i] / batchSize
-                v[i] = beta1 * v[i] + (1 - beta1) * g
-                s[i] = beta2 * s[i] + (1 - beta2) * g * g
+                v[i] = UpdateRule.flushed(beta1 * v[i] + (1 - beta1) * g)
+                s[i] = UpdateRule.flushed(beta2 * s[i] + (1 - beta2) * g * g)
                 p[i] += stepSize * v[i] / (s[i].squareRoot() * secondMomentFactor + UpdateRule.adamEpsilon)
             }
             velocity = v

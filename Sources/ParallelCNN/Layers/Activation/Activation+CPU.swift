@@ -1,3 +1,5 @@
+import _CPUVector
+
 // Activations work on whole 16-float chunks of buffers padded to a multiple of 16, so every
 // element goes through the same vector code whatever split a pass is given.
 
@@ -9,7 +11,7 @@ extension CPULayers {
             let y: Vec16 = switch activation {
             case .sigmoid: vectorSigmoid(x)
             case .tanh: 2 * vectorSigmoid(2 * x) - 1
-            case .relu: x.replacing(with: 0, where: x .< 0)
+            case .relu: pcnn_relu16(x)
             }
             b.y.store(y, at: 16 * k)
         }
@@ -23,7 +25,7 @@ extension CPULayers {
             let d: Vec16 = switch activation {
             case .sigmoid: dy * y * (1 - y)
             case .tanh: dy * (1 - y * y)
-            case .relu: dy.replacing(with: 0, where: y .<= 0)
+            case .relu: pcnn_where_positive16(dy, y)
             }
             dx.store(d, at: 16 * k)
         }
