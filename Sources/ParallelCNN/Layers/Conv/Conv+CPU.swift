@@ -21,9 +21,11 @@ extension CPULayers {
                 if S == 1 {
                     // x range where ix = ox + kx - P lies inside the row.
                     let first = max(0, P - kx), last = min(OW, W + P - kx)
-                    if first > 0 { out.update(repeating: 0, count: first) }
-                    if last > first { (out + first).update(from: line + first + kx - P, count: last - first) }
-                    if last < OW { (out + max(last, 0)).update(repeating: 0, count: OW - max(last, 0)) }
+                    // Element loops: rows are short (28 floats or fewer), and memmove calls cost more.
+                    for ox in 0..<first { out[ox] = 0 }
+                    let source = line + kx - P
+                    for ox in first..<max(first, last) { out[ox] = source[ox] }
+                    for ox in max(first, last)..<OW { out[ox] = 0 }
                 } else {
                     for ox in 0..<OW {
                         let ix = ox * S + kx - P

@@ -8,27 +8,38 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let scale = 1 / Float(Z * Z)
-        for c in channels {
-            for oy in 0..<OH {
-                for ox in 0..<OW {
-                    let corner = (c * H + oy * S) * W + ox * S
-                    let o = (c * OH + oy) * OW + ox
-                    if isMax {
-                        var best = b.x[corner], bestIndex = corner
+        // Plain pointers: reading them through `b` in the inner loop costs a reload each time.
+        let x = UnsafePointer(b.x), y = b.y
+        if isMax {
+            let argmax = b.argmax!
+            for c in channels {
+                for oy in 0..<OH {
+                    for ox in 0..<OW {
+                        let corner = (c * H + oy * S) * W + ox * S
+                        var best = x[corner], bestIndex = corner
                         for wy in 0..<Z {
-                            for wx in 0..<Z where b.x[corner + wy * W + wx] > best {
-                                best = b.x[corner + wy * W + wx]
-                                bestIndex = corner + wy * W + wx
+                            let row = corner + wy * W
+                            for wx in 0..<Z where x[row + wx] > best {
+                                best = x[row + wx]
+                                bestIndex = row + wx
                             }
                         }
-                        b.y[o] = best
-                        b.argmax![o] = Int32(bestIndex)
-                    } else {
+                        let o = (c * OH + oy) * OW + ox
+                        y[o] = best
+                        argmax[o] = Int32(truncatingIfNeeded: bestIndex)
+                    }
+                }
+            }
+        } else {
+            for c in channels {
+                for oy in 0..<OH {
+                    for ox in 0..<OW {
+                        let corner = (c * H + oy * S) * W + ox * S
                         var sum: Float = 0
                         for wy in 0..<Z {
-                            for wx in 0..<Z { sum += b.x[corner + wy * W + wx] }
+                            for wx in 0..<Z { sum += x[corner + wy * W + wx] }
                         }
-                        b.y[o] = sum * scale
+                        y[(c * OH + oy) * OW + ox] = sum * scale
                     }
                 }
             }
