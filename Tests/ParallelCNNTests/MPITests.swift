@@ -75,6 +75,37 @@ struct MPITests {
         }
     }
 
+    @Test("any network: layer strategy bit-identical to sequential, data strategy equal to threads data",
+          arguments: ["lenet5", "conv 4 3x3 stride=2 pad=1 tanh; subsample 2x2 sigmoid; avgpool 2x2 stride=1; dense 12 relu; dense 10"])
+    func anyNetwork(net: String) throws {
+        let data = try TestData.requireMNISTDirectory()
+        let common = ["train", "--data", data, "--no-save", "--json", "--net", net, "--recipe", "modern", "--limit", "256"]
+        for (batch, ranks) in [(1, 2), (8, 3)] {
+            let arguments = common + ["--batch", "\(batch)"]
+            let sequential = try CLI.run(arguments + ["--engine", "sequential"])
+            #expect(sequential.status == 0, "\(sequential.output)")
+            let expected = try MPIRun.json(sequential.output)["param_hash"] as? String
+            let layer = try MPIRun.run(ranks: ranks, arguments + ["--engine", "mpi", "--strategy", "layer"])
+            #expect(layer.status == 0, "\(layer.output)")
+            #expect(expected != nil && (try MPIRun.json(layer.output))["param_hash"] as? String == expected, "\(net): layer, batch \(batch), \(ranks) ranks")
+        }
+        // The modern recipe reshuffles, so the data strategy is compared with the original
+        // recipe's file order, where the ranks' shards cover the same batches as one process.
+        try TestData.withTemporaryDirectory { dir in
+            let original = ["train", "--data", data, "--json", "--net", net, "--recipe", "original", "--limit", "256", "--batch", "8"]
+            let threadsModel = dir.appendingPathComponent("threads.safetensors").path
+            let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
+            let threads = try CLI.run(original + ["--engine", "threads", "--strategy", "data", "--threads", "2", "--save", threadsModel])
+            let mpi = try MPIRun.run(ranks: 2, original + ["--engine", "mpi", "--strategy", "data", "--save", mpiModel])
+            #expect(threads.status == 0 && mpi.status == 0, "\(threads.output)\n\(mpi.output)")
+            let a = try Checkpoint.read(from: threadsModel), b = try Checkpoint.read(from: mpiModel)
+            #expect(a.architecture == b.architecture && !a.architecture.isPaper)
+            // Same samples per step, summed in another order (MPI_Allreduce).
+            let worst = zip(a.parameters.values, b.parameters.values).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(worst < 1e-4, "\(net): largest parameter difference \(worst)")
+        }
+    }
+
     @Test("data strategy: ranks agree (checked every epoch) and match threads data within float tolerance",
           arguments: [(2, 1, MPITransport.defaultTransport), (3, 1, .defaultTransport), (2, 2, .defaultTransport),
                       (2, 1, .tcp)])
