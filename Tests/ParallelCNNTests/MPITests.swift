@@ -87,7 +87,8 @@ struct MPITests {
             let expected = try MPIRun.json(sequential.output)["param_hash"] as? String
             let layer = try MPIRun.run(ranks: ranks, arguments + ["--engine", "mpi", "--strategy", "layer"])
             #expect(layer.status == 0, "\(layer.output)")
-            #expect(expected != nil && (try MPIRun.json(layer.output))["param_hash"] as? String == expected, "\(net): layer, batch \(batch), \(ranks) ranks")
+            let got = try MPIRun.json(layer.output)["param_hash"] as? String
+            #expect(expected != nil && got == expected, "\(net): layer, batch \(batch), \(ranks) ranks")
         }
         // The modern recipe reshuffles, so the data strategy is compared with the original
         // recipe's file order, where the ranks' shards cover the same batches as one process.
