@@ -24,10 +24,11 @@ public struct BenchmarkRow: Sendable {
 public enum Benchmark {
     /// Seconds to train `engine` on the first `samples` samples of `data` (original recipe,
     /// `batch` samples per step, one pass); the best of `repeats` passes from the same start.
-    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2) throws -> Double {
-        let start = Initialization.original.makeParameters()
+    /// `start` and `rule` default to the paper's network and the original recipe.
+    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2,
+                            start: Parameters = Initialization.original.makeParameters(), rule: UpdateRule? = nil) throws -> Double {
         let plan = EpochPlan(order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
-                             rule: UpdateRule(recipe: .original, batchSize: batch))
+                             rule: rule ?? UpdateRule(recipe: .original, batchSize: batch))
         try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {

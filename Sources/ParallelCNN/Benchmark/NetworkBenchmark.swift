@@ -23,17 +23,8 @@ public enum NetworkBenchmark {
         let count = min(samples, data.count)
         func seconds(_ engine: any Engine, batch: Int) throws -> Double {
             let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: batch)
-            let plan = EpochPlan(order: (0..<Int32(count)).map { $0 }, batchSize: batch, rule: rule)
-            try engine.prepare(training: data)
-            var best = Double.infinity
-            for _ in 0..<max(1, repeats) {
-                try engine.load(parameters: start)
-                let began = Trainer.now()
-                try engine.trainEpoch(plan)
-                try engine.synchronize()
-                best = min(best, Trainer.now() - began)
-            }
-            return best / Double(count)
+            return try Benchmark.time(engine, data: data, samples: count, batch: batch, repeats: repeats, start: start, rule: rule)
+                / Double(count)
         }
         var rows: [NetworkBenchmarkRow] = []
         func add(_ engine: any Engine, _ name: String, _ strategy: String, _ workers: Int, _ batch: Int, baseline: Double?) throws -> Double {

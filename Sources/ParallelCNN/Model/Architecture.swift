@@ -91,14 +91,7 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
                 output = shape
             }
             guard output.count > 0 else { throw fail("the layer's output is empty") }
-            let kind: String = switch spec {
-            case .conv: "conv"
-            case .subsample: "subsample"
-            case .avgPool: "avgpool"
-            case .maxPool: "maxpool"
-            case .dense: "dense"
-            case .activation(let a): a.rawValue
-            }
+            let kind = spec.keyword
             counters[kind, default: 0] += 1
             layers.append(ArchitectureLayer(
                 spec: spec, name: "\(kind)\(counters[kind]!)", input: shape, output: output,

@@ -104,36 +104,18 @@ final class CPUNetwork: SampleTrainer {
     /// The last layer's outputs, the logits.
     private var logits: UnsafeMutablePointer<Float> { outputs[outputs.count - 1] }
 
-    /// Sigmoid or softmax of the logits into `probabilities`.
+    /// Sigmoid or softmax of the logits into `probabilities` (the reference's output rule).
     private func outputForward() {
-        let z = logits, out = probabilities, O = architecture.classes
-        switch recipe {
-        case .original:
-            for o in 0..<O { out[o] = 1 / (1 + expf(-z[o])) }
-        case .modern:
-            var largest = z[0]
-            for o in 1..<O where z[o] > largest { largest = z[o] }
-            var total: Float = 0
-            for o in 0..<O {
-                out[o] = expf(z[o] - largest)
-                total += out[o]
-            }
-            for o in 0..<O { out[o] /= total }
-        }
+        let O = architecture.classes
+        ReferenceLayers.outputForward(recipe, UnsafeBufferPointer(start: logits, count: O),
+                                      UnsafeMutableBufferPointer(start: probabilities, count: O))
     }
 
-    /// The output error at the logits and the sample's loss (as `ReferenceLayers.outputBackward`).
+    /// The output error at the logits and the sample's loss.
     private func outputBackward() -> Double {
-        let out = probabilities, delta = errors[errors.count - 1], O = architecture.classes
-        for o in 0..<O { delta[o] = (o == label ? 1 : 0) - out[o] }
-        switch recipe {
-        case .original:
-            var squares: Float = 0
-            for o in 0..<O { squares += delta[o] * delta[o] }
-            return Double(squares.squareRoot())
-        case .modern:
-            return -log(Double(out[label]))
-        }
+        let O = architecture.classes
+        return ReferenceLayers.outputBackward(recipe, UnsafeBufferPointer(start: probabilities, count: O), label: label,
+                                              UnsafeMutableBufferPointer(start: errors[errors.count - 1], count: O))
     }
 
     /// Argmax of the output with strict `<` (ties go to the lower class).
