@@ -39,7 +39,7 @@ struct BenchThreads: ParsableCommand {
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else { throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)") }
-        guard (1...60_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 60000") }
+        guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
     func run() throws {
@@ -120,7 +120,7 @@ struct BenchMPI: ParsableCommand {
     func validate() throws {
         guard samples >= 1, layerSamples >= 1 else { throw ValidationError("--samples and --layer-samples must be at least 1") }
         guard ranks.allSatisfy({ (1...64).contains($0) }) else { throw ValidationError("--ranks values must be between 1 and 64") }
-        guard (1...60_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 60000") }
+        guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
     func run() throws {
@@ -131,7 +131,7 @@ struct BenchMPI: ParsableCommand {
         let start = Initialization.original.makeParameters()
         var rows: [BenchmarkRow] = []
         let launcher = MPILauncher(mpirun: mpirun, directory: directory, dataset: source.dataset)
-        for (strategy, batch, samples) in [(ThreadStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))] {
+        for (strategy, batch, samples) in [(EngineStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))] {
             let baseline = try Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
             note(String(format: "sequential, batch %d, %d samples: %.3f s", batch, samples, baseline))
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
@@ -292,7 +292,7 @@ struct BenchAll: ParsableCommand {
         if let samples { guard samples >= 1 else { throw ValidationError("--samples must be at least 1") } }
         if let referenceSamples { guard referenceSamples >= 1 else { throw ValidationError("--reference-samples must be at least 1") } }
         if let repeats { guard (1...100).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 100") } }
-        guard (1...60_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 60000") }
+        guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
     func run() throws {

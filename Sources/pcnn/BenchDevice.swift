@@ -3,7 +3,6 @@ import Foundation
 import ParallelCNN
 
 extension DeviceBackend: ExpressibleByArgument {}
-extension DeviceStrategy: ExpressibleByArgument {}
 
 struct BenchDevice: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,8 +21,8 @@ struct BenchDevice: ParsableCommand {
     @Option(help: "opencl or cuda.")
     var backend: DeviceBackend = .opencl
 
-    @Option(parsing: .upToNextOption, help: "Strategies to measure.")
-    var strategy: [DeviceStrategy] = DeviceStrategy.allCases
+    @Option(parsing: .upToNextOption, help: "Strategies to measure: fused, layer.")
+    var strategy: [EngineStrategy] = [.fused, .layer]
 
     @Option(help: "Device index (see `pcnn devices`).")
     var device: Int = 0
@@ -39,7 +38,10 @@ struct BenchDevice: ParsableCommand {
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
-        guard batch.allSatisfy({ (1...60_000).contains($0) }) else { throw ValidationError("--batch values must be between 1 and 60000") }
+        if strategy.contains(.data) { throw ValidationError("--strategy: a device engine runs fused or layer, not data") }
+        if let bad = batch.first(where: { !TrainingRequest.batchSizes.contains($0) }) {
+            throw ValidationError(TrainingRequest.batchSizeMessage(bad))
+        }
     }
 
     static func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
@@ -54,8 +56,7 @@ struct BenchDevice: ParsableCommand {
     }
 
     func run() throws {
-        let available = backend.availability()
-        guard available.available else { throw fail("the \(backend) engine is not available: \(available.remedy)") }
+        if case .unavailable(let remedy) = backend.availability() { throw fail("the \(backend) engine is not available: \(remedy)") }
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         let train = data.train.prefix(samples)

@@ -33,7 +33,7 @@ struct BenchNet: ParsableCommand {
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else { throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)") }
-        guard (1...60_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 60000") }
+        guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
     func run() throws {

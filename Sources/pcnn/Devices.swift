@@ -43,7 +43,7 @@ struct Devices: ParsableCommand {
         print("OpenCL (opencl engine):")
         do {
             let devices = try OpenCLDevice.deviceDescriptions()
-            if devices.isEmpty { print("  loader present, no platform or device: \(DeviceBackend.opencl.availability().remedy)") }
+            if devices.isEmpty { print("  loader present, no platform or device: \(DeviceBackend.opencl.availability().remedy ?? "")") }
             for (i, d) in devices.enumerated() { print("  device \(i): \(d)") }
         } catch {
             print("  missing: \(error)")

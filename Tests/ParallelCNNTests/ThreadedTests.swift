@@ -32,15 +32,15 @@ struct ThreadedTests {
         }
     }
 
-    @Test("both strategies agree with the reference engine within tolerance", arguments: ThreadStrategy.allCases)
-    func agreesWithReference(strategy: ThreadStrategy) throws {
+    @Test("both strategies agree with the reference engine within tolerance", arguments: [EngineStrategy.layer, .data])
+    func agreesWithReference(strategy: EngineStrategy) throws {
         let reference = try train(ReferenceEngine(parameters: Self.start), recipe: .modern, batch: 8)
         let threaded = try train(ThreadedEngine(parameters: Self.start, threads: 2, strategy: strategy), recipe: .modern, batch: 8)
         expectClose(threaded.values, reference.values, absolute: 1e-4, relative: 1e-3, "\(strategy) vs reference")
     }
 
-    @Test("predictions equal the sequential engine's", arguments: ThreadStrategy.allCases)
-    func predictions(strategy: ThreadStrategy) throws {
+    @Test("predictions equal the sequential engine's", arguments: [EngineStrategy.layer, .data])
+    func predictions(strategy: EngineStrategy) throws {
         let data = try TestData.mnist()
         let sequential = SequentialEngine(parameters: Self.start)
         let threaded = ThreadedEngine(parameters: Self.start, threads: 3, strategy: strategy)

@@ -43,8 +43,8 @@ struct WorkerPoolTests {
     }
 
     @Test("fresh pools, back-to-back and paused jobs, T = 2, 3, 5: same parameters as sequential",
-          arguments: ThreadStrategy.allCases)
-    func lifeCycle(strategy: ThreadStrategy) throws {
+          arguments: [EngineStrategy.layer, .data])
+    func lifeCycle(strategy: EngineStrategy) throws {
         let sequential = SequentialEngine(parameters: Self.start)
         let expected = try Self.train(sequential, pause: 0)
         let expectedPredictions = try Self.predictions(sequential)

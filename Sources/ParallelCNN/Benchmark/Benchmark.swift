@@ -70,7 +70,7 @@ public enum Benchmark {
                                progress: (String) -> Void = { _ in }) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         let start = Initialization.original.makeParameters()
-        for (strategy, batch) in [(ThreadStrategy.layer, 1), (.data, dataBatch)] {
+        for (strategy, batch) in [(EngineStrategy.layer, 1), (.data, dataBatch)] {
             let baseline = try time(SequentialEngine(parameters: start), data: data, samples: samples, batch: batch)
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             progress(String(format: "sequential, batch %d: %.3f s", batch, baseline))

@@ -3,7 +3,7 @@ import Foundation
 /// One MPI configuration for the suite to time: the caller runs it under `mpirun` (the library
 /// cannot start itself under a launcher) and returns the timed passes' seconds.
 public struct MPIRequest: Sendable, Equatable {
-    public var strategy: ThreadStrategy
+    public var strategy: EngineStrategy
     public var ranks: Int
     public var batch: Int
     public var samples: Int
@@ -11,7 +11,7 @@ public struct MPIRequest: Sendable, Equatable {
     public var warmupPasses: Int
     public var warmupSamples: Int
 
-    public init(strategy: ThreadStrategy, ranks: Int, batch: Int, samples: Int, repeats: Int, warmupPasses: Int, warmupSamples: Int) {
+    public init(strategy: EngineStrategy, ranks: Int, batch: Int, samples: Int, repeats: Int, warmupPasses: Int, warmupSamples: Int) {
         self.strategy = strategy
         self.ranks = ranks
         self.batch = batch
@@ -146,10 +146,10 @@ public struct BenchmarkSuite {
                              note: "baseline of the data strategies")
         results.add(batchedRow)
         report(batchedRow)
-        let baselines: [ThreadStrategy: (BenchmarkMeasurement, Parameters)] = [
+        let baselines: [EngineStrategy: (BenchmarkMeasurement, Parameters)] = [
             .layer: (sequentialRow, sequential.parameters), .data: (batchedRow, batched.parameters),
         ]
-        for strategy in [ThreadStrategy.layer, .data] {
+        for strategy in [EngineStrategy.layer, .data] {
             let (baseline, parameters) = baselines[strategy]!
             for t in s.threadCounts {
                 let run = try timed(.threads, EngineOptions(threads: t, strategy: EngineStrategy(rawValue: strategy.rawValue)),
@@ -166,7 +166,7 @@ public struct BenchmarkSuite {
         if let mpi {
             progress("T2: mpi \(s.rankCounts) x {layer at batch 1, data at batch \(s.dataBatch)} on \(s.samples) samples...")
             do {
-                for strategy in [ThreadStrategy.layer, .data] {
+                for strategy in [EngineStrategy.layer, .data] {
                     let baseline = baselines[strategy]!.0
                     for n in s.rankCounts {
                         let seconds = try mpi(MPIRequest(strategy: strategy, ranks: n, batch: baseline.batch, samples: s.samples,

@@ -11,12 +11,18 @@ public struct EngineKind: RawRepresentable, Hashable, Sendable, CustomStringConv
 }
 
 /// How an engine splits the work (`--strategy`); each engine accepts some of them.
+/// The one strategy type: every engine takes it, and its descriptor lists the cases it accepts.
 public enum EngineStrategy: String, CaseIterable, Sendable {
     /// Split each layer of one sample across workers (the paper's OpenMP, MPI and CUDA designs).
+    /// Each element is still summed by one worker in the sequential engine's order, so the CPU
+    /// engines are bit-identical to `sequential` for any worker count; on a device, one kernel
+    /// per layer and pass, per sample (launch-bound by design).
     case layer
-    /// Split each batch's samples across workers.
+    /// Split each batch's samples across workers; every CPU engine sums a batch in
+    /// `BatchGradient`'s block order, so results equal `sequential` at the same batch.
     case data
-    /// One persistent device kernel per chunk of steps.
+    /// A device engine's persistent kernel: one work-group per sample runs all layers on chip;
+    /// per-sample SGD loops over many samples in one launch.
     case fused
 }
 
@@ -55,6 +61,8 @@ public enum EngineAvailability: Sendable, Equatable {
     case unavailable(remedy: String)
 
     public var isAvailable: Bool { if case .available = self { true } else { false } }
+    /// What to do to make it available; nil when it is.
+    public var remedy: String? { if case .unavailable(let remedy) = self { remedy } else { nil } }
 }
 
 /// Everything the program knows about one engine: how to tell whether it can run here, the

@@ -29,13 +29,22 @@ public struct TrainingRequest: Sendable {
     public var checkpoint: String?
     public var checkpointInterval: Double = 60
 
+    /// The batch sizes every command accepts (the largest training set's size): the one place
+    /// this limit is written.
+    public static let batchSizes = 1...60_000
+
+    /// The error for a batch size outside `batchSizes`.
+    public static func batchSizeMessage(_ batch: Int, option: String = "--batch") -> String {
+        "\(option) must be between \(batchSizes.lowerBound) and \(batchSizes.upperBound), got \(batch)"
+    }
+
     /// Checks every value before anything is loaded or allocated.
     public func validate() throws(TrainingRequestError) {
         func check(_ ok: Bool, _ message: @autoclosure () -> String) throws(TrainingRequestError) {
             if !ok { throw TrainingRequestError(message: message()) }
         }
         try check((1...100_000).contains(epochs), "--epochs must be between 1 and 100000, got \(epochs)")
-        if let batchSize { try check((1...60_000).contains(batchSize), "--batch must be between 1 and 60000, got \(batchSize)") }
+        if let batchSize { try check(Self.batchSizes.contains(batchSize), Self.batchSizeMessage(batchSize)) }
         if let learningRate { try check(learningRate.isFinite && learningRate > 0, "--lr must be a positive number, got \(learningRate)") }
         if let learningRateDecay { try check(learningRateDecay > 0 && learningRateDecay <= 1, "--lr-decay must be in (0, 1], got \(learningRateDecay)") }
         if let momentum { try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)") }

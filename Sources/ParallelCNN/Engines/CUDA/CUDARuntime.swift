@@ -164,15 +164,15 @@ public final class CUDADevice: ComputeDevice {
     public private(set) var compileLog = ""
 
     /// Whether a CUDA driver with a device and NVRTC are present; if not, the one-line remedy.
-    public static func availability() -> (available: Bool, remedy: String) {
+    public static func availability() -> EngineAvailability {
         switch CUDADriverAPI.shared {
-        case .failure: return (false, "no NVIDIA driver (libcuda.so.1 not found): " + CUDADriverAPI.remedy)
+        case .failure: return .unavailable(remedy: "no NVIDIA driver (libcuda.so.1 not found): " + CUDADriverAPI.remedy)
         case .success(let api):
             do {
-                if try api.devices().isEmpty { return (false, "the CUDA driver reports no device: " + CUDADriverAPI.remedy) }
-            } catch { return (false, "\(error)") }
-            if case .failure = NVRTC.shared { return (false, "NVRTC not found. " + NVRTC.remedy) }
-            return (true, "")
+                if try api.devices().isEmpty { return .unavailable(remedy: "the CUDA driver reports no device: " + CUDADriverAPI.remedy) }
+            } catch { return .unavailable(remedy: "\(error)") }
+            if case .failure = NVRTC.shared { return .unavailable(remedy: "NVRTC not found. " + NVRTC.remedy) }
+            return .available(detail: "see pcnn devices")
         }
     }
 

@@ -51,7 +51,7 @@ public enum DeviceBenchmark {
 
     /// `BenchmarkSuite.additionalEngines` entries for every device backend available here.
     public static func suiteEntries() -> [(name: String, measure: (Dataset, BenchmarkSettings) throws -> [BenchmarkMeasurement])] {
-        DeviceBackend.allCases.filter { $0.availability().available }.map { backend in
+        DeviceBackend.allCases.filter { $0.availability().isAvailable }.map { backend in
             ("T5-7: \(backend.rawValue) layer kernels, device events", { data, settings in
                 try layerPhases(backend: backend, data: data, settings: settings)
             })

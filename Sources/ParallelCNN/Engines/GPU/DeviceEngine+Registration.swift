@@ -14,12 +14,9 @@ extension EngineDescriptor {
             summary: summary,
             strategies: [.fused, .layer],
             takesDevice: true,
-            availability: {
-                let (available, remedy) = backend.availability()
-                return available ? .available(detail: "see pcnn devices") : .unavailable(remedy: remedy)
-            },
+            availability: { backend.availability() },
             make: { settings, parameters in
-                try DeviceEngine(backend: backend, strategy: settings.strategy == .layer ? .layer : .fused,
+                try DeviceEngine(backend: backend, strategy: settings.strategy ?? .fused,
                                  device: settings.device, parameters: parameters)
             })
     }

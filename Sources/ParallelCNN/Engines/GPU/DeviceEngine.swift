@@ -1,18 +1,9 @@
-/// How a device engine maps the network onto the device.
-public enum DeviceStrategy: String, CaseIterable, Sendable {
-    /// The paper's design: one kernel per layer and pass, per sample (launch-bound by design).
-    case layer
-    /// One work-group per sample runs all layers on chip; per-sample SGD loops over many samples
-    /// in one persistent launch; minibatches train their samples in parallel.
-    case fused
-}
-
 /// The device backends.
 public enum DeviceBackend: String, CaseIterable, Sendable {
     case opencl, cuda
 
     /// Whether this machine can run the backend, and if not, the one-line remedy.
-    public func availability() -> (available: Bool, remedy: String) {
+    public func availability() -> EngineAvailability {
         switch self {
         case .opencl: OpenCLDevice.availability()
         case .cuda: CUDADevice.availability()
@@ -28,7 +19,7 @@ public enum DeviceBackend: String, CaseIterable, Sendable {
     }
 }
 
-/// A training engine on an OpenCL or CUDA device (see `DeviceStrategy`). The training set is
+/// A training engine on an OpenCL or CUDA device (see `EngineStrategy`). The training set is
 /// uploaded once (`prepare`), an epoch's order once per epoch (`beginEpoch`); `train(until:)`
 /// queues all the steps up to a position without waiting; per-sample losses and misclassified
 /// flags stay on the device until `statistics()` reads them.
@@ -40,7 +31,7 @@ public enum DeviceBackend: String, CaseIterable, Sendable {
 /// device give the same parameters bit for bit.
 public final class DeviceEngine: Engine {
     public let device: any ComputeDevice
-    public let strategy: DeviceStrategy
+    public let strategy: EngineStrategy
     public var description: String { "\(device.backend)(\(strategy), \(device.name))" }
 
     /// Per-sample SGD launches at most this many samples (the fused kernel's persistent loop).
@@ -82,8 +73,9 @@ public final class DeviceEngine: Engine {
     private var workspace: DeviceBuffer?
 
     /// Compiles the kernels for `device` and holds `parameters` (zero optimizer state).
-    public init(device: any ComputeDevice, strategy: DeviceStrategy, parameters: Parameters) throws {
+    public init(device: any ComputeDevice, strategy: EngineStrategy, parameters: Parameters) throws {
         self.device = device
+        precondition(strategy != .data, "a device engine runs fused or layer")
         self.strategy = strategy
         try device.compile(source: KernelSource.text, defines: KernelSource.defines)
         momentumUpdate = try device.kernel("batch_update")
@@ -95,7 +87,7 @@ public final class DeviceEngine: Engine {
     }
 
     /// Opens device `index` of `backend` and compiles the kernels there.
-    public convenience init(backend: DeviceBackend, strategy: DeviceStrategy, device index: Int = 0, parameters: Parameters) throws {
+    public convenience init(backend: DeviceBackend, strategy: EngineStrategy, device index: Int = 0, parameters: Parameters) throws {
         try self.init(device: try backend.open(device: index), strategy: strategy, parameters: parameters)
     }
 
@@ -225,7 +217,7 @@ public final class DeviceEngine: Engine {
                 try launchUpdate(samples: n)
                 position += n
             }
-        case (.layer, _):
+        case (.layer, _), (.data, _):
             try trainLayers(until: end)
         }
     }

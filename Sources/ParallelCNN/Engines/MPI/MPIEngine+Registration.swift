@@ -28,7 +28,7 @@ extension EngineDescriptor {
         make: { settings, parameters in
             #if MPI
             MPIEngine(parameters: parameters, communicator: try Communicator.world(),
-                      strategy: ThreadStrategy(settings.strategy ?? .data), threads: settings.threads,
+                      strategy: settings.strategy ?? .data, threads: settings.threads,
                       architecture: settings.architecture)
             #else
             throw EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy)

@@ -11,7 +11,7 @@
 ///   `MPI_Allreduce`; every rank applies the same update.
 public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     public let communicator: Communicator
-    public let strategy: ThreadStrategy
+    public let strategy: EngineStrategy
     public let threads: Int
     public var description: String {
         "mpi(ranks=\(communicator.size), \(strategy.rawValue)\(strategy == .data ? ", T=\(threads)" : ""))"
@@ -33,9 +33,10 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// generic layers that is not replicated (nil for those).
     private let exchanges: [Exchange?]
 
-    public init(parameters: Parameters, communicator: Communicator, strategy: ThreadStrategy, threads: Int = 1,
+    public init(parameters: Parameters, communicator: Communicator, strategy: EngineStrategy, threads: Int = 1,
                 architecture: Architecture = .paper) {
         precondition(threads >= 1)
+        precondition(strategy != .fused, "the CPU engines split by layer or by data")
         self.communicator = communicator
         self.strategy = strategy
         self.threads = strategy == .data ? threads : 1
@@ -78,10 +79,8 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
-                switch strategy {
-                case .data: trainDataParallel(images, labels, indices, rule)
-                case .layer: trainLayerParallel(images, labels, indices, rule)
-                }
+                strategy == .layer ? trainLayerParallel(images, labels, indices, rule)
+                    : trainDataParallel(images, labels, indices, rule)
             }
         }
     }

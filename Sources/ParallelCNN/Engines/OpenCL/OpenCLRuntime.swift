@@ -192,12 +192,13 @@ public final class OpenCLDevice: ComputeDevice {
     private var nextBuffer: UInt64 = 1
 
     /// Whether an OpenCL driver with at least one device is installed, and if not, how to get one.
-    public static func availability() -> (available: Bool, remedy: String) {
+    public static func availability() -> EngineAvailability {
         switch OpenCLAPI.shared {
-        case .failure(let error): return (false, error.description)
+        case .failure(let error): return .unavailable(remedy: error.description)
         case .success(let api):
             let found = (try? api.devices()) ?? []
-            return found.isEmpty ? (false, "the OpenCL loader found no platform or device. " + OpenCLAPI.remedy) : (true, "")
+            return found.isEmpty ? .unavailable(remedy: "the OpenCL loader found no platform or device. " + OpenCLAPI.remedy)
+                : .available(detail: "see pcnn devices")
         }
     }
 

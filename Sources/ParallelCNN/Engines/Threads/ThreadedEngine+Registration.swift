@@ -10,13 +10,7 @@ extension EngineDescriptor {
         defaultThreads: { _ in EngineRegistry.availableCores },
         make: { settings, parameters in
             ThreadedEngine(parameters: parameters, threads: settings.threads,
-                           strategy: ThreadStrategy(settings.strategy ?? .data), architecture: settings.architecture)
+                           strategy: settings.strategy ?? .data, architecture: settings.architecture)
         })
 }
 
-extension ThreadStrategy {
-    /// The CPU engines' strategy for an engine option the descriptor has already checked.
-    init(_ strategy: EngineStrategy) {
-        self = strategy == .layer ? .layer : .data
-    }
-}

@@ -1,20 +1,8 @@
-/// How the threaded engine divides the work.
-public enum ThreadStrategy: String, CaseIterable, Sendable {
-    /// The paper's OpenMP strategy: per sample, each layer's output elements are split across
-    /// the threads. Each element is still summed by one thread in the sequential engine's order,
-    /// so results are bit-identical to `sequential` for any thread count.
-    case layer
-    /// Data parallelism: the batch's samples are split across threads, each with its own
-    /// buffers; each thread takes whole blocks of `BatchGradient`'s summation order, so results
-    /// are independent of the thread count and equal `sequential` with the same batch.
-    case data
-}
-
 /// The multi-core engine: the sequential engine's kernels (`SampleWorkspace`) on a persistent
 /// `WorkerPool`, split by layer elements or by samples.
 public final class ThreadedEngine: ParameterStateEngine {
     public let threads: Int
-    public let strategy: ThreadStrategy
+    public let strategy: EngineStrategy
     public var description: String { "threads(T=\(threads), \(strategy.rawValue))" }
 
     /// Parallel regions (fork-joins) the layer strategy runs per training sample.
@@ -27,8 +15,9 @@ public final class ThreadedEngine: ParameterStateEngine {
     private var pool: WorkerPool { team.pool }
     private let batchGradient: BatchGradient
 
-    public init(parameters: Parameters, threads: Int, strategy: ThreadStrategy, architecture: Architecture = .paper) {
+    public init(parameters: Parameters, threads: Int, strategy: EngineStrategy, architecture: Architecture = .paper) {
         precondition(threads >= 1)
+        precondition(strategy != .fused, "the CPU engines split by layer or by data")
         self.threads = threads
         self.strategy = strategy
         state = ParameterState(parameters, architecture: architecture)
@@ -40,10 +29,8 @@ public final class ThreadedEngine: ParameterStateEngine {
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
-                switch strategy {
-                case .data: trainDataParallel(images, labels, indices, rule)
-                case .layer: trainLayerParallel(images, labels, indices, rule)
-                }
+                strategy == .layer ? trainLayerParallel(images, labels, indices, rule)
+                    : trainDataParallel(images, labels, indices, rule)
             }
         }
     }

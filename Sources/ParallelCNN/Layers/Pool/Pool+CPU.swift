@@ -10,7 +10,26 @@ extension CPULayers {
         let scale = 1 / Float(Z * Z)
         // Plain pointers: reading them through `b` in the inner loop costs a reload each time.
         let x = UnsafePointer(b.x), y = b.y
-        if isMax {
+        if isMax, Z == 2, S == 2 {
+            // The usual 2x2 window, stride 2, written out: the generic loop's branches cost
+            // more than the four comparisons.
+            let argmax = b.argmax!
+            for c in channels {
+                for oy in 0..<OH {
+                    let top = (c * H + 2 * oy) * W
+                    for ox in 0..<OW {
+                        let i = top + 2 * ox
+                        var best = x[i], bestIndex = i
+                        if x[i + 1] > best { best = x[i + 1]; bestIndex = i + 1 }
+                        if x[i + W] > best { best = x[i + W]; bestIndex = i + W }
+                        if x[i + W + 1] > best { best = x[i + W + 1]; bestIndex = i + W + 1 }
+                        let o = (c * OH + oy) * OW + ox
+                        y[o] = best
+                        argmax[o] = Int32(truncatingIfNeeded: bestIndex)
+                    }
+                }
+            }
+        } else if isMax {
             let argmax = b.argmax!
             for c in channels {
                 for oy in 0..<OH {
