@@ -12,11 +12,20 @@ public struct Dataset: Sendable {
     public let labels: [UInt8]
     /// The shape of every image, `[c][y][x]` row-major.
     public let shape: ImageShape
-    private let storage: Storage
+    /// The pixels: exactly one of the two is set. Stored as two optionals, not as the enum
+    /// `Storage`: an enum of two arrays keeps its case in the spare bits of the buffer pointer,
+    /// which hides the buffer from LeakSanitizer (a set held in a test's `static let` was
+    /// reported as leaked).
+    private let byteStorage: [UInt8]?
+    private let floatStorage: [Float]?
 
     private enum Storage: Sendable {
         case bytes([UInt8])
         case floats([Float])
+    }
+
+    private var storage: Storage {
+        if let floatStorage { .floats(floatStorage) } else { .bytes(byteStorage!) }
     }
 
     /// Number of samples.
@@ -37,7 +46,10 @@ public struct Dataset: Sendable {
         precondition(pixels == labels.count * shape.count, "\(name): \(pixels) pixels for \(labels.count) labels of \(shape)")
         precondition(labels.allSatisfy { Int($0) < Network.classes }, "\(name): label outside 0...9")
         self.name = name
-        self.storage = storage
+        switch storage {
+        case .bytes(let bytes): (byteStorage, floatStorage) = (bytes, nil)
+        case .floats(let floats): (byteStorage, floatStorage) = (nil, floats)
+        }
         self.labels = labels
         self.shape = shape
     }
