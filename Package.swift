@@ -10,9 +10,12 @@ import PackageDescription
 // PCNN_PORTABLE=1 and gets a baseline-x86-64 build with the same results (the kernels never rely
 // on fused multiply-add being fast or present for correctness).
 let portable = Context.environment["PCNN_PORTABLE"] != nil
-let speedFlags: [SwiftSetting] = portable ? [] : [
-    .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release)),
-]
+let speedFlags: [SwiftSetting] =
+    portable
+    ? []
+    : [
+        .unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release))
+    ]
 
 let package = Package(
     name: "ParallelCNN",
@@ -21,17 +24,17 @@ let package = Package(
     // MARK: Public products
     products: [
         .library(name: "ParallelCNN", targets: ["ParallelCNN"]),
-        .executable(name: "pcnn", targets: ["pcnn"]),
+        .executable(name: "pcnn", targets: ["pcnn"])
     ],
 
     // Optional system parts. `MPI` needs Open MPI (Debian: libopenmpi-dev openmpi-bin) and
     // enables `--engine mpi`: `swift build -c release --traits MPI`.
     traits: [
-        .trait(name: "MPI", description: "The mpi engine, on Open MPI (libopenmpi-dev, pkg-config ompi-c)."),
+        .trait(name: "MPI", description: "The mpi engine, on Open MPI (libopenmpi-dev, pkg-config ompi-c).")
     ],
 
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
 
     // MARK: Implementation targets
@@ -51,14 +54,14 @@ let package = Package(
             name: "ParallelCNN",
             dependencies: [
                 "CZlib", "_CPUVector",
-                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+                .target(name: "CMPI", condition: .when(traits: ["MPI"]))
             ],
             // The device kernels: one source for OpenCL and CUDA, compiled at run time.
             resources: [
                 .embedInCode("Engines/GPU/Kernels/prelude.cu"),
                 .embedInCode("Engines/GPU/Kernels/network.cu"),
                 .embedInCode("Engines/GPU/Kernels/fused.cu"),
-                .embedInCode("Engines/GPU/Kernels/layer.cu"),
+                .embedInCode("Engines/GPU/Kernels/layer.cu")
             ],
             swiftSettings: speedFlags
         ),
@@ -66,7 +69,7 @@ let package = Package(
             name: "pcnn",
             dependencies: [
                 "ParallelCNN",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
             swiftSettings: speedFlags
         ),
@@ -76,6 +79,6 @@ let package = Package(
             name: "ParallelCNNTests",
             dependencies: ["ParallelCNN"],
             swiftSettings: speedFlags
-        ),
+        )
     ]
 )

@@ -9,7 +9,7 @@ import PackageDescription
 let package = Package(
     name: "ParallelCNNFuzz",
     dependencies: [
-        .package(name: "ParallelCNN", path: ".."),
+        .package(name: "ParallelCNN", path: "..")
     ],
     targets: [
         // MARK: Fuzz targets
@@ -25,6 +25,6 @@ let package = Package(
 
         // MARK: Helpers
         .target(name: "FuzzSupport", dependencies: [.product(name: "ParallelCNN", package: "ParallelCNN")]),
-        .systemLibrary(name: "_FuzzC", pkgConfig: "zlib"),
+        .systemLibrary(name: "_FuzzC", pkgConfig: "zlib")
     ]
 )

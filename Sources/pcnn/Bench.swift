@@ -7,7 +7,10 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's results section (Tables 1-8) on this machine, with charts.",
         discussion: "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each.",
-        subcommands: [BenchAll.self, BenchNet.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self, BenchDevice.self],
+        subcommands: [
+            BenchAll.self, BenchNet.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self,
+            BenchDevice.self
+        ],
         defaultSubcommand: BenchAll.self)
 }
 
@@ -16,11 +19,11 @@ struct BenchThreads: ParsableCommand {
         commandName: "threads",
         abstract: "Table 3 analogue: threads engine, layer and data strategies, against sequential in the same run.",
         discussion: """
-        Times the original recipe on the first --samples training samples (best of 2 passes), \
-        layer strategy at batch 1 and data strategy at --batch, each against the sequential engine \
-        at the same batch, measured in the same run. Speed-up = sequential / threads; efficiency = \
-        speed-up / threads.
-        """)
+            Times the original recipe on the first --samples training samples (best of 2 passes), \
+            layer strategy at batch 1 and data strategy at --batch, each against the sequential engine \
+            at the same batch, measured in the same run. Speed-up = sequential / threads; efficiency = \
+            speed-up / threads.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -38,7 +41,9 @@ struct BenchThreads: ParsableCommand {
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
-        guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else { throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)") }
+        guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else {
+            throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)")
+        }
         guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
@@ -52,21 +57,27 @@ struct BenchThreads: ParsableCommand {
         let sequentialPerSample = (rows.first { $0.engine == "sequential" && $0.batch == 1 }?.seconds ?? 0) / Double(count)
         if json {
             let objects: [[String: Any]] = rows.map {
-                ["engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
-                 "seconds": $0.seconds, "speedup": $0.speedup, "efficiency": $0.efficiency]
+                [
+                    "engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
+                    "seconds": $0.seconds, "speedup": $0.speedup, "efficiency": $0.efficiency
+                ]
             }
             let report: [String: Any] = [
                 "samples": count, "rows": objects, "sequential_seconds_per_sample": sequentialPerSample,
                 "region_overhead_seconds": Dictionary(uniqueKeysWithValues: overheads.map { (String($0.0), $0.1) }),
-                "layer_regions_per_sample": ThreadedEngine.layerRegionsPerSample,
+                "layer_regions_per_sample": ThreadedEngine.layerRegionsPerSample
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("Threads engine vs sequential, original recipe, \(count) samples, \(EngineRegistry.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)")
+        print(
+            "Threads engine vs sequential, original recipe, \(count) samples, \(EngineRegistry.availableCores) cores (paper's Table 3: 2.72x at 2 threads, 2.62x at 4)"
+        )
         printTable(rows)
-        print(String(format: "sequential: %.2f µs per sample; the layer strategy runs %d parallel regions per sample",
-                     sequentialPerSample * 1e6, ThreadedEngine.layerRegionsPerSample))
+        print(
+            String(
+                format: "sequential: %.2f µs per sample; the layer strategy runs %d parallel regions per sample",
+                sequentialPerSample * 1e6, ThreadedEngine.layerRegionsPerSample))
         for (t, seconds) in overheads {
             print(String(format: "empty parallel region (fork + join), T=%d: %.2f µs", t, seconds * 1e6))
         }
@@ -78,8 +89,9 @@ func printTable(_ rows: [BenchmarkRow], workerTitle: String = "threads") {
     func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
     print("engine      strategy  batch  \(workerTitle)  seconds  speed-up  efficiency")
     for r in rows {
-        let numbers = String(format: "%5d  %*d  %7.3f  %7.2fx  %9.0f%%", r.batch, workerTitle.count, r.workers,
-                             r.seconds, r.speedup, 100 * r.efficiency)
+        let numbers = String(
+            format: "%5d  %*d  %7.3f  %7.2fx  %9.0f%%", r.batch, workerTitle.count, r.workers,
+            r.seconds, r.speedup, 100 * r.efficiency)
         print(pad(r.engine, 11) + " " + pad(r.strategy, 9) + " " + numbers)
     }
 }
@@ -89,13 +101,13 @@ struct BenchMPI: ParsableCommand {
         commandName: "mpi",
         abstract: "Table 2 analogue: mpi engine, layer and data strategies, for 1, 2, 4 ranks, against sequential in the same run.",
         discussion: """
-        Times the original recipe (best of 2 passes) on the first --samples training samples for \
-        the data strategy at --batch, and on the first --layer-samples for the layer strategy at \
-        batch 1 (it exchanges three messages per sample), each under `mpirun -np N` started by \
-        this command, against the sequential engine at the same batch measured here first. Ranks \
-        beyond the cores are oversubscribed (and slow). As root, Open MPI's root permission is set \
-        for the child mpirun. Needs a build with the MPI trait.
-        """)
+            Times the original recipe (best of 2 passes) on the first --samples training samples for \
+            the data strategy at --batch, and on the first --layer-samples for the layer strategy at \
+            batch 1 (it exchanges three messages per sample), each under `mpirun -np N` started by \
+            this command, against the sequential engine at the same batch measured here first. Ranks \
+            beyond the cores are oversubscribed (and slow). As root, Open MPI's root permission is set \
+            for the child mpirun. Needs a build with the MPI trait.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -131,28 +143,37 @@ struct BenchMPI: ParsableCommand {
         let start = Initialization.original.makeParameters()
         var rows: [BenchmarkRow] = []
         let launcher = MPILauncher(mpirun: mpirun, directory: directory, dataset: source.dataset)
-        for (strategy, batch, samples) in [(EngineStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))] {
+        for (strategy, batch, samples) in [
+            (EngineStrategy.layer, 1, min(layerSamples, data.train.count)), (.data, batch, min(samples, data.train.count))
+        ] {
             let baseline = try Benchmark.time(SequentialEngine(parameters: start), data: data.train, samples: samples, batch: batch)
             note(String(format: "sequential, batch %d, %d samples: %.3f s", batch, samples, baseline))
             rows.append(BenchmarkRow(engine: "sequential", strategy: "-", workers: 1, batch: batch, seconds: baseline, speedup: 1))
             for n in ranks {
-                let request = MPIRequest(strategy: strategy, ranks: n, batch: batch, samples: samples, repeats: 2, warmupPasses: 0, warmupSamples: 0)
+                let request = MPIRequest(
+                    strategy: strategy, ranks: n, batch: batch, samples: samples, repeats: 2, warmupPasses: 0, warmupSamples: 0)
                 let seconds: Double
                 do { seconds = try launcher.measure(request).min()! } catch { throw fail("\(error)") }
                 note(String(format: "mpi %@ N=%d, batch %d: %.3f s", strategy.rawValue, n, batch, seconds))
-                rows.append(BenchmarkRow(engine: "mpi", strategy: strategy.rawValue, workers: n, batch: batch, seconds: seconds,
-                                         speedup: baseline / seconds))
+                rows.append(
+                    BenchmarkRow(
+                        engine: "mpi", strategy: strategy.rawValue, workers: n, batch: batch, seconds: seconds,
+                        speedup: baseline / seconds))
             }
         }
         if json {
             let objects: [[String: Any]] = rows.map {
-                ["engine": $0.engine, "strategy": $0.strategy, "ranks": $0.workers, "batch": $0.batch,
-                 "seconds": $0.seconds, "speedup": $0.speedup, "efficiency": $0.efficiency]
+                [
+                    "engine": $0.engine, "strategy": $0.strategy, "ranks": $0.workers, "batch": $0.batch,
+                    "seconds": $0.seconds, "speedup": $0.speedup, "efficiency": $0.efficiency
+                ]
             }
             print(String(decoding: try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineRegistry.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)")
+        print(
+            "MPI engine vs sequential, original recipe, layer on \(min(layerSamples, data.train.count)) samples, data on \(min(samples, data.train.count)), \(EngineRegistry.availableCores) cores (paper's Table 2: 1.53x at 2 ranks, 1.02x at 4)"
+        )
         printTable(rows, workerTitle: "ranks")
         try printAllreduceTimes(mpirun: mpirun)
     }
@@ -161,8 +182,9 @@ struct BenchMPI: ParsableCommand {
 /// One timed configuration under mpirun, for `pcnn bench` and `pcnn bench mpi`: rank 0 prints
 /// one JSON line, `{"ranks": N, "seconds": [...]}`, the seconds of each timed pass.
 struct BenchMPIWorker: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mpi-worker", abstract: "Internal: one timing run of pcnn bench (under mpirun).",
-                                                    shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "mpi-worker", abstract: "Internal: one timing run of pcnn bench (under mpirun).",
+        shouldDisplay: false)
 
     @OptionGroup var source: DataOptions
     @Option var strategy: EngineStrategy
@@ -181,8 +203,9 @@ struct BenchMPIWorker: ParsableCommand {
         if failed { if let error { throw fail("\(error)") }; throw ExitCode.failure }
         let data = try loaded.get()
         let engine = try descriptor.makeEngine(EngineOptions(strategy: strategy), parameters: Initialization.original.makeParameters())
-        let (seconds, _) = try Benchmark.passes(engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
-                                            warmupPasses: warmupPasses, warmupSamples: warmupSamples)
+        let (seconds, _) = try Benchmark.passes(
+            engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
+            warmupPasses: warmupPasses, warmupSamples: warmupSamples)
         if group.rank == 0 {
             let line = try JSONSerialization.data(withJSONObject: ["ranks": group.size, "seconds": seconds], options: [.sortedKeys])
             print(String(decoding: line, as: UTF8.self))
@@ -203,9 +226,12 @@ struct MPILauncher {
     /// Why MPI configurations cannot be timed from this binary on this machine, or nil.
     static func unavailableReason(mpirun: String) -> String? {
         guard MPIAvailability.built else {
-            return "this pcnn was built without the MPI trait (install Open MPI: apt-get install libopenmpi-dev openmpi-bin, then swift build -c release --traits MPI)"
+            return
+                "this pcnn was built without the MPI trait (install Open MPI: apt-get install libopenmpi-dev openmpi-bin, then swift build -c release --traits MPI)"
         }
-        let found = mpirun.contains("/") ? FileManager.default.isExecutableFile(atPath: mpirun)
+        let found =
+            mpirun.contains("/")
+            ? FileManager.default.isExecutableFile(atPath: mpirun)
             : (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
                 .contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(mpirun)") }
         return found ? nil : "`\(mpirun)` was not found on PATH (Open MPI's launcher: apt-get install openmpi-bin)"
@@ -215,10 +241,14 @@ struct MPILauncher {
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [mpirun] + request.launcherOptions(cores: EngineRegistry.availableCores, root: getuid() == 0)
-            + [me, "bench", "mpi-worker", "--data", directory, "--dataset", dataset.rawValue,
-               "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
-               "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples", "\(request.warmupSamples)"]
+        process.arguments =
+            [mpirun] + request.launcherOptions(cores: EngineRegistry.availableCores, root: getuid() == 0)
+            + [
+                me, "bench", "mpi-worker", "--data", directory, "--dataset", dataset.rawValue,
+                "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
+                "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples",
+                "\(request.warmupSamples)"
+            ]
         let pipe = Pipe(), errors = Pipe()
         process.standardOutput = pipe
         process.standardError = errors
@@ -236,10 +266,12 @@ struct MPILauncher {
         readDone.wait()
         let command = ([mpirun] + (process.arguments ?? []).dropFirst()).joined(separator: " ")
         guard process.terminationStatus == 0,
-              let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let seconds = object["seconds"] as? [Double], !seconds.isEmpty else {
-            throw Failure(description: "`\(command)` failed with status \(process.terminationStatus): \(errorText.withLock { $0 })\(output)")
+            let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let seconds = object["seconds"] as? [Double], !seconds.isEmpty
+        else {
+            throw Failure(
+                description: "`\(command)` failed with status \(process.terminationStatus): \(errorText.withLock { $0 })\(output)")
         }
         return seconds
     }
@@ -251,16 +283,16 @@ struct BenchAll: ParsableCommand {
         commandName: "all",
         abstract: "Reproduce the paper's Tables 1-8 on this machine (the default of `pcnn bench`).",
         discussion: """
-        T1 seconds per epoch (reference, sequential); T2 mpi at 1, 2, 4 ranks (started under mpirun \
-        by this command when Open MPI and the MPI build are present); T3 threads at 1, 2, 4 and twice \
-        the cores; both strategies (layer at batch 1, data at --batch), against sequential at the same \
-        batch in the same run; T4 the time of each layer's forward and backward kernels and the \
-        update inside a real training run; T5-8 GPU engines when present; achieved GFLOP/s against \
-        this machine's peak, measured by an FMA loop. Each configuration: one warm-up pass, then \
-        several timed passes (median, fastest, spread). Quick mode (default, about a minute on 2 \
-        cores) times the first 10000 samples of the epoch (reference: 1000) and scales to an epoch; \
-        --full times whole epochs.
-        """)
+            T1 seconds per epoch (reference, sequential); T2 mpi at 1, 2, 4 ranks (started under mpirun \
+            by this command when Open MPI and the MPI build are present); T3 threads at 1, 2, 4 and twice \
+            the cores; both strategies (layer at batch 1, data at --batch), against sequential at the same \
+            batch in the same run; T4 the time of each layer's forward and backward kernels and the \
+            update inside a real training run; T5-8 GPU engines when present; achieved GFLOP/s against \
+            this machine's peak, measured by an FMA loop. Each configuration: one warm-up pass, then \
+            several timed passes (median, fastest, spread). Quick mode (default, about a minute on 2 \
+            cores) times the first 10000 samples of the epoch (reference: 1000) and scales to an epoch; \
+            --full times whole epochs.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -276,7 +308,8 @@ struct BenchAll: ParsableCommand {
     @Option(help: "Samples per timed pass (default: 10000 quick, 60000 full).")
     var samples: Int?
 
-    @Option(name: .customLong("reference-samples"), help: "Samples per timed pass of the reference engine (default: 1000 quick, 60000 full).")
+    @Option(
+        name: .customLong("reference-samples"), help: "Samples per timed pass of the reference engine (default: 1000 quick, 60000 full).")
     var referenceSamples: Int?
 
     @Option(help: "Timed passes per configuration (default: 5 quick, 3 full).")
@@ -299,10 +332,12 @@ struct BenchAll: ParsableCommand {
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let machine = MachineInfo.current(pcnnVersion: PCNN.configuration.version,
-                                          sourceDirectory: URL(fileURLWithPath: executable).deletingLastPathComponent().path)
-        let settings = BenchmarkSuite.settings(full: full, epochSamples: data.train.count, samples: samples,
-                                               referenceSamples: referenceSamples, repeats: repeats, dataBatch: batch)
+        let machine = MachineInfo.current(
+            pcnnVersion: PCNN.configuration.version,
+            sourceDirectory: URL(fileURLWithPath: executable).deletingLastPathComponent().path)
+        let settings = BenchmarkSuite.settings(
+            full: full, epochSamples: data.train.count, samples: samples,
+            referenceSamples: referenceSamples, repeats: repeats, dataBatch: batch)
         var suite = BenchmarkSuite(settings: settings, machine: machine)
         suite.progress = note
         suite.additionalEngines += DeviceBenchmark.suiteEntries()
@@ -314,7 +349,9 @@ struct BenchAll: ParsableCommand {
         } else {
             suite.mpiSkipReason = "could not resolve the data directory for the MPI ranks"
         }
-        note("pcnn bench (\(settings.mode)): \(machine.cpuModel), \(machine.cores) cores; T1-T4 on the first \(settings.samples) of \(settings.epochSamples) samples (reference \(settings.referenceSamples)), \(settings.repeats) timed passes each")
+        note(
+            "pcnn bench (\(settings.mode)): \(machine.cpuModel), \(machine.cores) cores; T1-T4 on the first \(settings.samples) of \(settings.epochSamples) samples (reference \(settings.referenceSamples)), \(settings.repeats) timed passes each"
+        )
         let began = Trainer.now()
         let results: BenchmarkResults
         do { results = try suite.run(data: data.train) } catch { throw fail("\(error)") }

@@ -7,7 +7,7 @@ import ParallelCNN
 /// interface, which the TCP BTL skips unless told otherwise).
 let allreduceTransports: [(name: String, mca: [String])] = [
     ("shared memory", ["--mca", "btl", "self,vader"]),
-    ("TCP loopback", ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]),
+    ("TCP loopback", ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"])
 ]
 
 /// Times both allreduce messages of a data-parallel step on 2 ranks over each transport and
@@ -18,9 +18,10 @@ func printAllreduceTimes(mpirun: String, repetitions: Int = 5_000) throws {
         for timing in try measureAllreduce(mpirun: mpirun, ranks: 2, mca: transport.mca, repetitions: repetitions) {
             let bytes = timing.count * (timing.type == "float" ? 4 : 8)
             let message = "\(timing.count) \(timing.type)s (\(bytes) B)"
-            print("  " + transport.name.padding(toLength: 15, withPad: " ", startingAt: 0)
-                + message.padding(toLength: 24, withPad: " ", startingAt: 0)
-                + String(format: "%7.2f µs (%.2f µs)", timing.median * 1e6, timing.mean * 1e6))
+            print(
+                "  " + transport.name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                    + message.padding(toLength: 24, withPad: " ", startingAt: 0)
+                    + String(format: "%7.2f µs (%.2f µs)", timing.median * 1e6, timing.mean * 1e6))
         }
     }
 }
@@ -30,7 +31,8 @@ func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: In
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    process.arguments = [mpirun, "--oversubscribe", "-np", "\(ranks)"] + mca
+    process.arguments =
+        [mpirun, "--oversubscribe", "-np", "\(ranks)"] + mca
         + [me, "bench", "mpi-allreduce-worker", "--repetitions", "\(repetitions)"]
     var environment = ProcessInfo.processInfo.environment
     if getuid() == 0 {
@@ -46,12 +48,14 @@ func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: In
     let timings = output.split(separator: "\n").compactMap { line -> AllreduceTiming? in
         let f = line.split(separator: " ")
         guard f.count == 6, f[0] == "allreduce", let count = Int(f[2]), let n = Int(f[3]),
-              let median = Double(f[4]), let mean = Double(f[5]) else { return nil }
+            let median = Double(f[4]), let mean = Double(f[5])
+        else { return nil }
         return AllreduceTiming(count: count, type: String(f[1]), repetitions: n, median: median, mean: mean)
     }
     guard process.terminationStatus == 0, timings.count == 2 else {
-        throw fail("mpirun \(mca.joined(separator: " ")) -np \(ranks) (allreduce timing) failed with status "
-            + "\(process.terminationStatus)\n\(output)")
+        throw fail(
+            "mpirun \(mca.joined(separator: " ")) -np \(ranks) (allreduce timing) failed with status "
+                + "\(process.terminationStatus)\n\(output)")
     }
     return timings
 }

@@ -9,12 +9,12 @@ struct BenchDevice: ParsableCommand {
         commandName: "device",
         abstract: "Tables 5-8 analogue: per-layer kernel times from device events and whole-network seconds per epoch, layer and fused.",
         discussion: """
-        For each strategy and batch, trains the original recipe on the first --samples training \
-        samples twice from the same start: once free-running (wall time, synchronised at the end: \
-        the whole network, Table 8) and once with a device event pair around every launch (device \
-        time per kernel, summed per layer: conv, pooling and FC, Tables 5-7; the event pass waits \
-        after each launch). Figures are scaled to one 60,000-sample epoch.
-        """)
+            For each strategy and batch, trains the original recipe on the first --samples training \
+            samples twice from the same start: once free-running (wall time, synchronised at the end: \
+            the whole network, Table 8) and once with a device event pair around every launch (device \
+            time per kernel, summed per layer: conv, pooling and FC, Tables 5-7; the event pass waits \
+            after each launch). Figures are scaled to one 60,000-sample epoch.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -98,17 +98,22 @@ struct BenchDevice: ParsableCommand {
                         "backend": backend.rawValue, "device": device.name, "strategy": strategy.rawValue, "batch": batch,
                         "samples": train.count, "seconds_per_epoch": wall * scale,
                         "kernel_seconds_per_epoch": timeline.seconds.mapValues { $0 * scale },
-                        "layer_seconds_per_epoch": layers, "launches_per_epoch": Double(launches) * scale,
+                        "layer_seconds_per_epoch": layers, "launches_per_epoch": Double(launches) * scale
                     ])
                     if !json {
-                        print(String(format: "%@ %@ batch %d: %.3f s/epoch whole network (wall), %.0f launches per 60,000 samples",
-                                     backend.rawValue, strategy.rawValue, batch, wall * scale, Double(launches) * scale))
+                        print(
+                            String(
+                                format: "%@ %@ batch %d: %.3f s/epoch whole network (wall), %.0f launches per 60,000 samples",
+                                backend.rawValue, strategy.rawValue, batch, wall * scale, Double(launches) * scale))
                         for (layer, s) in layers.sorted(by: { $0.key < $1.key }) {
                             print("    " + Self.pad(layer, 24) + String(format: "%10.4f s/epoch (device events)", s))
                         }
                         for (kernel, s) in timeline.seconds.sorted(by: { $0.key < $1.key }) {
-                            print("      " + Self.pad(kernel, 22) + String(format: "%10.4f s/epoch, %10.2f µs/launch", s * scale,
-                                         s / Double(timeline.launches[kernel] ?? 1) * 1e6))
+                            print(
+                                "      " + Self.pad(kernel, 22)
+                                    + String(
+                                        format: "%10.4f s/epoch, %10.2f µs/launch", s * scale,
+                                        s / Double(timeline.launches[kernel] ?? 1) * 1e6))
                         }
                     }
                 }
@@ -120,7 +125,9 @@ struct BenchDevice: ParsableCommand {
             let report: [String: Any] = ["rows": rows, "paper_t4": ["conv": 0.090, "pooling": 0.0052, "fc": 0.00039, "whole_network": 3.0]]
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print("paper (T4, CUDA): conv 90 ms, pooling 5.2 ms, FC 0.39 ms of kernel time per epoch (Tables 5-7); 3.0 s per epoch whole network (Table 8)")
+            print(
+                "paper (T4, CUDA): conv 90 ms, pooling 5.2 ms, FC 0.39 ms of kernel time per epoch (Tables 5-7); 3.0 s per epoch whole network (Table 8)"
+            )
         }
     }
 }

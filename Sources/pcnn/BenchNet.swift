@@ -5,14 +5,15 @@ import ParallelCNN
 struct BenchNet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "net",
-        abstract: "Any network (--net): sequential, threads layer and threads data, with GFLOP/s and the fraction of the cores' measured peak.",
+        abstract:
+            "Any network (--net): sequential, threads layer and threads data, with GFLOP/s and the fraction of the cores' measured peak.",
         discussion: """
-        Trains the modern recipe (Adam) on the first --samples training samples, best of 2 passes: \
-        sequential per sample and at --batch, the threads engine's layer strategy per sample and \
-        its data strategy at --batch, each against sequential at the same batch in the same run. \
-        GFLOP/s counts the network's FLOPs per training sample (`pcnn nets`); peak is measured here \
-        first, per core, with a fused multiply-add loop.
-        """)
+            Trains the modern recipe (Adam) on the first --samples training samples, best of 2 passes: \
+            sequential per sample and at --batch, the threads engine's layer strategy per sample and \
+            its data strategy at --batch, each against sequential at the same batch in the same run. \
+            GFLOP/s counts the network's FLOPs per training sample (`pcnn nets`); peak is measured here \
+            first, per core, with a fused multiply-add loop.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -32,7 +33,9 @@ struct BenchNet: ParsableCommand {
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
-        guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else { throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)") }
+        guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else {
+            throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)")
+        }
         guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
     }
 
@@ -48,27 +51,39 @@ struct BenchNet: ParsableCommand {
         note("Measuring the cores' peak...")
         let peak = PeakFLOPS.measure()
         let count = min(samples, data.train.count)
-        note("Timing \(architecture.network) (\(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample) on \(count) samples...")
-        let rows = try NetworkBenchmark.run(architecture, data: data.train, samples: count, batch: batch, threads: threads,
-                                            peak: peak, progress: note)
+        note(
+            "Timing \(architecture.network) (\(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample) on \(count) samples..."
+        )
+        let rows = try NetworkBenchmark.run(
+            architecture, data: data.train, samples: count, batch: batch, threads: threads,
+            peak: peak, progress: note)
         if json {
             let objects: [[String: Any]] = rows.map {
-                ["engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
-                 "seconds_per_sample": $0.secondsPerSample, "seconds_per_epoch_60000": $0.secondsPerSample * 60_000,
-                 "speedup": $0.speedup, "gflops": $0.gflops, "peak_fraction": $0.peakFraction]
+                [
+                    "engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
+                    "seconds_per_sample": $0.secondsPerSample, "seconds_per_epoch_60000": $0.secondsPerSample * 60_000,
+                    "speedup": $0.speedup, "gflops": $0.gflops, "peak_fraction": $0.peakFraction
+                ]
             }
-            let report: [String: Any] = ["network": architecture.network.text, "samples": count, "rows": objects,
-                                         "peak_gflops_per_core": peak.perCoreGFLOPS,
-                                         "flops_per_training_sample": architecture.flopsPerTrainingSample]
+            let report: [String: Any] = [
+                "network": architecture.network.text, "samples": count, "rows": objects,
+                "peak_gflops_per_core": peak.perCoreGFLOPS,
+                "flops_per_training_sample": architecture.flopsPerTrainingSample
+            ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print("\(architecture.network) on \(architecture.input), \(count) samples, modern recipe (Adam), \(EngineRegistry.availableCores) cores, peak \(String(format: "%.1f", peak.perCoreGFLOPS)) GFLOP/s per core (\(peak.method))")
+        print(
+            "\(architecture.network) on \(architecture.input), \(count) samples, modern recipe (Adam), \(EngineRegistry.availableCores) cores, peak \(String(format: "%.1f", peak.perCoreGFLOPS)) GFLOP/s per core (\(peak.method))"
+        )
         print("engine      strategy  threads  batch  µs/sample  s/epoch(60k)  speed-up  GFLOP/s  of peak")
         for r in rows {
-            print((r.engine.padding(toLength: 11, withPad: " ", startingAt: 0)) + " " + r.strategy.padding(toLength: 9, withPad: " ", startingAt: 0)
-                  + String(format: " %7d  %5d  %9.1f  %12.2f  %7.2fx  %7.1f  %6.1f%%", r.workers, r.batch, r.secondsPerSample * 1e6,
-                           r.secondsPerSample * 60_000, r.speedup, r.gflops, 100 * r.peakFraction))
+            print(
+                (r.engine.padding(toLength: 11, withPad: " ", startingAt: 0)) + " "
+                    + r.strategy.padding(toLength: 9, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %7d  %5d  %9.1f  %12.2f  %7.2fx  %7.1f  %6.1f%%", r.workers, r.batch, r.secondsPerSample * 1e6,
+                        r.secondsPerSample * 60_000, r.speedup, r.gflops, 100 * r.peakFraction))
         }
     }
 }

@@ -4,12 +4,18 @@ import ParallelCNN
 
 /// Where the data comes from; shared by every command that reads MNIST.
 struct DataOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "Directory holding the four IDX files (raw or .gz). Default: $MNIST_DIR, then ./data/mnist.",
-        valueName: "dir"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Directory holding the four IDX files (raw or .gz). Default: $MNIST_DIR, then ./data/mnist.",
+            valueName: "dir"))
     var data: String?
 
-    @Option(name: .long, help: "Data set: mnist or fashion-mnist (same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist).")
+    @Option(
+        name: .long,
+        help:
+            "Data set: mnist or fashion-mnist (same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist)."
+    )
     var dataset: DatasetKind = .mnist
 
     /// The directory `load` reads from, once it has found or downloaded the files.
@@ -25,9 +31,13 @@ struct DataOptions: ParsableArguments {
         }
         let target = "data/\(dataset.rawValue)"
         guard download else {
-            throw ValidationError("no \(dataset.rawValue) files found (looked in --data, $\(dataset.directoryEnvironmentVariable), \(dataset.defaultDirectories.joined(separator: ", "))); run `pcnn download` or pass --data DIR")
+            throw ValidationError(
+                "no \(dataset.rawValue) files found (looked in --data, $\(dataset.directoryEnvironmentVariable), \(dataset.defaultDirectories.joined(separator: ", "))); run `pcnn download` or pass --data DIR"
+            )
         }
-        log("No \(dataset.rawValue) files found in --data, $\(dataset.directoryEnvironmentVariable) or \(dataset.defaultDirectories.joined(separator: ", ")); downloading to ./\(target) first.")
+        log(
+            "No \(dataset.rawValue) files found in --data, $\(dataset.directoryEnvironmentVariable) or \(dataset.defaultDirectories.joined(separator: ", ")); downloading to ./\(target) first."
+        )
         try Downloader.download(dataset, into: target, log: log)
         return try DatasetLoader.load(dataset, from: target)
     }

@@ -6,13 +6,14 @@ struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show what this machine offers each engine (CPU, Open MPI, OpenCL, CUDA, NVRTC) and how to get what is missing.",
         discussion: """
-        With --compile-cuda, compiles every CUDA kernel with NVRTC for the given architectures \
-        (no GPU needed) and prints ptxas's registers, shared memory and spills per kernel; \
-        any compile error fails the command.
-        """)
+            With --compile-cuda, compiles every CUDA kernel with NVRTC for the given architectures \
+            (no GPU needed) and prints ptxas's registers, shared memory and spills per kernel; \
+            any compile error fails the command.
+            """)
 
-    @Option(name: .customLong("compile-cuda"), parsing: .unconditional,
-            help: ArgumentHelp("Comma-separated architectures to compile the CUDA kernels for.", valueName: "sm_75,sm_80,sm_90"))
+    @Option(
+        name: .customLong("compile-cuda"), parsing: .unconditional,
+        help: ArgumentHelp("Comma-separated architectures to compile the CUDA kernels for.", valueName: "sm_75,sm_80,sm_90"))
     var compileCUDA: String?
 
     func run() throws {
@@ -84,10 +85,14 @@ struct Devices: ParsableCommand {
                 let (cubin, log) = try nvrtc.compile(source: KernelSource.text, architecture: arch, defines: KernelSource.defines)
                 let kernels = NVRTC.resources(fromLog: log)
                 for k in kernels {
-                    print(arch.padding(toLength: 8, withPad: " ", startingAt: 0) + k.name.padding(toLength: 24, withPad: " ", startingAt: 0)
-                          + pad(k.registers, 9) + pad(k.sharedBytes, 9) + pad(k.stackBytes, 10) + pad(k.spillStores, 13) + pad(k.spillLoads, 13))
+                    print(
+                        arch.padding(toLength: 8, withPad: " ", startingAt: 0) + k.name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                            + pad(k.registers, 9) + pad(k.sharedBytes, 9) + pad(k.stackBytes, 10) + pad(k.spillStores, 13)
+                            + pad(k.spillLoads, 13))
                 }
-                print("\(arch): \(kernels.count) kernels, CUBIN \(cubin.count) bytes, \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+                print(
+                    "\(arch): \(kernels.count) kernels, CUBIN \(cubin.count) bytes, \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
+                )
                 if kernels.count != KernelSource.kernelNames.count {
                     note("\(arch): ptxas reported \(kernels.count) kernels, the source has \(KernelSource.kernelNames.count); log:\n\(log)")
                     failed = true
@@ -113,7 +118,8 @@ struct Devices: ParsableCommand {
 
     private static func vectorWidth() -> String {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "unknown" }
+            let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return "unknown" }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
         let fma = flags.contains("fma") ? ", FMA" : ""
         if flags.contains("avx512f") { return "AVX-512 (16 floats\(fma))" }

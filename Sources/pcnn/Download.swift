@@ -5,10 +5,10 @@ struct Download: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Download MNIST into ./data/mnist (or --dir), verifying every file's SHA-256.",
         discussion: """
-        Tries several public mirrors per file ($PCNN_MNIST_MIRRORS, comma-separated base URLs, \
-        replaces them). A file is written under its final name only after its digest matched. \
-        Offline? Point --data (or $MNIST_DIR) at a directory that already holds the files.
-        """)
+            Tries several public mirrors per file ($PCNN_MNIST_MIRRORS, comma-separated base URLs, \
+            replaces them). A file is written under its final name only after its digest matched. \
+            Offline? Point --data (or $MNIST_DIR) at a directory that already holds the files.
+            """)
 
     @Option(help: "Data set to fetch (only mnist has known digests).")
     var dataset: DatasetKind = .mnist

@@ -7,9 +7,9 @@ struct PCNN: ParsableCommand {
         commandName: "pcnn",
         abstract: "Train the seed CNN of 'Parallelizing Convolutional Neural Networks' on MNIST, fast, on any parallel hardware.",
         discussion: """
-        Start with `pcnn train`: it finds MNIST (--data DIR, then $MNIST_DIR, then ./data/mnist), \
-        downloads it if it is nowhere to be found, trains, reports the test error and writes a checkpoint.
-        """,
+            Start with `pcnn train`: it finds MNIST (--data DIR, then $MNIST_DIR, then ./data/mnist), \
+            downloads it if it is nowhere to be found, trains, reports the test error and writes a checkpoint.
+            """,
         version: "0.1.0",
         subcommands: [Train.self, Test.self, Predict.self, Download.self, Bench.self, Devices.self, Nets.self],
         defaultSubcommand: nil
@@ -36,14 +36,20 @@ enum InitChoice: String, ExpressibleByArgument, CaseIterable {
 /// `--engine` and its options, shared by train, test, predict and bench. What each engine
 /// takes comes from the engine registry.
 struct EngineOptionGroup: ParsableArguments {
-    @Option(help: ArgumentHelp("Where to run: \(EngineRegistry.engines.map { "\($0.kind.rawValue) (\($0.summary))" }.joined(separator: "; ")). `pcnn devices` says which are available here.",
-                               valueName: "engine"))
+    @Option(
+        help: ArgumentHelp(
+            "Where to run: \(EngineRegistry.engines.map { "\($0.kind.rawValue) (\($0.summary))" }.joined(separator: "; ")). `pcnn devices` says which are available here.",
+            valueName: "engine"))
     var engine: EngineKind = .sequential
 
-    @Option(help: "Threads of the threads engine (default: the number of cores), or per rank of the mpi engine's data strategy (default: 1).")
+    @Option(
+        help: "Threads of the threads engine (default: the number of cores), or per rank of the mpi engine's data strategy (default: 1).")
     var threads: Int?
 
-    @Option(help: "How the engine splits the work: data (each batch's samples), layer (each layer of a sample: the paper's OpenMP, MPI and CUDA designs) or fused (GPU engines: one persistent kernel). Default: the engine's first.")
+    @Option(
+        help:
+            "How the engine splits the work: data (each batch's samples), layer (each layer of a sample: the paper's OpenMP, MPI and CUDA designs) or fused (GPU engines: one persistent kernel). Default: the engine's first."
+    )
     var strategy: EngineStrategy?
 
     @Option(help: "Device number of a GPU engine (default 0).")
@@ -79,9 +85,11 @@ struct EngineOptionGroup: ParsableArguments {
 
 /// `--net`, shared by `train` and `bench`.
 struct NetworkOption: ParsableArguments {
-    @Option(name: .customLong("net"), help: ArgumentHelp(
-        "The network: a preset (\(NetworkDescription.presets.compactMap(\.presetName).joined(separator: ", ")); `pcnn nets` lists them) or a description such as \"conv 6 5x5 pad=2 relu; maxpool 2x2; dense 10\" (layers conv F KxK [stride=S] [pad=P], subsample KxK, avgpool KxK [stride=S], maxpool KxK [stride=S], dense N, each optionally followed by sigmoid, tanh or relu; the last layer is dense 10). Default: paper, or the checkpoint's with --resume.",
-        valueName: "name|description"))
+    @Option(
+        name: .customLong("net"),
+        help: ArgumentHelp(
+            "The network: a preset (\(NetworkDescription.presets.compactMap(\.presetName).joined(separator: ", ")); `pcnn nets` lists them) or a description such as \"conv 6 5x5 pad=2 relu; maxpool 2x2; dense 10\" (layers conv F KxK [stride=S] [pad=P], subsample KxK, avgpool KxK [stride=S], maxpool KxK [stride=S], dense N, each optionally followed by sigmoid, tanh or relu; the last layer is dense 10). Default: paper, or the checkpoint's with --resume.",
+            valueName: "name|description"))
     var net: String?
 
     /// The parsed description, nil when `--net` is not given.

@@ -18,8 +18,9 @@ final class ProgressReporter {
         let s = p.statistics
         let errorPercent = s.samples > 0 ? 100 * Double(s.misclassified) / Double(s.samples) : 0
         let loss = s.samples > 0 ? s.lossSum / Double(s.samples) : 0
-        let figures = String(format: "%7.0f samples/s  train error %5.2f%%  %@ %.4f  ETA %.1f s",
-                             rate, errorPercent, recipe == .original ? "error" : "loss", loss, eta)
+        let figures = String(
+            format: "%7.0f samples/s  train error %5.2f%%  %@ %.4f  ETA %.1f s",
+            rate, errorPercent, recipe == .original ? "error" : "loss", loss, eta)
         let header = "epoch \(p.epoch + 1)/\(p.epochs)"
         if isTerminal {
             let width = 30

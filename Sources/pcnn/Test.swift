@@ -16,7 +16,9 @@ struct ModelOptions: ParsableArguments {
         let record = try checkpoint.trainingRecord(path: model)
         let data = try source.load(download: true, log: note)
         guard data.test.shape == checkpoint.architecture.input else {
-            throw ValidationError("\(model) holds a network for \(checkpoint.architecture.input) images, but \(source.dataset.rawValue) has \(data.test.shape) images; pass the --dataset it was trained on (\(record.dataset.rawValue))")
+            throw ValidationError(
+                "\(model) holds a network for \(checkpoint.architecture.input) images, but \(source.dataset.rawValue) has \(data.test.shape) images; pass the --dataset it was trained on (\(record.dataset.rawValue))"
+            )
         }
         return (checkpoint, record, data)
     }
@@ -41,13 +43,17 @@ struct Test: ParsableCommand {
             let instance = try engine.makeEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
             let errors = try instance.countErrors(on: data.test, recipe: record.options.recipe)
             let percent = 100 * Double(errors) / Double(data.test.count)
-            note(String(format: "%@: %@, %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
-                        model, checkpoint.architecture.network.description, record.options.recipe.rawValue, record.position.epoch, percent, errors,
-                        data.test.count, checkpoint.parameters.hashString))
+            note(
+                String(
+                    format: "%@: %@, %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
+                    model, checkpoint.architecture.network.description, record.options.recipe.rawValue, record.position.epoch, percent,
+                    errors,
+                    data.test.count, checkpoint.parameters.hashString))
             if json && !silent {
                 let object: [String: Any] = [
-                    "model": model, "network": checkpoint.architecture.network.text, "recipe": record.options.recipe.rawValue, "epoch": record.position.epoch,
-                    "test_errors": errors, "test_error_percent": percent, "param_hash": checkpoint.parameters.hashString,
+                    "model": model, "network": checkpoint.architecture.network.text, "recipe": record.options.recipe.rawValue,
+                    "epoch": record.position.epoch,
+                    "test_errors": errors, "test_error_percent": percent, "param_hash": checkpoint.parameters.hashString
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
             }
@@ -81,7 +87,8 @@ struct Predict: ParsableCommand {
             let instance = try engine.makeEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
             var predicted: UInt8 = 0
             try withUnsafeMutablePointer(to: &predicted) {
-                try instance.predict(data.test, range: index..<(index + 1), recipe: recipe, into: UnsafeMutableBufferPointer(start: $0, count: 1))
+                try instance.predict(
+                    data.test, range: index..<(index + 1), recipe: recipe, into: UnsafeMutableBufferPointer(start: $0, count: 1))
             }
             let best = Int(predicted)
             // The scores come from the oracle, which every engine agrees with.
@@ -90,7 +97,9 @@ struct Predict: ParsableCommand {
             guard !silent else { return }
             print(DigitArt.render(data.test.image(index), shape: data.test.shape))
             let label = Int(data.test.labels[index])
-            print("test image \(index): label \(label), predicted \(best) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")")
+            print(
+                "test image \(index): label \(label), predicted \(best) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")"
+            )
             print(recipe == .original ? "sigmoid outputs:" : "softmax probabilities:")
             for (o, score) in scores.enumerated() {
                 let bar = String(repeating: "#", count: Int((max(0, min(1, score)) * 40).rounded()))

@@ -6,36 +6,36 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the network, report the test error, write a checkpoint.",
         discussion: """
-        Recipes:
-          original  SPEC.md exactly: sigmoid outputs, error without output derivative, c1 gradients \
-        /576, s1 bias /216, SGD with dt = 0.1, one sample per step in file order. With --batch B > 1 \
-        the B per-sample updates (all from the same parameters) are averaged, with momentum 0.8 by \
-        default and the c1 step multiplied by min(4B, 576): batch 64 reaches 8.8% after one epoch \
-        (plain averaging: 20.3%). --lr and --momentum override the defaults.
-          modern    softmax cross-entropy with true gradients, minibatches (default --batch 32) \
-        reshuffled every epoch from --seed, with Adam by default (--lr 0.03 \
-        --momentum 0.9 --lr-decay 0.4 at every batch size): batch 64 reaches 2.4% in 3 epochs. \
-        --optimizer sgd takes momentum SGD instead (--lr 0.05 --momentum 0.9 --lr-decay 0.5; \
-        above batch 32 lr 0.05·B/32, at most 0.1, and lr-decay 0.5^(32/B)): batch 64 reaches 4.4% \
-        in 3 epochs.
+            Recipes:
+              original  SPEC.md exactly: sigmoid outputs, error without output derivative, c1 gradients \
+            /576, s1 bias /216, SGD with dt = 0.1, one sample per step in file order. With --batch B > 1 \
+            the B per-sample updates (all from the same parameters) are averaged, with momentum 0.8 by \
+            default and the c1 step multiplied by min(4B, 576): batch 64 reaches 8.8% after one epoch \
+            (plain averaging: 20.3%). --lr and --momentum override the defaults.
+              modern    softmax cross-entropy with true gradients, minibatches (default --batch 32) \
+            reshuffled every epoch from --seed, with Adam by default (--lr 0.03 \
+            --momentum 0.9 --lr-decay 0.4 at every batch size): batch 64 reaches 2.4% in 3 epochs. \
+            --optimizer sgd takes momentum SGD instead (--lr 0.05 --momentum 0.9 --lr-decay 0.5; \
+            above batch 32 lr 0.05·B/32, at most 0.1, and lr-decay 0.5^(32/B)): batch 64 reaches 4.4% \
+            in 3 epochs.
 
-        Optimizers (--optimizer): sgd, heavy-ball momentum SGD (--momentum 0 is plain SGD); adam, \
-        Adam with --momentum as beta1, beta2 0.95 and epsilon 1e-8, its first and second moments \
-        kept in the checkpoint.
+            Optimizers (--optimizer): sgd, heavy-ball momentum SGD (--momentum 0 is plain SGD); adam, \
+            Adam with --momentum as beta1, beta2 0.95 and epsilon 1e-8, its first and second moments \
+            kept in the checkpoint.
 
-        Engines (--engine, --strategy, --threads, --device; `pcnn devices` says which run here): \
-        reference (plain, exact, slow: the oracle), sequential (fast, one core), threads \
-        (--threads T, default all cores; --strategy layer splits each layer across threads as the \
-        paper's OpenMP version and is bit-identical to sequential; --strategy data splits each \
-        batch's samples and equals sequential with the same --batch), mpi (under mpirun -np N).
+            Engines (--engine, --strategy, --threads, --device; `pcnn devices` says which run here): \
+            reference (plain, exact, slow: the oracle), sequential (fast, one core), threads \
+            (--threads T, default all cores; --strategy layer splits each layer across threads as the \
+            paper's OpenMP version and is bit-identical to sequential; --strategy data splits each \
+            batch's samples and equals sequential with the same --batch), mpi (under mpirun -np N).
 
-        A non-finite loss or parameter stops training with an error naming the epoch and step; \
-        the checkpoint then still holds the last good model.
+            A non-finite loss or parameter stops training with an error naming the epoch and step; \
+            the checkpoint then still holds the last good model.
 
-        A checkpoint is written after every epoch, every 60 s within an epoch (--checkpoint-interval), and on Ctrl-C \
-        (the first Ctrl-C stops cleanly, a second one kills). --resume FILE continues the run it \
-        holds to the same final parameters as an uninterrupted run.
-        """)
+            A checkpoint is written after every epoch, every 60 s within an epoch (--checkpoint-interval), and on Ctrl-C \
+            (the first Ctrl-C stops cleanly, a second one kills). --resume FILE continues the run it \
+            holds to the same final parameters as an uninterrupted run.
+            """)
 
     @OptionGroup var source: DataOptions
 
@@ -55,16 +55,21 @@ struct Train: ParsableCommand {
     @Option(help: "Samples per optimizer step (default: 1 for original, 32 for modern).")
     var batch: Int?
 
-    @Option(help: "Learning rate (default: 0.1 for original; 0.03 for adam; 0.05 for sgd on modern, times B/32 above batch 32, at most 0.1).")
+    @Option(
+        help: "Learning rate (default: 0.1 for original; 0.03 for adam; 0.05 for sgd on modern, times B/32 above batch 32, at most 0.1).")
     var lr: Float?
 
     @Option(help: "Momentum, or beta1 of adam (default: 0 for original at batch 1, 0.8 at larger batches; 0.9 for modern).")
     var momentum: Float?
 
-    @Option(name: .customLong("lr-decay"), help: "Learning-rate factor per epoch (default: 1 for original; 0.4 for adam; 0.5 for sgd on modern, 0.5^(32/B) above batch 32).")
+    @Option(
+        name: .customLong("lr-decay"),
+        help: "Learning-rate factor per epoch (default: 1 for original; 0.4 for adam; 0.5 for sgd on modern, 0.5^(32/B) above batch 32).")
     var lrDecay: Float?
 
-    @Option(name: .customLong("init"), help: "Initial weights: original (glibc rand(), as the paper's program) or seeded (portable, from --seed).")
+    @Option(
+        name: .customLong("init"),
+        help: "Initial weights: original (glibc rand(), as the paper's program) or seeded (portable, from --seed).")
     var initChoice: InitChoice = .original
 
     @Option(help: "Seed of --init seeded and of the modern recipe's shuffles.")
@@ -102,7 +107,7 @@ struct Train: ParsableCommand {
         } catch is OtherRankFailed {
             throw ExitCode.failure
         } catch let error as RankError {
-            silent = false   // set-up failed here: this rank is the one that reports it
+            silent = false  // set-up failed here: this rank is the one that reports it
             throw fail("\(error)")
         } catch {
             throw fail("\(error)")
@@ -110,8 +115,9 @@ struct Train: ParsableCommand {
     }
 
     private var request: TrainingRequest {
-        var request = TrainingRequest(engine: engine.engine, engineOptions: engine.options, epochs: epochs, recipe: recipe,
-                                      checkpoint: noSave ? nil : save, resume: resume)
+        var request = TrainingRequest(
+            engine: engine.engine, engineOptions: engine.options, epochs: epochs, recipe: recipe,
+            checkpoint: noSave ? nil : save, resume: resume)
         request.dataset = source.dataset
         request.network = try? network.description()
         request.optimizer = optimizer
@@ -132,23 +138,31 @@ struct Train: ParsableCommand {
         let session = try TrainingSession(request) { try source.load(download: group.size == 1, log: note) }
         let record = session.record, options = record.options
         if let resume {
-            note("Resuming \(resume): \(options.recipe.rawValue) recipe, epoch \(record.position.epoch + 1), sample \(record.position.position), hash \(session.initialParameters.hashString)")
+            note(
+                "Resuming \(resume): \(options.recipe.rawValue) recipe, epoch \(record.position.epoch + 1), sample \(record.position.position), hash \(session.initialParameters.hashString)"
+            )
             if record.position.epoch >= epochs {
                 note("The checkpoint already holds \(record.position.epoch) epochs; nothing to train (raise --epochs).")
             }
         }
         let architecture = session.architecture
-        note("Network \(architecture.network)\(architecture.network.presetName != nil ? " (\(architecture.network.text))" : ""): \(architecture.parameterCount) parameters, \(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample, \(architecture.input) input")
-        note("Training \(session.engine.description) engine, \(options.recipe.rawValue) recipe, \(options.rule.optimizer.rawValue), batch \(options.batchSize), lr \(options.rule.learningRate), momentum \(options.rule.momentum), \(record.trainSamples) samples per epoch, initial hash \(session.initialParameters.hashString)")
+        note(
+            "Network \(architecture.network)\(architecture.network.presetName != nil ? " (\(architecture.network.text))" : ""): \(architecture.parameterCount) parameters, \(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample, \(architecture.input) input"
+        )
+        note(
+            "Training \(session.engine.description) engine, \(options.recipe.rawValue) recipe, \(options.rule.optimizer.rawValue), batch \(options.batchSize), lr \(options.rule.learningRate), momentum \(options.rule.momentum), \(record.trainSamples) samples per epoch, initial hash \(session.initialParameters.hashString)"
+        )
 
         let progress = ProgressReporter(recipe: options.recipe)
         session.onProgress = { progress.update($0) }
         session.onEpoch = { report in
             progress.finishLine()
-            note(String(format: "epoch %d: %.3f s, train %@ %.6f, train error %.2f%%, test error %.2f%% (%d/%d), hash %@",
-                        report.epoch, report.seconds, options.recipe == .original ? "error" : "loss", report.meanLoss,
-                        report.trainErrorPercent, report.testErrorPercent, report.testErrors, report.testCount,
-                        Parameters.hexString(report.parameterHash)))
+            note(
+                String(
+                    format: "epoch %d: %.3f s, train %@ %.6f, train error %.2f%%, test error %.2f%% (%d/%d), hash %@",
+                    report.epoch, report.seconds, options.recipe == .original ? "error" : "loss", report.meanLoss,
+                    report.trainErrorPercent, report.testErrorPercent, report.testErrors, report.testCount,
+                    Parameters.hexString(report.parameterHash)))
         }
         session.stopRequested = { stopRequested != 0 }
         installStopHandlers()
@@ -158,22 +172,27 @@ struct Train: ParsableCommand {
         } catch {
             progress.finishLine()
             if error is DivergenceError, let save = request.checkpoint {
-                note(FileManager.default.fileExists(atPath: save)
-                     ? "\(save) still holds the last good checkpoint; the diverged model was not saved."
-                     : "No checkpoint was written; the diverged model was not saved.")
+                note(
+                    FileManager.default.fileExists(atPath: save)
+                        ? "\(save) still holds the last good checkpoint; the diverged model was not saved."
+                        : "No checkpoint was written; the diverged model was not saved.")
             }
             throw error
         }
         progress.finishLine()
 
         if case .interrupted(let position) = result.outcome {
-            note("Stopped at epoch \(position.epoch + 1), sample \(position.position)" +
-                 (result.checkpoint.map { "; resume with: pcnn train --resume \($0) --epochs \(options.epochs)" } ?? " (no checkpoint: --no-save)"))
+            note(
+                "Stopped at epoch \(position.epoch + 1), sample \(position.position)"
+                    + (result.checkpoint.map { "; resume with: pcnn train --resume \($0) --epochs \(options.epochs)" }
+                        ?? " (no checkpoint: --no-save)"))
             throw ExitCode(130)
         }
-        note(String(format: "done: %d epoch(s) in this run, %.3f s per epoch, test error %.2f%%, parameter hash %@%@",
-                    result.epochs.count, result.meanEpochSeconds, result.testErrorPercent ?? 0, result.finalHash,
-                    result.checkpoint.map { ", checkpoint \($0)" } ?? ""))
+        note(
+            String(
+                format: "done: %d epoch(s) in this run, %.3f s per epoch, test error %.2f%%, parameter hash %@%@",
+                result.epochs.count, result.meanEpochSeconds, result.testErrorPercent ?? 0, result.finalHash,
+                result.checkpoint.map { ", checkpoint \($0)" } ?? ""))
         if json && session.isReporter {
             let data = try JSONSerialization.data(withJSONObject: result.jsonObject, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))

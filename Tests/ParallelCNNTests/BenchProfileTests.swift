@@ -9,8 +9,9 @@ struct BenchProfileTests {
         let data = try TestData.mnist().train
         let start = Initialization.original.makeParameters()
         let (phases, reached) = LayerProfile.sequentialPass(data: data, samples: 300, start: start)
-        let (_, engine) = try Benchmark.passes(SequentialEngine(parameters: start), data: data, samples: 300, batch: 1, repeats: 1,
-                                           warmupPasses: 0, start: start)
+        let (_, engine) = try Benchmark.passes(
+            SequentialEngine(parameters: start), data: data, samples: 300, batch: 1, repeats: 1,
+            warmupPasses: 0, start: start)
         #expect(reached == engine)
         #expect(reached != start)
         #expect(Set(phases.keys) == Set(LayerPhase.parts))
@@ -22,8 +23,9 @@ struct BenchProfileTests {
         let data = try TestData.mnist().train
         let start = Initialization.original.makeParameters()
         let (phases, reached) = LayerProfile.referencePass(data: data, samples: 30, start: start)
-        let (_, engine) = try Benchmark.passes(ReferenceEngine(parameters: start), data: data, samples: 30, batch: 1, repeats: 1,
-                                           warmupPasses: 0, start: start)
+        let (_, engine) = try Benchmark.passes(
+            ReferenceEngine(parameters: start), data: data, samples: 30, batch: 1, repeats: 1,
+            warmupPasses: 0, start: start)
         #expect(reached == engine)
         #expect(Set(phases.keys) == Set(LayerPhase.parts))
         #expect(phases.values.allSatisfy { $0 > 0 })
@@ -35,9 +37,11 @@ struct BenchProfileTests {
     func suite() throws {
         let data = try TestData.mnist().train
         let machine = MachineInfo.current(pcnnVersion: "test", sourceDirectory: TestData.packageRoot.path)
-        var suite = BenchmarkSuite(settings: BenchmarkSuite.settings(full: false, epochSamples: data.count, samples: 128,
-                                                                    referenceSamples: 8, repeats: 2, cores: 2),
-                                   machine: machine)
+        var suite = BenchmarkSuite(
+            settings: BenchmarkSuite.settings(
+                full: false, epochSamples: data.count, samples: 128,
+                referenceSamples: 8, repeats: 2, cores: 2),
+            machine: machine)
         suite.peakSeconds = 0.05
         suite.mpiSkipReason = "not in this test"
         let results = try suite.run(data: data)
@@ -71,8 +75,10 @@ struct BenchProfileTests {
     func commandLine() throws {
         let data = try TestData.requireMNISTDirectory()
         try TestData.withTemporaryDirectory { dir in
-            let result = try CLI.run(["bench", "--data", data, "--samples", "64", "--reference-samples", "4", "--repeats", "1",
-                                      "--mpirun", "/nonexistent/mpirun", "--json", "--out", dir.path])
+            let result = try CLI.run([
+                "bench", "--data", data, "--samples", "64", "--reference-samples", "4", "--repeats", "1",
+                "--mpirun", "/nonexistent/mpirun", "--json", "--out", dir.path
+            ])
             #expect(result.status == 0, "\(result.output)")
             // Standard output and error come mixed: the pretty-printed object spans "{" ... "}" lines.
             let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)

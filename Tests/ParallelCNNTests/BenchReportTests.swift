@@ -10,8 +10,10 @@ final class PlottedValues: NSObject, XMLParserDelegate {
     var elements: [(name: String, attributes: [String: String])] = []
     var root: String?
 
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                attributes: [String: String] = [:]) {
+    func parser(
+        _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+        attributes: [String: String] = [:]
+    ) {
         if root == nil { root = name }
         if attributes["data-value"] != nil { elements.append((name, attributes)) }
     }
@@ -29,12 +31,14 @@ final class PlottedValues: NSObject, XMLParserDelegate {
 /// writes plus a GPU engine's, to check the writers and charts against their own JSON.
 enum SampleResults {
     static func make(gpu: Bool, mpi: Bool = true) -> BenchmarkResults {
-        let machine = MachineInfo(cpuModel: "Test CPU <&>", cores: 2, vectorBits: 512, vectorExtension: "AVX-512", memoryGiB: 8,
-                                  os: "TestOS", swiftVersion: "6.3", pcnnVersion: "0.1.0", commit: "abc", mpiBuilt: mpi, build: "release")
+        let machine = MachineInfo(
+            cpuModel: "Test CPU <&>", cores: 2, vectorBits: 512, vectorExtension: "AVX-512", memoryGiB: 8,
+            os: "TestOS", swiftVersion: "6.3", pcnnVersion: "0.1.0", commit: "abc", mpiBuilt: mpi, build: "release")
         let settings = BenchmarkSuite.settings(full: false, epochSamples: 60_000, cores: 2)
-        var r = BenchmarkResults(machine: machine, settings: settings,
-                                 peak: PeakFLOPS(perCoreGFLOPS: 80, allCoresGFLOPS: 150, cores: 2, lanes: 16, method: "test"),
-                                 date: "2026-01-01T00:00:00Z")
+        var r = BenchmarkResults(
+            machine: machine, settings: settings,
+            peak: PeakFLOPS(perCoreGFLOPS: 80, allCoresGFLOPS: 150, cores: 2, lanes: 16, method: "test"),
+            date: "2026-01-01T00:00:00Z")
         var seed: UInt64 = 12345
         func noisy(_ base: Double) -> [Double] {
             (0..<5).map { _ in
@@ -42,10 +46,13 @@ enum SampleResults {
                 return base * (1 + Double(seed >> 40) / Double(1 << 24) * 0.1)
             }
         }
-        func row(_ t: BenchmarkTable, _ e: String, strategy s: String = "-", w: Int = 1, b: Int = 1, phase: LayerPhase = .network,
-                 samples: Int = 10_000, base: Double) -> BenchmarkMeasurement {
-            BenchmarkMeasurement(table: t, engine: e, strategy: s, workers: w, batch: b, phase: phase, samples: samples,
-                                 epochSamples: 60_000, warmupPasses: 1, seconds: noisy(base))
+        func row(
+            _ t: BenchmarkTable, _ e: String, strategy s: String = "-", w: Int = 1, b: Int = 1, phase: LayerPhase = .network,
+            samples: Int = 10_000, base: Double
+        ) -> BenchmarkMeasurement {
+            BenchmarkMeasurement(
+                table: t, engine: e, strategy: s, workers: w, batch: b, phase: phase, samples: samples,
+                epochSamples: 60_000, warmupPasses: 1, seconds: noisy(base))
         }
         let reference = row(.sequential, "reference", samples: 1000, base: 0.27)
         r.add(reference)
@@ -64,7 +71,9 @@ enum SampleResults {
         for (table, engine) in [(BenchmarkTable.threads, "threads")] + (mpi ? [(.mpi, "mpi")] : []) {
             for (strategy, baseline) in [("layer", sequential), ("data", batched)] {
                 for w in [1, 2, 4] {
-                    r.add(row(table, engine, strategy: strategy, w: w, b: baseline.batch, base: 0.1 / Double(w) + 0.02 * Double(w)), baseline: baseline)
+                    r.add(
+                        row(table, engine, strategy: strategy, w: w, b: baseline.batch, base: 0.1 / Double(w) + 0.02 * Double(w)),
+                        baseline: baseline)
                 }
             }
         }
@@ -73,7 +82,9 @@ enum SampleResults {
             // What a GPU engine adds: whole-network and per-phase rows, compared with sequential.
             r.add(row(.gpu, "cuda", w: 27_776, base: 0.004), baseline: sequential, cpu: false)
             for phase in LayerPhase.parts {
-                r.add(row(.layers, "cuda", w: 3456, phase: phase, base: 0.0005), baseline: r.measurement(id: "T4/sequential/-/w1/b1/\(phase.rawValue)"), cpu: false)
+                r.add(
+                    row(.layers, "cuda", w: 3456, phase: phase, base: 0.0005),
+                    baseline: r.measurement(id: "T4/sequential/-/w1/b1/\(phase.rawValue)"), cpu: false)
             }
         } else {
             r.skipped["T5-8"] = "no GPU engine in this build"
@@ -105,11 +116,12 @@ struct BenchReportTests {
                     let drawn = try #require(Double(attributes["data-value"]!), "\(name): data-value \(attributes["data-value"]!)")
                     if let id = attributes["data-id"] {
                         let row = try #require(decoded.measurement(id: id), "\(name): \(id) is not in results.json")
-                        let expected: Double? = switch attributes["data-field"] {
-                        case "speedup": row.speedup
-                        case "secondsPerEpoch": row.secondsPerEpoch
-                        default: nil
-                        }
+                        let expected: Double? =
+                            switch attributes["data-field"] {
+                            case "speedup": row.speedup
+                            case "secondsPerEpoch": row.secondsPerEpoch
+                            default: nil
+                            }
                         #expect(drawn == expected, "\(name) \(element) \(id) \(attributes["data-field"] ?? "")")
                         plottedIDs.insert(id)
                     } else {
@@ -206,8 +218,9 @@ struct BenchReportTests {
 
     @Test("median, spread and per-epoch scaling of a measurement")
     func statistics() {
-        let m = BenchmarkMeasurement(table: .sequential, engine: "e", samples: 1000, epochSamples: 60_000, warmupPasses: 1,
-                                     seconds: [3, 1, 2, 5])
+        let m = BenchmarkMeasurement(
+            table: .sequential, engine: "e", samples: 1000, epochSamples: 60_000, warmupPasses: 1,
+            seconds: [3, 1, 2, 5])
         #expect(m.secondsMin == 1 && m.secondsMax == 5 && m.secondsMedian == 2.5)
         #expect(m.spread == 4 / 2.5)
         #expect(m.secondsPerEpoch == 2.5 * 60)

@@ -6,15 +6,16 @@ import ParallelCNN
 enum CLI {
     static let binary: URL? = {
         let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [beside, beside.deletingLastPathComponent()].map { $0.appendingPathComponent("pcnn") } +
-            ["release", "debug"].map { TestData.packageRoot.appendingPathComponent(".build/\($0)/pcnn") }
+        let candidates =
+            [beside, beside.deletingLastPathComponent()].map { $0.appendingPathComponent("pcnn") }
+            + ["release", "debug"].map { TestData.packageRoot.appendingPathComponent(".build/\($0)/pcnn") }
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }()
 
     static func run(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
         let binary = try #require(binary, "pcnn was not built next to the tests")
         var environment = ProcessInfo.processInfo.environment
-        environment["PCNN_MNIST_MIRRORS"] = "http://127.0.0.1:9/" // never reach the internet from tests
+        environment["PCNN_MNIST_MIRRORS"] = "http://127.0.0.1:9/"  // never reach the internet from tests
         return try runProcess(binary.path, arguments, environment: environment, currentDirectory: directory)
     }
 }
@@ -26,8 +27,10 @@ struct CLITests {
         let data = try TestData.requireMNISTDirectory()
         try TestData.withTemporaryDirectory { dir in
             let model = dir.appendingPathComponent("m.safetensors").path
-            let train = try CLI.run(["train", "--data", data, "--recipe", "modern", "--epochs", "2", "--limit", "3000",
-                                     "--batch", "4", "--lr", "0.02", "--save", model, "--json"])
+            let train = try CLI.run([
+                "train", "--data", data, "--recipe", "modern", "--epochs", "2", "--limit", "3000",
+                "--batch", "4", "--lr", "0.02", "--save", model, "--json"
+            ])
             #expect(train.status == 0, "\(train.output)")
             let jsonLine = try #require(train.output.split(separator: "\n").first { $0.hasPrefix("{") })
             let object = try #require(try JSONSerialization.jsonObject(with: Data(jsonLine.utf8)) as? [String: Any])
@@ -52,27 +55,31 @@ struct CLITests {
 
             // Resume to a third epoch equals training three epochs at once.
             let resumed = try CLI.run(["train", "--data", data, "--resume", model, "--epochs", "3", "--save", model, "--json"])
-            let straight = try CLI.run(["train", "--data", data, "--recipe", "modern", "--epochs", "3", "--limit", "3000",
-                                        "--batch", "4", "--lr", "0.02", "--no-save", "--json"])
+            let straight = try CLI.run([
+                "train", "--data", data, "--recipe", "modern", "--epochs", "3", "--limit", "3000",
+                "--batch", "4", "--lr", "0.02", "--no-save", "--json"
+            ])
             #expect(resumed.status == 0 && straight.status == 0, "\(resumed.output)\n\(straight.output)")
             let hashOf = { (s: String) in s.split(separator: "\"param_hash\":\"").last.map { String($0.prefix(16)) } }
             #expect(hashOf(resumed.output) != nil && hashOf(resumed.output) == hashOf(straight.output))
         }
     }
 
-    @Test("bad arguments are rejected with a clear message", arguments: [
-        (["train", "--epochs", "0"], "--epochs"),
-        (["train", "--batch", "0"], "--batch"),
-        (["train", "--lr", "-1"], "--lr"),
-        (["train", "--engine", "gpu"], "engine"),
-        (["train", "--optimizer", "lion"], "optimizer"),
-        (["train", "--limit", "0"], "--limit"),
-        (["train", "--engine", "threads", "--threads", "0"], "--threads"),
-        (["train", "--engine", "threads", "--threads", "100000"], "--threads"),
-        (["train", "--engine", "threads", "--threads", "two"], "--threads"),
-        (["train", "--engine", "threads", "--strategy", "model"], "strategy"),
-        (["predict", "--model", "/nonexistent.safetensors", "--index", "0"], "nonexistent"),
-    ])
+    @Test(
+        "bad arguments are rejected with a clear message",
+        arguments: [
+            (["train", "--epochs", "0"], "--epochs"),
+            (["train", "--batch", "0"], "--batch"),
+            (["train", "--lr", "-1"], "--lr"),
+            (["train", "--engine", "gpu"], "engine"),
+            (["train", "--optimizer", "lion"], "optimizer"),
+            (["train", "--limit", "0"], "--limit"),
+            (["train", "--engine", "threads", "--threads", "0"], "--threads"),
+            (["train", "--engine", "threads", "--threads", "100000"], "--threads"),
+            (["train", "--engine", "threads", "--threads", "two"], "--threads"),
+            (["train", "--engine", "threads", "--strategy", "model"], "strategy"),
+            (["predict", "--model", "/nonexistent.safetensors", "--index", "0"], "nonexistent")
+        ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])
         #expect(result.status != 0)

@@ -31,8 +31,9 @@ struct CUDACompileTests {
     func compileError() throws {
         let nvrtc = try NVRTC.shared.get()
         let error = try #require(throws: DeviceError.self) {
-            _ = try nvrtc.compile(source: "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
-                                  architecture: "sm_80", defines: [:])
+            _ = try nvrtc.compile(
+                source: "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
+                architecture: "sm_80", defines: [:])
         }
         guard case .compilation(_, let log) = error else { Issue.record("expected a compilation error, got \(error)"); return }
         #expect(log.contains("undefined_name"))

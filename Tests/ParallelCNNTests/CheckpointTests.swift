@@ -35,8 +35,10 @@ enum CheckpointTesting {
     private static func randomParameters(seed: UInt64) -> Parameters {
         var generator = TestGenerator(seed: seed)
         var values = (0..<Parameters.count).map { _ in generator.nextFloat() }
-        let awkward: [Float] = [-0.0, 0.0, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
-                                .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
+        let awkward: [Float] = [
+            -0.0, 0.0, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+            .leastNonzeroMagnitude, -.greatestFiniteMagnitude
+        ]
         values.replaceSubrange(0..<awkward.count, with: awkward)
         return Parameters(values: values)
     }
@@ -45,7 +47,7 @@ enum CheckpointTesting {
 
     private static let sampleMetadata = [
         "recipe": "modern", "epoch": "3", "position": "12345", "seed": "42",
-        "note": "quotes \" backslash \\ slash / newline \n tab \t unicode ✓ é", "empty": "",
+        "note": "quotes \" backslash \\ slash / newline \n tab \t unicode ✓ é", "empty": ""
     ]
 
     private static func sampleCheckpoint(seed: UInt64 = 1, withVelocity: Bool = true, withSecondMoment: Bool = false) -> Checkpoint {
@@ -119,11 +121,14 @@ enum CheckpointTesting {
 
     @Suite("Checkpoints with non-finite values")
     struct NonFiniteTests {
-        static let badValues: [(Float, String)] = [(.nan, "nan"), (.infinity, "inf"), (-.infinity, "-inf"),
-                                                   (Float(nan: 0x2a, signaling: true), "nan")]
+        static let badValues: [(Float, String)] = [
+            (.nan, "nan"), (.infinity, "inf"), (-.infinity, "-inf"),
+            (Float(nan: 0x2a, signaling: true), "nan")
+        ]
 
-        @Test("NaN or an infinity in any parameter or velocity tensor is refused, naming tensor and index",
-              arguments: TensorName.allCases)
+        @Test(
+            "NaN or an infinity in any parameter or velocity tensor is refused, naming tensor and index",
+            arguments: TensorName.allCases)
         func refusedInEveryTensor(name: TensorName) throws {
             for inVelocity in [false, true] {
                 for (bad, text) in Self.badValues {
@@ -151,8 +156,9 @@ enum CheckpointTesting {
                 try checkpoint.write(to: path)
                 let error = try #require(checkpointError { _ = try Checkpoint.read(from: path) })
                 #expect(error == .nonFiniteValue(path: path, tensor: "f.w", index: 17, value: "-inf", count: 3))
-                #expect(error.description == path + ": tensor \"f.w\" holds a non-finite value, -inf at index 17 "
-                    + "(3 values are not finite); a checkpoint must hold finite numbers")
+                #expect(
+                    error.description == path + ": tensor \"f.w\" holds a non-finite value, -inf at index 17 "
+                        + "(3 values are not finite); a checkpoint must hold finite numbers")
             }
         }
 
@@ -160,8 +166,11 @@ enum CheckpointTesting {
         func extremeFiniteValuesAccepted() throws {
             var values = [Float](repeating: 0, count: Parameters.count)
             for i in values.indices {
-                values[i] = [Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude,
-                             -.leastNormalMagnitude, -0.0][i % 5]
+                values[i] =
+                    [
+                        Float.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude,
+                        -.leastNormalMagnitude, -0.0
+                    ][i % 5]
             }
             let checkpoint = Checkpoint(parameters: Parameters(values: values), velocity: Parameters(values: values))
             let restored = try Checkpoint.decode(checkpoint.encoded())
@@ -276,8 +285,9 @@ extension CheckpointTesting {
             #expect(raw.metadata.count == sampleMetadata.count + 2)
         }
 
-        @Test("velocity and second moment are optional and round-trip bit for bit when present",
-              arguments: [(false, false), (true, false), (true, true), (false, true)])
+        @Test(
+            "velocity and second moment are optional and round-trip bit for bit when present",
+            arguments: [(false, false), (true, false), (true, true), (false, true)])
         func optimizerBuffersRoundTrip(withVelocity: Bool, withSecondMoment: Bool) throws {
             let checkpoint = sampleCheckpoint(seed: 7, withVelocity: withVelocity, withSecondMoment: withSecondMoment)
             let restored = try Checkpoint.decode(checkpoint.encoded())
@@ -290,8 +300,9 @@ extension CheckpointTesting {
 
             let names = try SafetensorsFile.decode(checkpoint.encoded(), path: "checkpoint").tensors.map(\.name)
             let canonical = TensorName.allCases.map(\.rawValue)
-            #expect(names == canonical + (withVelocity ? canonical.map { "momentum." + $0 } : [])
-                + (withSecondMoment ? canonical.map { "second_moment." + $0 } : []))
+            #expect(
+                names == canonical + (withVelocity ? canonical.map { "momentum." + $0 } : [])
+                    + (withSecondMoment ? canonical.map { "second_moment." + $0 } : []))
         }
 
         @Test("tensors have the documented names, shapes and order")
@@ -299,7 +310,7 @@ extension CheckpointTesting {
             let file = try SafetensorsFile.decode(sampleCheckpoint(withVelocity: false).encoded(), path: "checkpoint")
             let expected: [(String, [Int])] = [
                 ("c1.w", [6, 5, 5]), ("c1.b", [6]), ("s1.w", [4, 4]), ("s1.b", [1]),
-                ("f.w", [10, 6, 6, 6]), ("f.b", [10]),
+                ("f.w", [10, 6, 6, 6]), ("f.b", [10])
             ]
             #expect(file.tensors.map(\.name) == expected.map(\.0))
             #expect(file.tensors.map(\.shape) == expected.map(\.1))
@@ -377,8 +388,10 @@ extension CheckpointTesting {
         func truncated() throws {
             let data = try sampleCheckpoint().encoded()
             let bufferStart = 8 + headerLength(of: data)
-            let cuts = [0, 1, 7, 8, 9, bufferStart / 2, bufferStart - 1, bufferStart, bufferStart + 1,
-                        bufferStart + 4 * 150, data.count - 4, data.count - 1]
+            let cuts = [
+                0, 1, 7, 8, 9, bufferStart / 2, bufferStart - 1, bufferStart, bufferStart + 1,
+                bufferStart + 4 * 150, data.count - 4, data.count - 1
+            ]
             try withTemporaryDirectory { directory in
                 let path = directory + "/cut.safetensors"
                 for cut in cuts {
@@ -397,9 +410,9 @@ extension CheckpointTesting {
             let cases: [(UInt64, String)] = [
                 (0, "invalidHeaderLength"), (1, "invalidHeaderLength"), (UInt64.max, "invalidHeaderLength"),
                 (SafetensorsFile.maximumHeaderLength + 1, "invalidHeaderLength"),
-                (UInt64(data.count), "truncated"),   // longer than what follows
-                (length - 8, "invalidHeader"),       // cuts the JSON short
-                (length + 8, "invalidHeader"),       // swallows tensor bytes into the JSON
+                (UInt64(data.count), "truncated"),  // longer than what follows
+                (length - 8, "invalidHeader"),  // cuts the JSON short
+                (length + 8, "invalidHeader")  // swallows tensor bytes into the JSON
             ]
             for (lie, kind) in cases {
                 let error = checkpointError { _ = try Checkpoint.decode(settingHeaderLength(of: data, to: lie)) }
@@ -413,7 +426,7 @@ extension CheckpointTesting {
             let headers = [
                 "{not json}", "[1, 2, 3]", "   {}", "{\"c1.w\": 5}", "{\"c1.w\": {\"dtype\": \"F32\"}}",
                 "{\"c1.w\": {\"dtype\": \"F32\", \"shape\": [6, 5.5, 5], \"data_offsets\": [0, 600]}}",
-                "{\"__metadata__\": {\"format\": 1}}", "{\"c1.w\": {\"dtype\": \"F32\"",
+                "{\"__metadata__\": {\"format\": 1}}", "{\"c1.w\": {\"dtype\": \"F32\""
             ]
             for header in headers {
                 let corrupted = replacingHeader(of: data, with: Data(header.utf8))
@@ -433,8 +446,10 @@ extension CheckpointTesting {
                 header["c1.w"] = entry
             }
             let error = checkpointError { _ = try Checkpoint.decode(data, path: "shape.safetensors") }
-            #expect(error == .wrongShape(
-                path: "shape.safetensors", tensor: "c1.w", expected: [6, 5, 5], found: [6, 25]))
+            #expect(
+                error
+                    == .wrongShape(
+                        path: "shape.safetensors", tensor: "c1.w", expected: [6, 5, 5], found: [6, 25]))
         }
 
         @Test("a tensor of another dtype is rejected")
@@ -457,15 +472,19 @@ extension CheckpointTesting {
                 let edited = SafetensorsFile(tensors: tensors, metadata: file.metadata)
                 _ = try Checkpoint.decode(edited.encoded(), path: "p")
             }
-            #expect(checkpointError { try decode(file.tensors.filter { $0.name != "f.b" }) }
-                == .missingTensor(path: "p", tensor: "f.b"))
-            #expect(checkpointError { try decode(file.tensors.filter { $0.name != "momentum.s1.w" }) }
-                == .missingTensor(path: "p", tensor: "momentum.s1.w"))
-            #expect(checkpointError { try decode(file.tensors.filter { $0.name != "second_moment.c1.b" }) }
-                == .missingTensor(path: "p", tensor: "second_moment.c1.b"))
+            #expect(
+                checkpointError { try decode(file.tensors.filter { $0.name != "f.b" }) }
+                    == .missingTensor(path: "p", tensor: "f.b"))
+            #expect(
+                checkpointError { try decode(file.tensors.filter { $0.name != "momentum.s1.w" }) }
+                    == .missingTensor(path: "p", tensor: "momentum.s1.w"))
+            #expect(
+                checkpointError { try decode(file.tensors.filter { $0.name != "second_moment.c1.b" }) }
+                    == .missingTensor(path: "p", tensor: "second_moment.c1.b"))
             let stranger = SafetensorsFile.Tensor(name: "extra", shape: [1], values: [1])
-            #expect(checkpointError { try decode(file.tensors + [stranger]) }
-                == .unexpectedTensor(path: "p", tensor: "extra"))
+            #expect(
+                checkpointError { try decode(file.tensors + [stranger]) }
+                    == .unexpectedTensor(path: "p", tensor: "extra"))
         }
 
         @Test("a safetensors file without the checkpoint format metadata is rejected")
@@ -476,13 +495,14 @@ extension CheckpointTesting {
                 _ = try Checkpoint.decode(edited.encoded(), path: "p")
             }
             let foreign: [[String: String]] = [
-                [:], ["format": "other", "version": "1"], ["format": "parallelcnn-checkpoint"],
+                [:], ["format": "other", "version": "1"], ["format": "parallelcnn-checkpoint"]
             ]
             for metadata in foreign {
                 #expect(checkpointError { try decode(metadata: metadata) }?.caseName == "notACheckpoint", "\(metadata)")
             }
-            #expect(checkpointError { try decode(metadata: ["format": "parallelcnn-checkpoint", "version": "2"]) }
-                == .unsupportedVersion(path: "p", version: "2"))
+            #expect(
+                checkpointError { try decode(metadata: ["format": "parallelcnn-checkpoint", "version": "2"]) }
+                    == .unsupportedVersion(path: "p", version: "2"))
         }
 
         @Test("data offsets out of range, overlapping or leaving gaps are rejected")
@@ -491,12 +511,12 @@ extension CheckpointTesting {
             // c1.b occupies bytes [600, 624); s1.w follows at 624.
             let cases: [([Int], String)] = [
                 ([1_000_000, 1_000_024], "invalidOffsets"),  // beyond the buffer
-                ([624, 600], "invalidOffsets"),              // ends before it begins
-                ([-24, 0], "invalidOffsets"),                // negative
-                ([596, 620], "invalidOffsets"),              // overlaps c1.w
-                ([604, 628], "invalidOffsets"),              // leaves a gap, overlaps s1.w
-                ([600, 628], "invalidTensor"),               // 7 floats for a shape of 6
-                ([600], "invalidOffsets"),                   // not a pair
+                ([624, 600], "invalidOffsets"),  // ends before it begins
+                ([-24, 0], "invalidOffsets"),  // negative
+                ([596, 620], "invalidOffsets"),  // overlaps c1.w
+                ([604, 628], "invalidOffsets"),  // leaves a gap, overlaps s1.w
+                ([600, 628], "invalidTensor"),  // 7 floats for a shape of 6
+                ([600], "invalidOffsets")  // not a pair
             ]
             for (offsets, kind) in cases {
                 let corrupted = try editingHeader(of: data) { header in
@@ -524,7 +544,7 @@ extension CheckpointTesting {
                     .init(name: "scalar", shape: [], values: [-0.0]),
                     .init(name: "empty", shape: [3, 0], values: []),
                     .init(name: "nans", shape: [3], values: nans),
-                    .init(name: "z/with \"odd\" name ✓", shape: [1, 1, 1], values: [1]),
+                    .init(name: "z/with \"odd\" name ✓", shape: [1, 1, 1], values: [1])
                 ],
                 metadata: [:])
             let decoded = try SafetensorsFile.decode(file.encoded(), path: "edge")
@@ -545,7 +565,7 @@ extension CheckpointTesting {
                 [.init(name: "a", shape: [-1], values: [])],
                 [.init(name: "a", shape: [Int.max, 2], values: [])],
                 [.init(name: "a", shape: [1], values: [1]), .init(name: "a", shape: [1], values: [2])],
-                [.init(name: "__metadata__", shape: [1], values: [1])],
+                [.init(name: "__metadata__", shape: [1], values: [1])]
             ]
             for tensors in cases {
                 let error = checkpointError { _ = try SafetensorsFile(tensors: tensors).encoded() }
@@ -561,8 +581,9 @@ extension CheckpointTesting {
                 let data = try editingHeader(of: base) { header in
                     header["x"] = ["dtype": dtype, "shape": [2], "data_offsets": [0, 8]]
                 }
-                #expect(checkpointError { _ = try SafetensorsFile.decode(data, path: "d") }
-                    == .unsupportedDtype(path: "d", tensor: "x", dtype: dtype))
+                #expect(
+                    checkpointError { _ = try SafetensorsFile.decode(data, path: "d") }
+                        == .unsupportedDtype(path: "d", tensor: "x", dtype: dtype))
             }
         }
 
@@ -609,20 +630,21 @@ extension CheckpointTesting {
             let shapes = TensorName.allCases.flatMap { name in
                 ["", "momentum."].map { "\"\($0 + name.rawValue)\": \(name.shape)" }
             }.joined(separator: ", ")
-            let writer = Python.dumpFunction + """
+            let writer =
+                Python.dumpFunction + """
 
-                from safetensors.numpy import save_file
-                generator = numpy.random.default_rng(5)
-                tensors = {}
-                for name, shape in json.loads(sys.argv[2]).items():
-                    bits = generator.integers(0, 2**32, size=shape, dtype=numpy.uint32)
-                    values = bits.view(numpy.float32)
-                    values[~numpy.isfinite(values)] = -0.0
-                    tensors[name] = values
-                metadata = {"format": "parallelcnn-checkpoint", "version": "1", "recipe": "modern"}
-                save_file(tensors, sys.argv[1], metadata=metadata)
-                dump(sys.argv[1])
-                """
+                    from safetensors.numpy import save_file
+                    generator = numpy.random.default_rng(5)
+                    tensors = {}
+                    for name, shape in json.loads(sys.argv[2]).items():
+                        bits = generator.integers(0, 2**32, size=shape, dtype=numpy.uint32)
+                        values = bits.view(numpy.float32)
+                        values[~numpy.isfinite(values)] = -0.0
+                        tensors[name] = values
+                    metadata = {"format": "parallelcnn-checkpoint", "version": "1", "recipe": "modern"}
+                    save_file(tensors, sys.argv[1], metadata=metadata)
+                    dump(sys.argv[1])
+                    """
             try withTemporaryDirectory { directory in
                 let path = directory + "/python.safetensors"
                 let result = try Python.run(writer, [path, "{\(shapes)}"])

@@ -69,10 +69,11 @@ struct MNISTLoadTests {
     func digests() throws {
         let directory = try TestData.requireMNISTDirectory()
         let sums = try String(contentsOfFile: "\(directory)/SHA256SUMS", encoding: .utf8)
-        let listed = Dictionary(uniqueKeysWithValues: sums.split(separator: "\n").map { line in
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            return (String(fields[1]), String(fields[0]))
-        })
+        let listed = Dictionary(
+            uniqueKeysWithValues: sums.split(separator: "\n").map { line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                return (String(fields[1]), String(fields[0]))
+            })
         #expect(listed == DatasetKind.mnist.sha256)
         for (name, digest) in DatasetKind.mnist.sha256 {
             #expect(try SHA256.hexDigest(ofFileAt: "\(directory)/\(name)") == digest, "\(name)")
@@ -101,8 +102,10 @@ enum Fixture {
     }
 
     /// An images file: header fields as given, then `pixels`.
-    static func images(magic: UInt32 = IDX.imagesMagic, count: UInt32, rows: UInt32 = 28, columns: UInt32 = 28,
-                       pixels: [UInt8]) -> [UInt8] {
+    static func images(
+        magic: UInt32 = IDX.imagesMagic, count: UInt32, rows: UInt32 = 28, columns: UInt32 = 28,
+        pixels: [UInt8]
+    ) -> [UInt8] {
         [magic, count, rows, columns].flatMap(bigEndian) + pixels
     }
 
@@ -144,12 +147,15 @@ enum Fixture {
     }
 
     /// Runs `body` and checks that it throws exactly `expected`, whose message names `expected.path`.
-    static func expect(_ expected: DataError, sourceLocation: SourceLocation = #_sourceLocation,
-                       _ body: () throws -> Void) {
+    static func expect(
+        _ expected: DataError, sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () throws -> Void
+    ) {
         let error = #expect(throws: DataError.self, sourceLocation: sourceLocation) { try body() }
         #expect(error == expected, sourceLocation: sourceLocation)
-        #expect(error?.description.contains(expected.path) == true, "\(String(describing: error))",
-                sourceLocation: sourceLocation)
+        #expect(
+            error?.description.contains(expected.path) == true, "\(String(describing: error))",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -171,10 +177,12 @@ struct IDXErrorTests {
         try Fixture.write(goodImages, to: file("images"))
         try Fixture.writeGzip(goodImages, to: file("images2.gz"))
         try Fixture.write(goodLabels, to: file("labels"))
-        let raw = try DatasetLoader.loadSplit(name: "tiny", imagesPath: file("images").path,
-                                              labelsPath: file("labels").path)
-        let gz = try DatasetLoader.loadSplit(name: "tiny", imagesPath: file("images2.gz").path,
-                                             labelsPath: file("labels").path)
+        let raw = try DatasetLoader.loadSplit(
+            name: "tiny", imagesPath: file("images").path,
+            labelsPath: file("labels").path)
+        let gz = try DatasetLoader.loadSplit(
+            name: "tiny", imagesPath: file("images2.gz").path,
+            labelsPath: file("labels").path)
         #expect(raw.count == 3)
         #expect(raw.labels == [7, 0, 9])
         #expect(raw.images == Fixture.pixels(images: 3).map { Float(Double($0) / 255.0) })
@@ -294,8 +302,11 @@ struct IDXErrorTests {
         defer { cleanUp() }
         try Fixture.write(goodImages, to: file("images"))
         try Fixture.write(Fixture.labels(count: 2, [1, 2]), to: file("labels"))
-        Fixture.expect(.countMismatch(imagesPath: file("images").path, images: 3,
-                                      labelsPath: file("labels").path, labels: 2)) {
+        Fixture.expect(
+            .countMismatch(
+                imagesPath: file("images").path, images: 3,
+                labelsPath: file("labels").path, labels: 2)
+        ) {
             _ = try DatasetLoader.loadSplit(name: "x", imagesPath: file("images").path, labelsPath: file("labels").path)
         }
     }
@@ -304,8 +315,9 @@ struct IDXErrorTests {
     func badDimensions() throws {
         defer { cleanUp() }
         let path = file("images").path
-        try Fixture.write(Fixture.images(count: 1, rows: 27, pixels: [UInt8](repeating: 1, count: 27 * 28)),
-                          to: file("images"))
+        try Fixture.write(
+            Fixture.images(count: 1, rows: 27, pixels: [UInt8](repeating: 1, count: 27 * 28)),
+            to: file("images"))
         Fixture.expect(.badDimensions(path: path, rows: 27, columns: 28)) { _ = try IDX.readImages(at: path) }
     }
 
@@ -376,32 +388,41 @@ struct IDXErrorTests {
         // The uncompressed form counts too.
         try Fixture.write([], to: incomplete.appendingPathComponent("train-images-idx3-ubyte"))
         let cwd = directory.path
-        #expect(try DatasetLoader.locate(.mnist, explicit: complete.path, environment: [:], currentDirectory: cwd)
+        #expect(
+            try DatasetLoader.locate(.mnist, explicit: complete.path, environment: [:], currentDirectory: cwd)
                 == complete.path)
-        #expect(try DatasetLoader.locate(.mnist, explicit: "complete", environment: [:], currentDirectory: cwd)
+        #expect(
+            try DatasetLoader.locate(.mnist, explicit: "complete", environment: [:], currentDirectory: cwd)
                 == complete.path)
-        #expect(try DatasetLoader.locate(.mnist, explicit: nil, environment: ["MNIST_DIR": complete.path],
-                                         currentDirectory: cwd) == complete.path)
+        #expect(
+            try DatasetLoader.locate(
+                .mnist, explicit: nil, environment: ["MNIST_DIR": complete.path],
+                currentDirectory: cwd) == complete.path)
         #expect(try DatasetLoader.locate(.mnist, explicit: nil, environment: [:], currentDirectory: cwd) == nil)
         let missing = Array(DatasetKind.mnist.fileNames.dropFirst())
         Fixture.expect(.missingFiles(directory: incomplete.path, origin: "explicit directory", missing: missing)) {
-            _ = try DatasetLoader.locate(.mnist, explicit: incomplete.path, environment: ["MNIST_DIR": complete.path],
-                                         currentDirectory: cwd)
+            _ = try DatasetLoader.locate(
+                .mnist, explicit: incomplete.path, environment: ["MNIST_DIR": complete.path],
+                currentDirectory: cwd)
         }
         Fixture.expect(.missingFiles(directory: incomplete.path, origin: "$MNIST_DIR", missing: missing)) {
-            _ = try DatasetLoader.locate(.mnist, explicit: nil, environment: ["MNIST_DIR": incomplete.path],
-                                         currentDirectory: cwd)
+            _ = try DatasetLoader.locate(
+                .mnist, explicit: nil, environment: ["MNIST_DIR": incomplete.path],
+                currentDirectory: cwd)
         }
         // The default ./data/mnist is used once it holds the files.
         for name in DatasetKind.mnist.fileNames {
             try Fixture.write([], to: file("data/mnist").appendingPathComponent(name))
         }
-        #expect(try DatasetLoader.locate(.mnist, explicit: nil, environment: [:], currentDirectory: cwd)
+        #expect(
+            try DatasetLoader.locate(.mnist, explicit: nil, environment: [:], currentDirectory: cwd)
                 == file("data/mnist").path)
         // Fashion-MNIST has its own variable and defaults.
-        #expect(try DatasetLoader.locate(.fashionMNIST, explicit: nil,
-                                         environment: ["FASHION_MNIST_DIR": complete.path],
-                                         currentDirectory: cwd) == complete.path)
+        #expect(
+            try DatasetLoader.locate(
+                .fashionMNIST, explicit: nil,
+                environment: ["FASHION_MNIST_DIR": complete.path],
+                currentDirectory: cwd) == complete.path)
         #expect(DatasetKind.fashionMNIST.defaultDirectories.contains("/usr/share/datasets/fashion-mnist"))
         Fixture.expect(.missingFiles(directory: incomplete.path, origin: "given directory", missing: missing)) {
             _ = try DatasetLoader.load(.mnist, from: incomplete.path)
@@ -415,14 +436,20 @@ struct IDXErrorTests {
 
 @Suite("SHA-256 (FIPS 180-4)")
 struct SHA256Tests {
-    @Test("standard test vectors", arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-        ("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
-         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"),
-    ])
+    @Test(
+        "standard test vectors",
+        arguments: [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            ),
+            (
+                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+                "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+            )
+        ])
     func vectors(message: String, digest: String) {
         #expect(SHA256.hexDigest(of: Data(message.utf8)) == digest)
     }
@@ -449,14 +476,16 @@ struct SHA256Tests {
 
     /// Digests of that many 'x' bytes, from coreutils `sha256sum`: the lengths around the
     /// padding boundaries (55 and 56 bytes fit one or two final blocks).
-    @Test("padding boundaries agree with sha256sum", arguments: [
-        (55, "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072"),
-        (56, "04c26261370ee7541549d16dee320c723e3fd14671e66a099afe0a377c16888e"),
-        (63, "75220b47218278e656f2013bb8f0c455a25eaf01e86c64924e9d48d89776d6f2"),
-        (64, "7ce100971f64e7001e8fe5a51973ecdfe1ced42befe7ee8d5fd6219506b5393c"),
-        (119, "000b48d4edf0fa7bee3c6236ecd2785baa5db4eeb8bb54341b029e0d9fa5fb0c"),
-        (120, "13f05a0b594787f5ecd315edc96141bd3243203d1b7d4f0836f37308b276ba98"),
-    ])
+    @Test(
+        "padding boundaries agree with sha256sum",
+        arguments: [
+            (55, "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072"),
+            (56, "04c26261370ee7541549d16dee320c723e3fd14671e66a099afe0a377c16888e"),
+            (63, "75220b47218278e656f2013bb8f0c455a25eaf01e86c64924e9d48d89776d6f2"),
+            (64, "7ce100971f64e7001e8fe5a51973ecdfe1ced42befe7ee8d5fd6219506b5393c"),
+            (119, "000b48d4edf0fa7bee3c6236ecd2785baa5db4eeb8bb54341b029e0d9fa5fb0c"),
+            (120, "13f05a0b594787f5ecd315edc96141bd3243203d1b7d4f0836f37308b276ba98")
+        ])
     func boundaries(length: Int, digest: String) {
         #expect(SHA256.hexDigest(of: Data(repeating: UInt8(ascii: "x"), count: length)) == digest)
     }

@@ -90,8 +90,9 @@ final class LocalServer {
     deinit { stop() }
 }
 
-@Suite("Downloader", TestData.mnistTrait, .enabled(if: LocalServer.isAvailable, "python3 is needed to serve mirrors"),
-       .timeLimit(.minutes(2)))
+@Suite(
+    "Downloader", TestData.mnistTrait, .enabled(if: LocalServer.isAvailable, "python3 is needed to serve mirrors"),
+    .timeLimit(.minutes(2)))
 struct DownloadTests {
     /// Base URLs where nothing listens.
     static let deadMirrors = [URL(string: "http://127.0.0.1:1/mnist/")!, URL(string: "http://127.0.0.1:9/mnist/")!]
@@ -101,8 +102,9 @@ struct DownloadTests {
     static func makeMirrorTree(in root: URL) throws {
         let source = try TestData.requireMNISTDirectory()
         for mirror in ["good", "corrupt", "truncated", "empty"] {
-            try FileManager.default.createDirectory(at: root.appendingPathComponent(mirror),
-                                                    withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: root.appendingPathComponent(mirror),
+                withIntermediateDirectories: true)
         }
         for name in DatasetKind.mnist.fileNames {
             let bytes = try Data(contentsOf: URL(fileURLWithPath: source).appendingPathComponent(name))
@@ -162,8 +164,9 @@ struct DownloadTests {
         }
     }
 
-    @Test("corrupt and truncated files are rejected and never appear under their final name",
-          arguments: ["corrupt", "truncated"])
+    @Test(
+        "corrupt and truncated files are rejected and never appear under their final name",
+        arguments: ["corrupt", "truncated"])
     func badMirror(kind: String) throws {
         try Self.withMirrors { server, target in
             let error = Self.failingDownload([server.url(kind)], into: target)
@@ -266,10 +269,12 @@ struct DownloaderConfigurationTests {
     @Test("PCNN_MNIST_MIRRORS overrides the MNIST mirrors only")
     func mirrorOverride() {
         let environment = ["PCNN_MNIST_MIRRORS": "http://127.0.0.1:8000/a/, file:///srv/mnist ,not a url"]
-        #expect(Downloader.mirrors(for: .mnist, environment: environment).map(\.absoluteString)
+        #expect(
+            Downloader.mirrors(for: .mnist, environment: environment).map(\.absoluteString)
                 == ["http://127.0.0.1:8000/a/", "file:///srv/mnist"])
         #expect(Downloader.mirrors(for: .mnist, environment: [:]) == DatasetKind.mnist.defaultMirrors)
-        #expect(Downloader.mirrors(for: .fashionMNIST, environment: environment)
+        #expect(
+            Downloader.mirrors(for: .fashionMNIST, environment: environment)
                 == DatasetKind.fashionMNIST.defaultMirrors)
         #expect(DatasetKind.mnist.defaultMirrors.count == 3)
     }

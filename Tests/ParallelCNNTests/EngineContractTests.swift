@@ -19,8 +19,9 @@ struct ContractEngine: CustomTestStringConvertible, Sendable {
         guard descriptor.launcher == nil, descriptor.availability().isAvailable else { return [] }
         let strategies: [EngineStrategy?] = descriptor.strategies.isEmpty ? [nil] : descriptor.strategies
         return strategies.map { strategy in
-            ContractEngine(kind: descriptor.kind,
-                           options: EngineOptions(threads: descriptor.defaultThreads(strategy) == nil ? nil : 2, strategy: strategy))
+            ContractEngine(
+                kind: descriptor.kind,
+                options: EngineOptions(threads: descriptor.defaultThreads(strategy) == nil ? nil : 2, strategy: strategy))
         }
     }
 }
@@ -46,23 +47,28 @@ struct EngineContractTests {
     @Test("the same run ends within tolerance of reference, both recipes", arguments: ContractEngine.all)
     func agreesWithReference(engine: ContractEngine) throws {
         let data = try Self.data()
-        for options in [TrainingOptions(recipe: .original, epochs: 1),
-                        TrainingOptions(recipe: .modern, epochs: 2, batchSize: 8, seed: 4)] {
+        for options in [
+            TrainingOptions(recipe: .original, epochs: 1),
+            TrainingOptions(recipe: .modern, epochs: 2, batchSize: 8, seed: 4)
+        ] {
             let reference = ReferenceEngine(parameters: Self.start)
             try Trainer(engine: reference, data: data, options: options).run()
             let candidate = try engine.make(Self.start)
             try Trainer(engine: candidate, data: data, options: options).run()
-            expectClose(try candidate.currentParameters().values, reference.currentParameters().values,
-                        absolute: 1e-4, relative: 1e-3, "\(engine.testDescription), \(options.recipe)")
+            expectClose(
+                try candidate.currentParameters().values, reference.currentParameters().values,
+                absolute: 1e-4, relative: 1e-3, "\(engine.testDescription), \(options.recipe)")
         }
     }
 
-    @Test("the statistics of an epoch equal the sum of its steps, however the epoch is cut",
-          arguments: ContractEngine.all)
+    @Test(
+        "the statistics of an epoch equal the sum of its steps, however the epoch is cut",
+        arguments: ContractEngine.all)
     func statisticsAddUp(engine: ContractEngine) throws {
         let data = try Self.data()
-        let plan = EpochPlan(order: TrainingOptions(recipe: .modern, seed: 2).sampleOrder(epoch: 0, count: data.train.count),
-                             batchSize: 16, rule: UpdateRule(recipe: .modern))
+        let plan = EpochPlan(
+            order: TrainingOptions(recipe: .modern, seed: 2).sampleOrder(epoch: 0, count: data.train.count),
+            batchSize: 16, rule: UpdateRule(recipe: .modern))
         let whole = try engine.make(Self.start)
         try whole.prepare(training: data.train)
         let oneCall = try whole.trainEpoch(plan)
@@ -76,8 +82,10 @@ struct EngineContractTests {
             position = plan.stepEnd(after: position)
             try stepwise.train(until: position)
             let now = try stepwise.statistics().total
-            summed.add(StepStatistics(lossSum: now.lossSum - before.lossSum, misclassified: now.misclassified - before.misclassified,
-                                      samples: now.samples - before.samples), number: summed.steps)
+            summed.add(
+                StepStatistics(
+                    lossSum: now.lossSum - before.lossSum, misclassified: now.misclassified - before.misclassified,
+                    samples: now.samples - before.samples), number: summed.steps)
             before = now
         }
         let final = try stepwise.statistics()
@@ -89,8 +97,9 @@ struct EngineContractTests {
         #expect(try stepwise.currentParameters().hashString == whole.currentParameters().hashString)
     }
 
-    @Test("resuming in the middle of an epoch, in a fresh engine, ends where an uninterrupted run does",
-          arguments: ContractEngine.all)
+    @Test(
+        "resuming in the middle of an epoch, in a fresh engine, ends where an uninterrupted run does",
+        arguments: ContractEngine.all)
     func resumeMidEpoch(engine: ContractEngine) throws {
         let data = try Self.data()
         let options = TrainingOptions(recipe: .modern, epochs: 2, batchSize: 8, seed: 6, initialization: .seeded(11))
@@ -99,9 +108,11 @@ struct EngineContractTests {
 
         let first = try engine.make(Self.start)
         let trainer = Trainer(engine: first, data: data, options: options)
-        trainer.progressInterval = 0   // one step per chunk, so the stop lands after step 7
+        trainer.progressInterval = 0  // one step per chunk, so the stop lands after step 7
         var polls = 0
-        trainer.shouldStop = { polls += 1; return polls == 7 }
+        trainer.shouldStop = {
+            polls += 1; return polls == 7
+        }
         guard case .interrupted(let position) = try trainer.run() else {
             Issue.record("the run was not interrupted")
             return
@@ -113,8 +124,9 @@ struct EngineContractTests {
         #expect(try second.currentParameters().hashString == uninterrupted.currentParameters().hashString)
     }
 
-    @Test("an epoch numbers its steps from its plan's first step (Adam's bias correction)",
-          arguments: ContractEngine.all)
+    @Test(
+        "an epoch numbers its steps from its plan's first step (Adam's bias correction)",
+        arguments: ContractEngine.all)
     func stepNumbers(engine: ContractEngine) throws {
         let data = try Self.data()
         let order = (0..<Int32(24)).map { $0 }
@@ -128,8 +140,10 @@ struct EngineContractTests {
         let stepwise = try engine.make(Self.start)
         try stepwise.prepare(training: data.train)
         for k in 0..<3 {
-            try stepwise.trainEpoch(EpochPlan(order: Array(order[(8 * k)..<(8 * k + 8)]), batchSize: 8,
-                                              rule: rule.advanced(by: k)))
+            try stepwise.trainEpoch(
+                EpochPlan(
+                    order: Array(order[(8 * k)..<(8 * k + 8)]), batchSize: 8,
+                    rule: rule.advanced(by: k)))
         }
         #expect(try whole.currentParameters() == stepwise.currentParameters())
         // Numbering every step 5 instead is a different run.
@@ -150,7 +164,7 @@ struct EngineContractTests {
         let plan = EpochPlan(order: (0..<Int32(data.train.count)).map { $0 }, batchSize: 8, rule: UpdateRule(recipe: .modern))
         #expect(throws: EngineError.self) { try fresh.beginEpoch(plan, at: data.train.count + 1) }
         try fresh.beginEpoch(plan, at: 0)
-        #expect(throws: EngineError.self) { try fresh.train(until: 5) }   // not a step boundary
+        #expect(throws: EngineError.self) { try fresh.train(until: 5) }  // not a step boundary
         #expect(throws: EngineError.self) {
             try EngineRegistry.makeEngine(engine.kind, EngineOptions(threads: 100_000), parameters: Self.start)
         }

@@ -16,7 +16,8 @@ struct GradientTests {
         for i in p.values.indices { p.values[i] *= 0.3 }
         let engine = ReferenceEngine(parameters: p)
         let range = Parameters.range(of: tensor)
-        let indices = range.count <= 16 ? Array(range) : stride(from: range.lowerBound, to: range.upperBound, by: range.count / 12).map { $0 }
+        let indices =
+            range.count <= 16 ? Array(range) : stride(from: range.lowerBound, to: range.upperBound, by: range.count / 12).map { $0 }
         var checked = 0
         for sample in Self.samples.prefix(3) {
             engine.load(parameters: p)
@@ -33,8 +34,9 @@ struct GradientTests {
                 // The engines return the ascent direction -dL/dθ.
                 let numeric = Float(-(lossPlus - lossMinus) / Double(plus.values[i] - minus.values[i]))
                 let g = analytic.values[i]
-                #expect(abs(numeric - g) <= 2e-3 + 2e-2 * abs(g),
-                        "\(tensor.rawValue)[\(i - range.lowerBound)] sample \(sample): numeric \(numeric), analytic \(g)")
+                #expect(
+                    abs(numeric - g) <= 2e-3 + 2e-2 * abs(g),
+                    "\(tensor.rawValue)[\(i - range.lowerBound)] sample \(sample): numeric \(numeric), analytic \(g)")
                 if abs(g) > 1e-3 { checked += 1 }
             }
         }
@@ -56,15 +58,18 @@ struct GradientTests {
                 let ga = reference.gradient(of: data.train, sample: sample, recipe: recipe)
                 let gb = sequential.gradient(of: data.train, sample: sample, recipe: recipe)
                 for tensor in TensorName.allCases {
-                    expectClose(Array(gb.gradient[tensor]), Array(ga.gradient[tensor]), absolute: 1e-5, relative: 1e-3,
-                                "\(recipe) gradient \(tensor.rawValue), sample \(sample)")
+                    expectClose(
+                        Array(gb.gradient[tensor]), Array(ga.gradient[tensor]), absolute: 1e-5, relative: 1e-3,
+                        "\(recipe) gradient \(tensor.rawValue), sample \(sample)")
                 }
                 #expect(abs(ga.loss - gb.loss) <= 1e-5 + 1e-4 * abs(ga.loss))
             }
         }
     }
 
-    @Test("sequential engine: a few hundred training steps stay close to the reference", arguments: [(Recipe.original, 1), (.modern, 8), (.original, 16)])
+    @Test(
+        "sequential engine: a few hundred training steps stay close to the reference",
+        arguments: [(Recipe.original, 1), (.modern, 8), (.original, 16)])
     func trainingAgrees(recipe: Recipe, batch: Int) throws {
         let data = try TestData.mnist()
         let p = Initialization.seeded(5).makeParameters()
@@ -73,8 +78,9 @@ struct GradientTests {
         let reference = ReferenceEngine(parameters: p), sequential = SequentialEngine(parameters: p)
         try Trainer(engine: reference, data: subset, options: options).run()
         try Trainer(engine: sequential, data: subset, options: options).run()
-        expectClose(try sequential.currentParameters().values, reference.currentParameters().values,
-                    absolute: 1e-4, relative: 1e-3, "\(recipe) batch \(batch) parameters after 400 samples")
+        expectClose(
+            try sequential.currentParameters().values, reference.currentParameters().values,
+            absolute: 1e-4, relative: 1e-3, "\(recipe) batch \(batch) parameters after 400 samples")
     }
 }
 
@@ -88,8 +94,9 @@ struct OptimizerStepTests {
         return (p, OptimizerState(velocity: velocity, secondMoment: secondMoment))
     }
 
-    @Test("one step from a mid-run state, as the documented formulas compute it from the reference gradient",
-          arguments: [Optimizer.adam, .sgd])
+    @Test(
+        "one step from a mid-run state, as the documented formulas compute it from the reference gradient",
+        arguments: [Optimizer.adam, .sgd])
     func oneStep(optimizer: Optimizer) throws {
         let data = try TestData.mnist()
         let (p, state) = Self.midRunState()
@@ -126,9 +133,10 @@ struct OptimizerStepTests {
             // The steps taken, compared relative to the expected step (the parameters themselves
             // are far larger than a step).
             let got = try engine.currentParameters().values
-            expectClose(got.indices.map { Float(Double(got[$0]) - Double(p.values[$0])) },
-                        expected.indices.map { Float(expected[$0] - Double(p.values[$0])) },
-                        absolute: 1e-6, relative: 1e-3, "\(engine.description) \(optimizer) step")
+            expectClose(
+                got.indices.map { Float(Double(got[$0]) - Double(p.values[$0])) },
+                expected.indices.map { Float(expected[$0] - Double(p.values[$0])) },
+                absolute: 1e-6, relative: 1e-3, "\(engine.description) \(optimizer) step")
             let after = try engine.currentOptimizerState()
             #expect(after.velocity != nil && (after.secondMoment != nil) == (optimizer == .adam))
         }

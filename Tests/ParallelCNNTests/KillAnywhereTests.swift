@@ -21,14 +21,18 @@ struct KillAnywhereTests {
     static let configurations: [Configuration] = {
         var all = [
             Configuration(name: "sequential", arguments: ["--engine", "sequential"], ranks: nil),
-            Configuration(name: "threads data", arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--batch", "64"], ranks: nil),
+            Configuration(
+                name: "threads data", arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--batch", "64"],
+                ranks: nil),
             // Adam's two moments and its step count (bias correction) must survive the kill too.
-            Configuration(name: "threads data, modern (Adam)",
-                          arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--recipe", "modern", "--batch", "64"],
-                          ranks: nil),
+            Configuration(
+                name: "threads data, modern (Adam)",
+                arguments: ["--engine", "threads", "--strategy", "data", "--threads", "2", "--recipe", "modern", "--batch", "64"],
+                ranks: nil)
         ]
         #if MPI
-        all.append(Configuration(name: "mpi data, 2 ranks", arguments: ["--engine", "mpi", "--strategy", "data", "--batch", "64"], ranks: 2))
+        all.append(
+            Configuration(name: "mpi data, 2 ranks", arguments: ["--engine", "mpi", "--strategy", "data", "--batch", "64"], ranks: 2))
         #endif
         return all
     }()
@@ -79,8 +83,9 @@ struct KillAnywhereTests {
 
     static func finalHash(of output: String) -> String? { json(of: output)?["param_hash"] as? String }
 
-    @Test("SIGKILL at 5 random points across two epochs, resuming each time, ends at the uninterrupted hash",
-          arguments: configurations)
+    @Test(
+        "SIGKILL at 5 random points across two epochs, resuming each time, ends at the uninterrupted hash",
+        arguments: configurations)
     func killAndResume(configuration: Configuration) throws {
         if configuration.ranks != nil, MPIRun.mpirun == nil {
             #expect(ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] != "1", "mpirun not found")
@@ -103,18 +108,22 @@ struct KillAnywhereTests {
             let resumable = common + ["--save", checkpoint, "--checkpoint-interval", "0.02"]
             var kills = 0, resumedFrom: [String] = [], aims: [String] = []
             for k in 0..<5 {
-                var done = 0.0   // fraction of the two epochs the checkpoint holds
+                var done = 0.0  // fraction of the two epochs the checkpoint holds
                 if FileManager.default.fileExists(atPath: checkpoint) {
                     let record = try Checkpoint.read(from: checkpoint).trainingRecord(path: checkpoint)
                     done = (Double(record.position.epoch) + Double(record.position.position) / Double(record.trainSamples)) / 2
                 }
                 let runLog = dir.appendingPathComponent("run\(k).txt")
-                let process = try Self.start(done > 0 ? resumable + ["--resume", checkpoint] : resumable,
-                                             ranks: configuration.ranks, log: runLog)
+                let process = try Self.start(
+                    done > 0 ? resumable + ["--resume", checkpoint] : resumable,
+                    ranks: configuration.ranks, log: runLog)
                 // Once the data is loaded ("Training ..."), a random moment of what is left to train.
                 let deadline = Date().addingTimeInterval(60)
                 while process.isRunning, Date() < deadline,
-                      !((try? String(contentsOf: runLog, encoding: .utf8)) ?? "").split(separator: "\n").contains(where: { $0.hasPrefix("Training ") }) {
+                    !((try? String(contentsOf: runLog, encoding: .utf8)) ?? "").split(separator: "\n").contains(where: {
+                        $0.hasPrefix("Training ")
+                    })
+                {
                     usleep(1_000)
                 }
                 let aim = Double.random(in: 0.05...0.95, using: &rng)
@@ -129,19 +138,25 @@ struct KillAnywhereTests {
                 }
             }
             let exists = FileManager.default.fileExists(atPath: checkpoint)
-            let last = try Self.start(exists ? resumable + ["--resume", checkpoint] : resumable,
-                                      ranks: configuration.ranks, log: log)
+            let last = try Self.start(
+                exists ? resumable + ["--resume", checkpoint] : resumable,
+                ranks: configuration.ranks, log: log)
             last.waitUntilExit()
             let output = try String(contentsOf: log, encoding: .utf8)
             #expect(last.terminationStatus == 0, "\(output)")
             // A kill aimed at the last moments can land after the run has ended (two epochs take
             // well under a second here); most must hit a running process.
             #expect(kills >= 3, "only \(kills) of 5 kills hit a running process (seed \(seed))")
-            #expect(Self.finalHash(of: output) == expected,
-                    "seed \(seed), checkpoints after each kill: \(resumedFrom)\n\(output)")
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("run.safetensors") && $0 != "run.safetensors" }
+            #expect(
+                Self.finalHash(of: output) == expected,
+                "seed \(seed), checkpoints after each kill: \(resumedFrom)\n\(output)")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter {
+                $0.hasPrefix("run.safetensors") && $0 != "run.safetensors"
+            }
             #expect(leftovers.isEmpty || leftovers.allSatisfy { !$0.hasSuffix(".safetensors") }, "\(leftovers)")
-            print("kill anywhere, \(configuration.name): \(kills) kills aimed at \(aims) of the run (seed \(seed)), checkpoints \(resumedFrom), final hash \(expected)")
+            print(
+                "kill anywhere, \(configuration.name): \(kills) kills aimed at \(aims) of the run (seed \(seed)), checkpoints \(resumedFrom), final hash \(expected)"
+            )
         }
     }
 }

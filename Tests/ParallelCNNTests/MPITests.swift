@@ -21,9 +21,12 @@ enum MPITransport: String, Sendable, CaseIterable, CustomTestStringConvertible {
 enum MPIRun {
     static let mpirun: String? = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    static func run(ranks: Int, _ arguments: [String], transport: MPITransport = .defaultTransport,
-                    mca: [String] = [], perRankData: (good: String, badOnRank: Int)? = nil) throws
-        -> (status: Int32, output: String, seconds: Double) {
+    static func run(
+        ranks: Int, _ arguments: [String], transport: MPITransport = .defaultTransport,
+        mca: [String] = [], perRankData: (good: String, badOnRank: Int)? = nil
+    ) throws
+        -> (status: Int32, output: String, seconds: Double)
+    {
         let mpirun = try #require(mpirun, "mpirun not found: apt-get install openmpi-bin")
         let binary = try #require(CLI.binary, "pcnn was not built next to the tests")
         var environment = ProcessInfo.processInfo.environment
@@ -34,7 +37,8 @@ enum MPIRun {
         var command = ["--oversubscribe", "-np", "\(ranks)"] + transport.options + mca
         if let perRankData {
             // One rank gets a data directory that does not exist, as if its node lacked the files.
-            let script = "if [ \"$OMPI_COMM_WORLD_RANK\" = \(perRankData.badOnRank) ]; then d=/nonexistent/mnist; else d=\(perRankData.good); fi; exec \"$0\" \"$@\" --data \"$d\""
+            let script =
+                "if [ \"$OMPI_COMM_WORLD_RANK\" = \(perRankData.badOnRank) ]; then d=/nonexistent/mnist; else d=\(perRankData.good); fi; exec \"$0\" \"$@\" --data \"$d\""
             command += ["sh", "-c", script, binary.path] + arguments
         } else {
             command += [binary.path] + arguments
@@ -53,16 +57,21 @@ enum MPIRun {
 }
 
 #if MPI
-@Suite("mpi engine under mpirun", .serialized, TestData.mnistTrait,
-       .enabled(if: MPIRun.mpirun != nil || ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] == "1",
-                "mpirun not found; PCNN_REQUIRE_MPI=1 fails instead"))
+@Suite(
+    "mpi engine under mpirun", .serialized, TestData.mnistTrait,
+    .enabled(
+        if: MPIRun.mpirun != nil || ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] == "1",
+        "mpirun not found; PCNN_REQUIRE_MPI=1 fails instead"))
 struct MPITests {
-    @Test("layer strategy is bit-identical to sequential on 2 and 3 ranks, both recipes",
-          arguments: [(2, MPITransport.defaultTransport), (3, .defaultTransport), (2, .tcp)])
+    @Test(
+        "layer strategy is bit-identical to sequential on 2 and 3 ranks, both recipes",
+        arguments: [(2, MPITransport.defaultTransport), (3, .defaultTransport), (2, .tcp)])
     func layerBitIdentical(ranks: Int, transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
-        for recipeArguments in [["--recipe", "original", "--limit", "600"],
-                                ["--recipe", "modern", "--batch", "8", "--limit", "800"]] {
+        for recipeArguments in [
+            ["--recipe", "original", "--limit", "600"],
+            ["--recipe", "modern", "--batch", "8", "--limit", "800"]
+        ] {
             let common = ["train", "--data", data, "--no-save", "--json"] + recipeArguments
             let sequential = try CLI.run(common + ["--engine", "sequential"])
             #expect(sequential.status == 0, "\(sequential.output)")
@@ -75,8 +84,9 @@ struct MPITests {
         }
     }
 
-    @Test("any network: layer strategy bit-identical to sequential, data strategy equal to threads data",
-          arguments: ["lenet5", "conv 4 3x3 stride=2 pad=1 tanh; subsample 2x2 sigmoid; avgpool 2x2 stride=1; dense 12 relu; dense 10"])
+    @Test(
+        "any network: layer strategy bit-identical to sequential, data strategy equal to threads data",
+        arguments: ["lenet5", "conv 4 3x3 stride=2 pad=1 tanh; subsample 2x2 sigmoid; avgpool 2x2 stride=1; dense 12 relu; dense 10"])
     func anyNetwork(net: String) throws {
         let data = try TestData.requireMNISTDirectory()
         let common = ["train", "--data", data, "--no-save", "--json", "--net", net, "--recipe", "modern", "--limit", "256"]
@@ -107,25 +117,37 @@ struct MPITests {
         }
     }
 
-    @Test("data strategy: ranks agree (checked every epoch) and match threads data within float tolerance",
-          arguments: [(2, 1, MPITransport.defaultTransport), (3, 1, .defaultTransport), (2, 2, .defaultTransport),
-                      (2, 1, .tcp)])
+    @Test(
+        "data strategy: ranks agree (checked every epoch) and match threads data within float tolerance",
+        arguments: [
+            (2, 1, MPITransport.defaultTransport), (3, 1, .defaultTransport), (2, 2, .defaultTransport),
+            (2, 1, .tcp)
+        ])
     func dataMatchesThreads(ranks: Int, threads: Int, transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
         for optimizer in Optimizer.allCases {
             try TestData.withTemporaryDirectory { dir in
                 // The original recipe keeps file order, so the ranks' shards cover the same batches as
                 // one process does; only the order of the gradient sum differs (MPI_Allreduce).
-                let common = ["train", "--data", data, "--recipe", "original", "--optimizer", optimizer.rawValue,
-                              "--batch", "16", "--limit", "1200", "--epochs", "2", "--json"]
+                let common = [
+                    "train", "--data", data, "--recipe", "original", "--optimizer", optimizer.rawValue,
+                    "--batch", "16", "--limit", "1200", "--epochs", "2", "--json"
+                ]
                 let threadsModel = dir.appendingPathComponent("threads.safetensors").path
                 let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
-                let reference = try CLI.run(common + ["--engine", "threads", "--strategy", "data", "--threads", "2",
-                                                      "--save", threadsModel])
+                let reference = try CLI.run(
+                    common + [
+                        "--engine", "threads", "--strategy", "data", "--threads", "2",
+                        "--save", threadsModel
+                    ])
                 #expect(reference.status == 0, "\(reference.output)")
-                let mpi = try MPIRun.run(ranks: ranks, common + ["--engine", "mpi", "--strategy", "data",
-                                                                 "--threads", "\(threads)", "--save", mpiModel],
-                                         transport: transport)
+                let mpi = try MPIRun.run(
+                    ranks: ranks,
+                    common + [
+                        "--engine", "mpi", "--strategy", "data",
+                        "--threads", "\(threads)", "--save", mpiModel
+                    ],
+                    transport: transport)
                 #expect(mpi.status == 0, "\(mpi.output)")
                 #expect(!mpi.output.contains("diverged"))
                 _ = try MPIRun.json(mpi.output)
@@ -138,13 +160,15 @@ struct MPITests {
         }
     }
 
-    @Test("a rank that cannot read its data stops every rank quickly, error printed once",
-          arguments: MPITransport.allCases)
+    @Test(
+        "a rank that cannot read its data stops every rank quickly, error printed once",
+        arguments: MPITransport.allCases)
     func failingRankStopsAll(transport: MPITransport) throws {
         let data = try TestData.requireMNISTDirectory()
         for strategy in ["data", "layer"] {
-            let run = try MPIRun.run(ranks: 2, ["train", "--engine", "mpi", "--strategy", strategy, "--no-save"],
-                                     transport: transport, perRankData: (good: data, badOnRank: 1))
+            let run = try MPIRun.run(
+                ranks: 2, ["train", "--engine", "mpi", "--strategy", strategy, "--no-save"],
+                transport: transport, perRankData: (good: data, badOnRank: 1))
             #expect(run.status != 0, "\(run.output)")
             #expect(run.seconds < 60, "took \(run.seconds) s")
             let errors = run.output.components(separatedBy: "error: rank 1 of 2:").count - 1
@@ -159,8 +183,10 @@ struct MPITests {
     @Test("--mca btl decides the transport: TCP is used when asked for, 'self' alone cannot connect 2 ranks")
     func btlIsHonoured() throws {
         let data = try TestData.requireMNISTDirectory()
-        let common = ["train", "--data", data, "--engine", "mpi", "--strategy", "data", "--batch", "16",
-                      "--limit", "64", "--no-save", "--json"]
+        let common = [
+            "train", "--data", data, "--engine", "mpi", "--strategy", "data", "--batch", "16",
+            "--limit", "64", "--no-save", "--json"
+        ]
         let tcp = try MPIRun.run(ranks: 2, common, transport: .tcp, mca: ["--mca", "btl_base_verbose", "100"])
         #expect(tcp.status == 0, "\(tcp.output)")
         #expect(tcp.output.contains("Using tcp btl for send to"), "rank-to-rank traffic is not on TCP:\n\(tcp.output)")
@@ -169,8 +195,9 @@ struct MPITests {
         #expect(selfOnly.status != 0, "2 ranks ran with only the 'self' transport:\n\(selfOnly.output)")
     }
 
-    @Test("the allreduce timing of pcnn bench mpi reports both messages once, from rank 0",
-          arguments: MPITransport.allCases)
+    @Test(
+        "the allreduce timing of pcnn bench mpi reports both messages once, from rank 0",
+        arguments: MPITransport.allCases)
     func allreduceTiming(transport: MPITransport) throws {
         let run = try MPIRun.run(ranks: 2, ["bench", "mpi-allreduce-worker", "--repetitions", "50"], transport: transport)
         #expect(run.status == 0, "\(run.output)")
@@ -187,8 +214,9 @@ struct MPITests {
 struct MPIMissingTests {
     @Test("--engine mpi explains how to get MPI")
     func explainsMissingMPI() throws {
-        #expect(ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] != "1",
-                "PCNN_REQUIRE_MPI=1, but this build lacks the MPI trait (is Open MPI installed? see scripts/build-traits)")
+        #expect(
+            ProcessInfo.processInfo.environment["PCNN_REQUIRE_MPI"] != "1",
+            "PCNN_REQUIRE_MPI=1, but this build lacks the MPI trait (is Open MPI installed? see scripts/build-traits)")
         let run = try CLI.run(["train", "--engine", "mpi", "--limit", "10", "--no-save", "--data", "/nonexistent"])
         #expect(run.status != 0)
         #expect(run.output.contains("libopenmpi-dev"), "\(run.output)")
@@ -199,8 +227,9 @@ struct MPIMissingTests {
 
 @Suite("Shard plan of the data-parallel ranks")
 struct ShardPlanTests {
-    @Test("ranks' positions partition the epoch; each batch is cut into contiguous parts in rank order",
-          arguments: [(1000, 64, 2), (1000, 64, 3), (999, 7, 4), (5, 16, 3)])
+    @Test(
+        "ranks' positions partition the epoch; each batch is cut into contiguous parts in rank order",
+        arguments: [(1000, 64, 2), (1000, 64, 3), (999, 7, 4), (5, 16, 3)])
     func partition(count: Int, batch: Int, ranks: Int) {
         let plan = ShardPlan(count: count, batch: batch, ranks: ranks)
         var owner = [Int](repeating: -1, count: count)
@@ -236,7 +265,8 @@ struct ShardPlanTests {
             }
             #expect(shard.data.count == positions.count)
         }
-        #expect(ShardPlan(count: 300, batch: 32, ranks: 3).order(epoch: 0, options: TrainingOptions(recipe: .original, epochs: 1))
+        #expect(
+            ShardPlan(count: 300, batch: 32, ranks: 3).order(epoch: 0, options: TrainingOptions(recipe: .original, epochs: 1))
                 == (0..<300).map(Int32.init))
     }
 }

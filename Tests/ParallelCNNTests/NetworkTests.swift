@@ -13,7 +13,7 @@ enum SmallNetworks {
         ("conv-maxpool-dense", "conv 3 3x3 pad=1 relu; maxpool 2x2; dense 7 sigmoid; dense 10", rgb),
         ("subsample-avgpool", "conv 4 3x3 sigmoid; subsample 2x2 tanh; avgpool 2x2 stride=1; dense 10", grey),
         ("overlapping-maxpool", "conv 2 3x3 stride=1; relu; maxpool 3x3 stride=2; dense 10", grey),
-        ("dense-only", "dense 12 tanh; dense 10", grey),
+        ("dense-only", "dense 12 tanh; dense 10", grey)
     ]
 
     static func architecture(_ text: String, _ input: ImageShape) -> Architecture {
@@ -78,8 +78,11 @@ struct NetworkDescriptionTests {
         #expect(paper.isPaper)
         #expect(paper.parameterCount == Parameters.count)
         let offsets = paper.parameterLayers.flatMap { [$0.weightOffset, $0.biasOffset] }
-        #expect(offsets == [Parameters.Offset.c1Weight, Parameters.Offset.c1Bias, Parameters.Offset.s1Weight, Parameters.Offset.s1Bias,
-                            Parameters.Offset.fWeight, Parameters.Offset.fBias])
+        #expect(
+            offsets == [
+                Parameters.Offset.c1Weight, Parameters.Offset.c1Bias, Parameters.Offset.s1Weight, Parameters.Offset.s1Bias,
+                Parameters.Offset.fWeight, Parameters.Offset.fBias
+            ])
         let scale = paper.scaleVector(recipe: .original, batchSize: 8)
         #expect(scale == UpdateRule(recipe: .original, batchSize: 8).scaleVector())
     }
@@ -88,23 +91,31 @@ struct NetworkDescriptionTests {
     func lenet() throws {
         let lenet = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
         #expect(lenet.parameterCount == 61_706)
-        #expect(lenet.layers.map(\.output.description) == ["6x28x28", "6x28x28", "6x14x14", "16x10x10", "16x10x10",
-                                                           "16x5x5", "120x1x1", "120x1x1", "84x1x1", "84x1x1", "10x1x1"])
-        #expect(lenet.tensors.map(\.name) == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "dense1.weight",
-                                              "dense1.bias", "dense2.weight", "dense2.bias", "dense3.weight", "dense3.bias"])
+        #expect(
+            lenet.layers.map(\.output.description) == [
+                "6x28x28", "6x28x28", "6x14x14", "16x10x10", "16x10x10",
+                "16x5x5", "120x1x1", "120x1x1", "84x1x1", "84x1x1", "10x1x1"
+            ])
+        #expect(
+            lenet.tensors.map(\.name) == [
+                "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "dense1.weight",
+                "dense1.bias", "dense2.weight", "dense2.bias", "dense3.weight", "dense3.bias"
+            ])
         #expect(lenet.tensors[0].shape == [6, 1, 5, 5])
     }
 
-    @Test("errors name the layer and the token", arguments: [
-        ("conv 6 5x5; pool 2; dense 10", "unknown layer \"pool\"", "pool", 13),
-        ("conv 0 5x5; dense 10", "at least 1", "0", 6),
-        ("conv 6 5x4; dense 10", "square", "5x4", 8),
-        ("conv 6 5x5 pad=-1; dense 10", "at least 0", "-1", 16),
-        ("conv 6 5x5 bias=1; dense 10", "unknown option \"bias\"", "bias", 12),
-        ("maxpool 2x2 relu; dense 10", "takes no activation", "maxpool", 1),
-        ("dense 10 relu sigmoid", "unexpected value", "relu", 10),
-        ("", "no layers", nil, nil),
-    ] as [(String, String, String?, Int?)])
+    @Test(
+        "errors name the layer and the token",
+        arguments: [
+            ("conv 6 5x5; pool 2; dense 10", "unknown layer \"pool\"", "pool", 13),
+            ("conv 0 5x5; dense 10", "at least 1", "0", 6),
+            ("conv 6 5x4; dense 10", "square", "5x4", 8),
+            ("conv 6 5x5 pad=-1; dense 10", "at least 0", "-1", 16),
+            ("conv 6 5x5 bias=1; dense 10", "unknown option \"bias\"", "bias", 12),
+            ("maxpool 2x2 relu; dense 10", "takes no activation", "maxpool", 1),
+            ("dense 10 relu sigmoid", "unexpected value", "relu", 10),
+            ("", "no layers", nil, nil)
+        ] as [(String, String, String?, Int?)])
     func syntaxErrors(text: String, message: String, token: String?, column: Int?) {
         #expect {
             try NetworkDescription.parse(text)
@@ -114,15 +125,17 @@ struct NetworkDescriptionTests {
         }
     }
 
-    @Test("shape errors are found when the network meets its input", arguments: [
-        ("conv 6 29x29; dense 10", "larger than its padded 28x28 input"),
-        ("conv 6 5x5; maxpool 30x30; dense 10", "larger than its input"),
-        ("conv 6 5x5", "last layer must be \"dense 10\""),
-        ("dense 10; relu", "last layer must be"),
-        ("conv 6 5x5; dense 9", "needs 10 outputs"),
-        ("relu; dense 10", "cannot be the first layer"),
-        ("dense 5000; dense 5000; dense 10", "more than 16000000 parameters"),
-    ])
+    @Test(
+        "shape errors are found when the network meets its input",
+        arguments: [
+            ("conv 6 29x29; dense 10", "larger than its padded 28x28 input"),
+            ("conv 6 5x5; maxpool 30x30; dense 10", "larger than its input"),
+            ("conv 6 5x5", "last layer must be \"dense 10\""),
+            ("dense 10; relu", "last layer must be"),
+            ("conv 6 5x5; dense 9", "needs 10 outputs"),
+            ("relu; dense 10", "cannot be the first layer"),
+            ("dense 5000; dense 5000; dense 10", "more than 16000000 parameters")
+        ])
     func shapeErrors(text: String, message: String) throws {
         let description = try NetworkDescription.parse(text)
         #expect {
@@ -143,8 +156,9 @@ struct NetworkDescriptionTests {
 struct LayerGradientTests {
     /// Finite differences of the loss (modern) or of the logits weighted by the fixed output
     /// error (original, whose error has no output derivative) against the reference's ascent.
-    @Test("finite differences match the reference gradient, every layer type and output rule",
-          arguments: SmallNetworks.cases.indices, Recipe.allCases)
+    @Test(
+        "finite differences match the reference gradient, every layer type and output rule",
+        arguments: SmallNetworks.cases.indices, Recipe.allCases)
     func finiteDifferences(index: Int, recipe: Recipe) throws {
         let (name, text, input) = SmallNetworks.cases[index]
         let architecture = SmallNetworks.architecture(text, input)
@@ -204,10 +218,12 @@ struct LayerGradientTests {
     func maxPoolTies() {
         let architecture = SmallNetworks.architecture("maxpool 2x2; dense 10", ImageShape(channels: 1, height: 4, width: 4))
         // Each 2x2 window holds a tie: its maximum appears twice.
-        let image: [Float] = [0.5, 0.5, 0.1, 0.9,
-                              0.2, 0.1, 0.9, 0.3,
-                              0.7, 0.0, 0.4, 0.4,
-                              0.0, 0.7, 0.4, 0.4]
+        let image: [Float] = [
+            0.5, 0.5, 0.1, 0.9,
+            0.2, 0.1, 0.9, 0.3,
+            0.7, 0.0, 0.4, 0.4,
+            0.0, 0.7, 0.4, 0.4
+        ]
         let data = Dataset(name: "ties", images: image, labels: [3], shape: architecture.input)
         var p = Parameters(zerosFor: architecture)
         for i in p.values.indices { p.values[i] = Float(i % 7) * 0.1 - 0.3 }
@@ -243,8 +259,9 @@ struct GenericEngineTests {
                 }
                 let ga = reference.gradient(of: data, sample: sample, recipe: recipe)
                 let gb = sequential.gradient(of: data, sample: sample, recipe: recipe)
-                expectClose(gb.gradient.values, ga.gradient.values, absolute: 1e-5, relative: 1e-3,
-                            "\(architecture.network.text) \(recipe): gradient, sample \(sample)")
+                expectClose(
+                    gb.gradient.values, ga.gradient.values, absolute: 1e-5, relative: 1e-3,
+                    "\(architecture.network.text) \(recipe): gradient, sample \(sample)")
                 #expect(abs(ga.loss - gb.loss) <= 1e-5 + 1e-4 * abs(ga.loss))
             }
         }
@@ -264,7 +281,7 @@ struct GenericEngineTests {
                 ReferenceEngine(parameters: p, architecture: architecture),
                 SequentialEngine(parameters: p, architecture: architecture),
                 ThreadedEngine(parameters: p, threads: 2, strategy: .layer, architecture: architecture),
-                ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture),
+                ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture)
             ]
             var results: [[Float]] = []
             for engine in engines {
@@ -274,14 +291,16 @@ struct GenericEngineTests {
             }
             #expect(results[0] != p.values, "training changed nothing")
             for k in 1..<results.count {
-                expectClose(results[k], results[0], absolute: 2e-4, relative: 2e-3,
-                            "\(engines[k].description) vs reference, \(architecture.network.text), \(recipe) batch \(batch) \(optimizer)")
+                expectClose(
+                    results[k], results[0], absolute: 2e-4, relative: 2e-3,
+                    "\(engines[k].description) vs reference, \(architecture.network.text), \(recipe) batch \(batch) \(optimizer)")
             }
         }
     }
 
-    @Test("threads layer is bit-identical to sequential; threads data is identical across thread counts and to sequential",
-          arguments: ["lenet5", "paper-c16", "conv 4 3x3 stride=2 pad=1 tanh; maxpool 2x2; subsample 2x2 sigmoid; dense 16 relu; dense 10"])
+    @Test(
+        "threads layer is bit-identical to sequential; threads data is identical across thread counts and to sequential",
+        arguments: ["lenet5", "paper-c16", "conv 4 3x3 stride=2 pad=1 tanh; maxpool 2x2; subsample 2x2 sigmoid; dense 16 relu; dense 10"])
     func threadsBitIdentical(net: String) throws {
         let architecture = try Architecture(NetworkDescription.named(net), input: .mnist)
         let data = SmallNetworks.data(.mnist, count: 40, seed: 9)
@@ -296,10 +315,12 @@ struct GenericEngineTests {
             }
             let sequential = try train(SequentialEngine(parameters: p, architecture: architecture))
             for threads in [2, 3] {
-                #expect(try train(ThreadedEngine(parameters: p, threads: threads, strategy: .layer, architecture: architecture)) == sequential,
-                        "\(net): layer, \(threads) threads, batch \(batch)")
-                #expect(try train(ThreadedEngine(parameters: p, threads: threads, strategy: .data, architecture: architecture)) == sequential,
-                        "\(net): data, \(threads) threads, batch \(batch)")
+                #expect(
+                    try train(ThreadedEngine(parameters: p, threads: threads, strategy: .layer, architecture: architecture)) == sequential,
+                    "\(net): layer, \(threads) threads, batch \(batch)")
+                #expect(
+                    try train(ThreadedEngine(parameters: p, threads: threads, strategy: .data, architecture: architecture)) == sequential,
+                    "\(net): data, \(threads) threads, batch \(batch)")
             }
         }
     }
@@ -327,7 +348,8 @@ struct GenericEngineTests {
         for kind in ["opencl", "cuda"] {
             let descriptor = try EngineRegistry.descriptor(EngineKind(rawValue: kind))
             #expect {
-                try descriptor.makeEngine(EngineOptions(architecture: lenet), parameters: Initialization.original.makeParameters(for: lenet))
+                try descriptor.makeEngine(
+                    EngineOptions(architecture: lenet), parameters: Initialization.original.makeParameters(for: lenet))
             } throws: { "\($0)".contains("only the paper's network") }
         }
     }
@@ -425,7 +447,8 @@ struct CIFAR10Tests {
 
     @Test("LeNet-style networks resolve on CIFAR-10's 3x32x32 input and train a step on it")
     func trainsOnCIFARShape() throws {
-        let architecture = try Architecture(NetworkDescription.parse("conv 6 5x5 relu; maxpool 2x2; conv 16 5x5 relu; maxpool 2x2; dense 10"), input: .cifar10)
+        let architecture = try Architecture(
+            NetworkDescription.parse("conv 6 5x5 relu; maxpool 2x2; conv 16 5x5 relu; maxpool 2x2; dense 10"), input: .cifar10)
         #expect(architecture.layers[5].output == ImageShape(channels: 16, height: 5, width: 5))
         let data = SmallNetworks.data(.cifar10, count: 8)
         let p = Initialization.seeded(1).makeParameters(for: architecture)
@@ -436,7 +459,8 @@ struct CIFAR10Tests {
             try engine.prepare(training: data)
             try engine.trainEpoch(plan)
         }
-        expectClose(try sequential.currentParameters().values, reference.currentParameters().values,
-                    absolute: 2e-4, relative: 2e-3, "CIFAR-shaped step")
+        expectClose(
+            try sequential.currentParameters().values, reference.currentParameters().values,
+            absolute: 2e-4, relative: 2e-3, "CIFAR-shaped step")
     }
 }

@@ -21,7 +21,9 @@ enum DeviceTestSupport {
 
 /// Drives a device engine through one epoch of `order` in the given steps, as a session does.
 @discardableResult
-func trainEpoch(_ engine: DeviceEngine, order: [Int32], batch: Int, rule: UpdateRule, callsOf samples: Int = 1000) throws -> TrainingStatistics {
+func trainEpoch(_ engine: DeviceEngine, order: [Int32], batch: Int, rule: UpdateRule, callsOf samples: Int = 1000) throws
+    -> TrainingStatistics
+{
     try engine.beginEpoch(order: order, batchSize: batch, rule: rule, at: 0)
     var position = 0
     while position < order.count {
@@ -48,7 +50,7 @@ struct OpenCLTests {
         (.fused, .original, .sgd, 1, nil), (.fused, .modern, .sgd, 1, 0), (.fused, .original, .sgd, 16, nil),
         (.fused, .modern, .sgd, 32, 0.9), (.fused, .modern, .adam, 7, nil), (.fused, .modern, .adam, 1, nil),
         (.fused, .original, .adam, 16, nil), (.layer, .original, .sgd, 1, nil), (.layer, .modern, .sgd, 1, 0),
-        (.layer, .original, .sgd, 16, nil), (.layer, .modern, .sgd, 32, 0.9), (.layer, .modern, .adam, 32, nil),
+        (.layer, .original, .sgd, 16, nil), (.layer, .modern, .sgd, 32, 0.9), (.layer, .modern, .adam, 32, nil)
     ]
 
     @Test("agrees with the reference engine within tolerance on 2000 samples, statistics included", arguments: cases)
@@ -66,8 +68,10 @@ struct OpenCLTests {
         let what = "\(strategy) \(recipe) \(optimizer) B=\(batch)"
         expectClose(try engine.currentParameters().values, reference.currentParameters().values, absolute: 1e-4, relative: 1e-3, what)
         let state = try engine.currentOptimizerState(), expectedState = reference.currentOptimizerState()
-        for (name, buffer, expectedBuffer) in [("velocity", state.velocity, expectedState.velocity),
-                                               ("second moment", state.secondMoment, expectedState.secondMoment)] {
+        for (name, buffer, expectedBuffer) in [
+            ("velocity", state.velocity, expectedState.velocity),
+            ("second moment", state.secondMoment, expectedState.secondMoment)
+        ] {
             if let expectedBuffer {
                 let buffer = try #require(buffer, "\(what): \(name)")
                 expectClose(buffer.values, expectedBuffer.values, absolute: 1e-4, relative: 1e-3, "\(what) \(name)")
@@ -76,11 +80,13 @@ struct OpenCLTests {
             }
         }
         #expect(stats.total.samples == 2000 && stats.steps == expected.steps)
-        #expect(abs(stats.total.lossSum - expected.total.lossSum) <= 1e-4 * expected.total.lossSum,
-                "\(what): loss \(stats.total.lossSum) vs \(expected.total.lossSum)")
+        #expect(
+            abs(stats.total.lossSum - expected.total.lossSum) <= 1e-4 * expected.total.lossSum,
+            "\(what): loss \(stats.total.lossSum) vs \(expected.total.lossSum)")
         #expect(abs(stats.floatLossSum - expected.floatLossSum) <= 1e-4 * expected.floatLossSum)
-        #expect(abs(stats.total.misclassified - expected.total.misclassified) <= 2,
-                "\(what): \(stats.total.misclassified) vs \(expected.total.misclassified)")
+        #expect(
+            abs(stats.total.misclassified - expected.total.misclassified) <= 2,
+            "\(what): \(stats.total.misclassified) vs \(expected.total.misclassified)")
 
         // Predictions from the trained parameters: the same classes as the reference's.
         let test = data.test.prefix(1000)
@@ -104,8 +110,9 @@ struct OpenCLTests {
         #expect(hashes[0] != Self.start.hashString)
     }
 
-    @Test("layer and fused compute the same sums in the same order: bit-identical on one device",
-          arguments: [(Recipe.original, Optimizer.sgd, 1), (.modern, .sgd, 16), (.modern, .adam, 16)])
+    @Test(
+        "layer and fused compute the same sums in the same order: bit-identical on one device",
+        arguments: [(Recipe.original, Optimizer.sgd, 1), (.modern, .sgd, 16), (.modern, .adam, 16)])
     func layerEqualsFused(recipe: Recipe, optimizer: Optimizer, batch: Int) throws {
         let data = try TestData.mnist()
         let train = data.train.prefix(400)
@@ -170,14 +177,17 @@ struct OpenCLEpochTests {
         let options = TrainingOptions(recipe: .original)
         let engine = try DeviceTestSupport.openCLEngine(.fused, parameters: Initialization.original.makeParameters(), train: data.train)
         let started = Trainer.now()
-        let stats = try trainEpoch(engine, order: options.sampleOrder(epoch: 0, count: data.train.count), batch: 1,
-                                   rule: options.rule, callsOf: 10_000)
+        let stats = try trainEpoch(
+            engine, order: options.sampleOrder(epoch: 0, count: data.train.count), batch: 1,
+            rule: options.rule, callsOf: 10_000)
         let seconds = Trainer.now() - started
         let errors = try engine.countErrors(on: data.test, recipe: .original)
         let percent = 100 * Double(errors) / Double(data.test.count)
         let meanError = Double(stats.floatLossSum / Float(stats.total.samples))
-        print("opencl fused epoch: \(String(format: "%.2f", seconds)) s on \(engine.description), test error \(percent)% " +
-              "(\(errors)/10000), mean training error \(String(format: "%.6e", meanError)), hash \(try engine.currentParameters().hashString)")
+        print(
+            "opencl fused epoch: \(String(format: "%.2f", seconds)) s on \(engine.description), test error \(percent)% "
+                + "(\(errors)/10000), mean training error \(String(format: "%.6e", meanError)), hash \(try engine.currentParameters().hashString)"
+        )
         #expect(abs(percent - 7.52) <= 0.2)
         #expect(abs(meanError - 0.2425312) <= 1e-3)
         #expect(stats.total.samples == 60_000 && stats.steps == 60_000)
@@ -196,12 +206,18 @@ struct OpenCLCommandLineTests {
         try TestData.withTemporaryDirectory { dir in
             let model = dir.appendingPathComponent("m.safetensors").path
             let common = ["--data", data, "--engine", "opencl", "--strategy", strategy.rawValue, "--json"]
-            let first = try CLI.run(["train", "--recipe", "modern", "--epochs", "1", "--limit", "1500", "--batch", "8",
-                                     "--save", model] + common)
+            let first = try CLI.run(
+                [
+                    "train", "--recipe", "modern", "--epochs", "1", "--limit", "1500", "--batch", "8",
+                    "--save", model
+                ] + common)
             #expect(first.status == 0, "\(first.output)")
             let resumed = try CLI.run(["train", "--resume", model, "--epochs", "2", "--save", model] + common)
-            let straight = try CLI.run(["train", "--recipe", "modern", "--epochs", "2", "--limit", "1500", "--batch", "8",
-                                        "--no-save"] + common)
+            let straight = try CLI.run(
+                [
+                    "train", "--recipe", "modern", "--epochs", "2", "--limit", "1500", "--batch", "8",
+                    "--no-save"
+                ] + common)
             #expect(resumed.status == 0 && straight.status == 0, "\(resumed.output)\n\(straight.output)")
             let hash = try #require(Self.hash(resumed.output))
             #expect(hash == Self.hash(straight.output))
@@ -212,7 +228,8 @@ struct OpenCLCommandLineTests {
             #expect(onDevice.status == 0 && onCPU.status == 0, "\(onDevice.output)\n\(onCPU.output)")
             #expect(onDevice.output.contains("\"param_hash\":\"\(hash)\""))
             let errorOf = { (s: String) in s.split(separator: "\"test_errors\":").last.map { String($0.prefix { $0.isNumber }) } }
-            #expect(errorOf(onDevice.output) != nil && errorOf(onDevice.output) == errorOf(onCPU.output), "\(onDevice.output)\n\(onCPU.output)")
+            #expect(
+                errorOf(onDevice.output) != nil && errorOf(onDevice.output) == errorOf(onCPU.output), "\(onDevice.output)\n\(onCPU.output)")
         }
     }
 

@@ -2,8 +2,10 @@ import Foundation
 
 /// Runs `executable` with `arguments` (a path, or a name looked up on $PATH via /usr/bin/env);
 /// returns the exit status and the combined standard output and error.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                currentDirectory: URL? = nil) throws -> (status: Int32, output: String) {
+func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+    currentDirectory: URL? = nil
+) throws -> (status: Int32, output: String) {
     let process = Process()
     if executable.contains("/") {
         process.executableURL = URL(fileURLWithPath: executable)

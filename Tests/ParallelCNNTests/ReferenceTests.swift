@@ -8,8 +8,12 @@ enum SpecPort {
     static let executable: Result<URL, Error> = Result {
         let source = TestData.packageRoot.appendingPathComponent("Tests/Fixtures/spec_port.c")
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("pcnn-spec-port-\(getpid())")
-        let result = try runProcess("gcc", [ "-O2", "-ffp-contract=off", "-fno-fast-math", "-o", output.path,
-                                               source.path, "-lm", "-lz"])
+        let result = try runProcess(
+            "gcc",
+            [
+                "-O2", "-ffp-contract=off", "-fno-fast-math", "-o", output.path,
+                source.path, "-lm", "-lz"
+            ])
         guard result.status == 0 else { throw PortError(message: "gcc failed: \(result.output)") }
         return output
     }
@@ -60,14 +64,16 @@ struct ReferenceTests {
     func fullEpoch() throws {
         let data = try TestData.mnist()
         let port = try SpecPort.train(samples: data.train.count, directory: try TestData.requireMNISTDirectory())
-        let reference = try #require(try trainOriginal(
-            ReferenceEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
+        let reference = try #require(
+            try trainOriginal(
+                ReferenceEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
         #expect(Parameters.hexString(reference.parameterHash) == port["trained"])
         #expect(reference.testErrors == 752)
         #expect(String(format: "%.6e", reference.meanLoss) == "2.425312e-01")
 
-        let sequential = try #require(try trainOriginal(
-            SequentialEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
+        let sequential = try #require(
+            try trainOriginal(
+                SequentialEngine(parameters: Initialization.original.makeParameters()), data: data, samples: data.train.count))
         #expect(abs(sequential.testErrorPercent - reference.testErrorPercent) <= 0.2)
         #expect(abs(sequential.meanLoss - reference.meanLoss) <= 1e-3)
     }

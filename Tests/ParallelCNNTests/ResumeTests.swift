@@ -19,7 +19,9 @@ struct ResumeTests {
         var steps = 0
         first.onProgress = { _ in }
         first.progressInterval = 0
-        first.shouldStop = { steps += 1; return steps >= stopAfter }
+        first.shouldStop = {
+            steps += 1; return steps >= stopAfter
+        }
         guard case .interrupted(let position) = try first.run() else {
             Issue.record("the run was not interrupted")
             return ""
@@ -28,8 +30,10 @@ struct ResumeTests {
             let path = dir.appendingPathComponent("resume.safetensors").path
             var state = record
             state.position = position
-            try Checkpoint(parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
-                           record: state, engine: engine.description).write(to: path)
+            try Checkpoint(
+                parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
+                record: state, engine: engine.description
+            ).write(to: path)
             let checkpoint = try Checkpoint.read(from: path)
             let restored = try checkpoint.trainingRecord(path: path)
             #expect(restored == state)
@@ -48,15 +52,17 @@ struct ResumeTests {
 
     @Test("modern recipe with momentum SGD: interrupted mid-epoch and at an epoch end", arguments: [5, 32])
     func modernMomentum(stopAfter: Int) throws {
-        let options = TrainingOptions(recipe: .modern, optimizer: .sgd, epochs: 2, batchSize: 32, seed: 9,
-                                      initialization: .seeded(9))
+        let options = TrainingOptions(
+            recipe: .modern, optimizer: .sgd, epochs: 2, batchSize: 32, seed: 9,
+            initialization: .seeded(9))
         #expect(try finalHash(options, stopAfter: stopAfter) == finalHash(options, stopAfter: nil))
     }
 
     @Test("the optimizer is recorded; a checkpoint without it is SGD; a run's buffers must be there")
     func optimizerRecord() throws {
-        let record = TrainingRecord(options: TrainingOptions(recipe: .modern, batchSize: 16), position: TrainingPosition(epoch: 1),
-                                    dataset: .mnist, trainSamples: 1000)
+        let record = TrainingRecord(
+            options: TrainingOptions(recipe: .modern, batchSize: 16), position: TrainingPosition(epoch: 1),
+            dataset: .mnist, trainSamples: 1000)
         let p = Parameters(), full = OptimizerState(velocity: Parameters(), secondMoment: Parameters())
         let adam = Checkpoint(parameters: p, optimizerState: full, record: record, engine: "test")
         #expect(adam.metadata["optimizer"] == "adam")

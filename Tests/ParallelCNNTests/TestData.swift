@@ -22,7 +22,7 @@ enum TestData {
         let candidates: [String?] = [
             ProcessInfo.processInfo.environment["MNIST_DIR"],
             packageRoot.appendingPathComponent("data/mnist").path,
-            packageRoot.appendingPathComponent("../shared/datasets/mnist").standardized.path,
+            packageRoot.appendingPathComponent("../shared/datasets/mnist").standardized.path
         ]
         return candidates.compactMap { $0 }.first { DatasetLoader.missingFiles(.mnist, in: $0).isEmpty }
     }()
@@ -34,8 +34,9 @@ enum TestData {
 
     /// The MNIST directory, or a test failure saying why there is none.
     static func requireMNISTDirectory(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try #require(mnistDirectory, "PCNN_REQUIRE_DATA=1 but no MNIST directory was found",
-                     sourceLocation: sourceLocation)
+        try #require(
+            mnistDirectory, "PCNN_REQUIRE_DATA=1 but no MNIST directory was found",
+            sourceLocation: sourceLocation)
     }
 
     /// The full MNIST training and test sets, loaded once for all tests.

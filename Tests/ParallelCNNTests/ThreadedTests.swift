@@ -22,8 +22,9 @@ struct ThreadedTests {
         }
     }
 
-    @Test("data strategy gives the same parameters for T = 1...4, equal to sequential with the same batch",
-          arguments: [(Recipe.original, 16), (.modern, 32), (.modern, 7)])
+    @Test(
+        "data strategy gives the same parameters for T = 1...4, equal to sequential with the same batch",
+        arguments: [(Recipe.original, 16), (.modern, 32), (.modern, 7)])
     func dataIsIndependentOfThreads(recipe: Recipe, batch: Int) throws {
         let expected = try train(SequentialEngine(parameters: Self.start), recipe: recipe, batch: batch).hashString
         for threads in 1...4 {
@@ -44,7 +45,8 @@ struct ThreadedTests {
         let data = try TestData.mnist()
         let sequential = SequentialEngine(parameters: Self.start)
         let threaded = ThreadedEngine(parameters: Self.start, threads: 3, strategy: strategy)
-        #expect(try threaded.countErrors(on: data.test, range: 0..<500, recipe: .original) ==
-                (try sequential.countErrors(on: data.test, range: 0..<500, recipe: .original)))
+        #expect(
+            try threaded.countErrors(on: data.test, range: 0..<500, recipe: .original)
+                == (try sequential.countErrors(on: data.test, range: 0..<500, recipe: .original)))
     }
 }

@@ -24,7 +24,9 @@ struct TrainingSessionTests {
             let first = try TrainingSession(Self.request(path)) { try TestData.mnist() }
             first.progressInterval = 0
             var polls = 0
-            first.stopRequested = { polls += 1; return polls == 100 }
+            first.stopRequested = {
+                polls += 1; return polls == 100
+            }
             let stopped = try first.run()
             #expect(stopped.outcome == .interrupted(TrainingPosition(epoch: 1, position: 200)))
             #expect(stopped.checkpoint == path)
@@ -53,7 +55,7 @@ struct TrainingSessionTests {
             #expect(throws: TrainingRequestError.self) { try TrainingSession(conflicting) { try TestData.mnist() } }
             var otherOptimizer = Self.request(path)
             otherOptimizer.resume = path
-            otherOptimizer.optimizer = .sgd   // the modern recipe ran with Adam
+            otherOptimizer.optimizer = .sgd  // the modern recipe ran with Adam
             #expect(throws: TrainingRequestError.self) { try TrainingSession(otherOptimizer) { try TestData.mnist() } }
         }
     }

@@ -42,8 +42,9 @@ struct WorkerPoolTests {
         return predictions
     }
 
-    @Test("fresh pools, back-to-back and paused jobs, T = 2, 3, 5: same parameters as sequential",
-          arguments: [EngineStrategy.layer, .data])
+    @Test(
+        "fresh pools, back-to-back and paused jobs, T = 2, 3, 5: same parameters as sequential",
+        arguments: [EngineStrategy.layer, .data])
     func lifeCycle(strategy: EngineStrategy) throws {
         let sequential = SequentialEngine(parameters: Self.start)
         let expected = try Self.train(sequential, pause: 0)

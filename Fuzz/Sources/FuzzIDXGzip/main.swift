@@ -34,8 +34,9 @@ public func fuzzIDXGzip(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 private func gzipped(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
     var stream = z_stream()
     // windowBits 15 + 16: a gzip wrapper instead of zlib's.
-    var status = deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                               ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+    var status = deflateInit2_(
+        &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+        ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
     precondition(status == Z_OK, "deflateInit2 failed: \(status)")
     defer { deflateEnd(&stream) }
     var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(bytes.count))))

@@ -22,8 +22,9 @@ public func fuzzSafetensors(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CIn
     precondition(again.metadata == file.metadata, "metadata changed in a round trip")
     precondition(again.tensors.map(\.name) == file.tensors.map(\.name), "tensor order changed in a round trip")
     precondition(again.tensors.map(\.shape) == file.tensors.map(\.shape), "shapes changed in a round trip")
-    precondition(again.tensors.map { $0.values.map(\.bitPattern) } == file.tensors.map { $0.values.map(\.bitPattern) },
-                 "values changed in a round trip")
+    precondition(
+        again.tensors.map { $0.values.map(\.bitPattern) } == file.tensors.map { $0.values.map(\.bitPattern) },
+        "values changed in a round trip")
     return 0
 }
 

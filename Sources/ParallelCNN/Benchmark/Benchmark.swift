@@ -25,10 +25,13 @@ public enum Benchmark {
     /// Seconds to train `engine` on the first `samples` samples of `data` (original recipe,
     /// `batch` samples per step, one pass); the best of `repeats` passes from the same start.
     /// `start` and `rule` default to the paper's network and the original recipe.
-    public static func time(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2,
-                            start: Parameters = Initialization.original.makeParameters(), rule: UpdateRule? = nil) throws -> Double {
-        let plan = EpochPlan(order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
-                             rule: rule ?? UpdateRule(recipe: .original, batchSize: batch))
+    public static func time(
+        _ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int = 2,
+        start: Parameters = Initialization.original.makeParameters(), rule: UpdateRule? = nil
+    ) throws -> Double {
+        let plan = EpochPlan(
+            order: (0..<Int32(min(samples, data.count))).map { $0 }, batchSize: batch,
+            rule: rule ?? UpdateRule(recipe: .original, batchSize: batch))
         try engine.prepare(training: data)
         var best = Double.infinity
         for _ in 0..<max(1, repeats) {
@@ -45,9 +48,11 @@ public enum Benchmark {
     /// `batch` samples per step), each from `start`: first `warmupPasses` untimed passes over the
     /// first `warmupSamples`, then `repeats` timed passes. Returns each timed pass's seconds, and
     /// the parameters the last pass reached.
-    public static func passes(_ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int,
-                              warmupPasses: Int = 1, warmupSamples: Int? = nil,
-                              start: Parameters = Initialization.original.makeParameters()) throws -> (seconds: [Double], parameters: Parameters) {
+    public static func passes(
+        _ engine: any Engine, data: Dataset, samples: Int, batch: Int, repeats: Int,
+        warmupPasses: Int = 1, warmupSamples: Int? = nil,
+        start: Parameters = Initialization.original.makeParameters()
+    ) throws -> (seconds: [Double], parameters: Parameters) {
         let rule = UpdateRule(recipe: .original)
         let order = (0..<Int32(min(samples, data.count))).map { $0 }
         try engine.prepare(training: data)
@@ -66,8 +71,10 @@ public enum Benchmark {
 
     /// The paper's Table 3 analogue: for each strategy (`layer` at batch 1, `data` at
     /// `dataBatch`) and thread count, time and speed-up over `sequential` at the same batch.
-    public static func threads(data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,
-                               progress: (String) -> Void = { _ in }) throws -> [BenchmarkRow] {
+    public static func threads(
+        data: Dataset, samples: Int, threadCounts: [Int], dataBatch: Int,
+        progress: (String) -> Void = { _ in }
+    ) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         let start = Initialization.original.makeParameters()
         for (strategy, batch) in [(EngineStrategy.layer, 1), (.data, dataBatch)] {
@@ -77,8 +84,10 @@ public enum Benchmark {
             for t in threadCounts {
                 let engine = ThreadedEngine(parameters: start, threads: t, strategy: strategy)
                 let seconds = try time(engine, data: data, samples: samples, batch: batch)
-                rows.append(BenchmarkRow(engine: "threads", strategy: strategy.rawValue, workers: t, batch: batch,
-                                         seconds: seconds, speedup: baseline / seconds))
+                rows.append(
+                    BenchmarkRow(
+                        engine: "threads", strategy: strategy.rawValue, workers: t, batch: batch,
+                        seconds: seconds, speedup: baseline / seconds))
                 progress(String(format: "threads %@ T=%d, batch %d: %.3f s", strategy.rawValue, t, batch, seconds))
             }
         }

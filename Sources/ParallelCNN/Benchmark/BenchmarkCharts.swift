@@ -54,30 +54,41 @@ public enum BenchmarkCharts {
             (.threads, "layer", "threads, layer (batch 1)", blue, false),
             (.threads, "data", "threads, data (batch \(results.settings.dataBatch))", green, false),
             (.mpi, "layer", "mpi, layer (batch 1)", purple, false),
-            (.mpi, "data", "mpi, data (batch \(results.settings.dataBatch))", red, false),
+            (.mpi, "data", "mpi, data (batch \(results.settings.dataBatch))", red, false)
         ]
         for (table, strategy, label, color, dashed) in styles {
             let rows = results.rows(table).filter { $0.strategy == strategy && $0.speedup != nil }.sorted { $0.workers < $1.workers }
             if rows.isEmpty { continue }
-            series.append(Series(label: label, color: color, dashed: dashed, points: rows.map {
-                Point(x: Double($0.workers), y: $0.speedup!, source: measured($0, "speedup", $0.speedup!))
-            }))
+            series.append(
+                Series(
+                    label: label, color: color, dashed: dashed,
+                    points: rows.map {
+                        Point(x: Double($0.workers), y: $0.speedup!, source: measured($0, "speedup", $0.speedup!))
+                    }))
         }
         let p = results.paper
-        series.append(Series(label: "paper, OpenMP (Table 3)", color: orange, dashed: true, points: p.openMP.compactMap { r in
-            r.speedup.map { Point(x: Double(r.workers), y: $0, source: paper("T3:\(r.workers)", $0)) }
-        }))
-        series.append(Series(label: "paper, MPI (Table 2)", color: brown, dashed: true, points: p.mpi.compactMap { r in
-            r.speedup.map { Point(x: Double(r.workers), y: $0, source: paper("T2:\(r.workers)", $0)) }
-        }))
+        series.append(
+            Series(
+                label: "paper, OpenMP (Table 3)", color: orange, dashed: true,
+                points: p.openMP.compactMap { r in
+                    r.speedup.map { Point(x: Double(r.workers), y: $0, source: paper("T3:\(r.workers)", $0)) }
+                }))
+        series.append(
+            Series(
+                label: "paper, MPI (Table 2)", color: brown, dashed: true,
+                points: p.mpi.compactMap { r in
+                    r.speedup.map { Point(x: Double(r.workers), y: $0, source: paper("T2:\(r.workers)", $0)) }
+                }))
         // The ideal line runs to the end of the axis (the next power of two).
         let maxWorkers = pow(2, ceil(log2(series.flatMap { $0.points.map(\.x) }.max() ?? 4)))
-        return lineChart(title: "Speed-up over sequential vs workers",
-                         subtitle: "\(results.machine.cores) cores, \(modeText(results)); speed-up = sequential time / parallel time, same samples and batch",
-                         xLabel: "workers (threads or MPI ranks), log scale", yLabel: "speed-up (×)",
-                         series: series, xLog: true, yLog: false, ideal: (1, maxWorkers),
-                         footnote: "Ideal: speed-up = workers. Paper: its Tables 2–3 (C on a VM; 8 threads crashed)." +
-                            (results.skipped[BenchmarkTable.mpi.rawValue].map { " MPI not measured: \($0)" } ?? ""))
+        return lineChart(
+            title: "Speed-up over sequential vs workers",
+            subtitle:
+                "\(results.machine.cores) cores, \(modeText(results)); speed-up = sequential time / parallel time, same samples and batch",
+            xLabel: "workers (threads or MPI ranks), log scale", yLabel: "speed-up (×)",
+            series: series, xLog: true, yLog: false, ideal: (1, maxWorkers),
+            footnote: "Ideal: speed-up = workers. Paper: its Tables 2–3 (C on a VM; 8 threads crashed)."
+                + (results.skipped[BenchmarkTable.mpi.rawValue].map { " MPI not measured: \($0)" } ?? ""))
     }
 
     /// GPU engines' speed-up over sequential against GPU threads, with the paper's CUDA figures;
@@ -88,19 +99,30 @@ public enum BenchmarkCharts {
         let colors = [blue, green, purple, red, teal]
         var series: [Series] = []
         for (k, engine) in Array(Set(rows.map(\.engine))).sorted().enumerated() {
-            series.append(Series(label: engine, color: colors[k % colors.count], points: rows.filter { $0.engine == engine }
-                .sorted { $0.workers < $1.workers }.map { Point(x: Double($0.workers), y: $0.speedup!, source: measured($0, "speedup", $0.speedup!)) }))
+            series.append(
+                Series(
+                    label: engine, color: colors[k % colors.count],
+                    points: rows.filter { $0.engine == engine }
+                        .sorted { $0.workers < $1.workers }.map {
+                            Point(x: Double($0.workers), y: $0.speedup!, source: measured($0, "speedup", $0.speedup!))
+                        }))
         }
-        series.append(Series(label: "paper, CUDA on a T4", color: orange, dashed: true, marker: true, connected: false,
-                             points: results.paper.cuda.map {
-                                 Point(x: Double($0.threads), y: $0.speedup, source: paper("T5-8:\($0.part):speedup", $0.speedup),
-                                       label: $0.part)
-                             }))
+        series.append(
+            Series(
+                label: "paper, CUDA on a T4", color: orange, dashed: true, marker: true, connected: false,
+                points: results.paper.cuda.map {
+                    Point(
+                        x: Double($0.threads), y: $0.speedup, source: paper("T5-8:\($0.part):speedup", $0.speedup),
+                        label: $0.part)
+                }))
         let maxX = pow(10, ceil(log10(series.flatMap { $0.points.map(\.x) }.max() ?? 10)))
-        return lineChart(title: "GPU speed-up over sequential vs GPU threads", subtitle: modeText(results),
-                         xLabel: "GPU threads per launch, log scale", yLabel: "speed-up (×), log scale",
-                         series: series, xLog: true, yLog: true, ideal: (1, maxX), idealLabel: "ideal (speed-up = threads)",
-                         footnote: "Ideal: speed-up = threads. Labels: the layer (c1, s1, f) or the whole network. Paper: its Tables 5–8 (against its own 102 s/epoch sequential C).")
+        return lineChart(
+            title: "GPU speed-up over sequential vs GPU threads", subtitle: modeText(results),
+            xLabel: "GPU threads per launch, log scale", yLabel: "speed-up (×), log scale",
+            series: series, xLog: true, yLog: true, ideal: (1, maxX), idealLabel: "ideal (speed-up = threads)",
+            footnote:
+                "Ideal: speed-up = threads. Labels: the layer (c1, s1, f) or the whole network. Paper: its Tables 5–8 (against its own 102 s/epoch sequential C)."
+        )
     }
 
     // MARK: Per-layer stacked bars
@@ -111,7 +133,7 @@ public enum BenchmarkCharts {
     public static func layers(_ results: BenchmarkResults) -> String {
         let phaseColors: [LayerPhase: String] = [
             .c1Forward: "#1f77b4", .c1Backward: "#9ecae1", .s1Forward: "#e6550d", .s1Backward: "#fdae6b",
-            .fForward: "#31a354", .fBackward: "#a1d99b", .update: "#636363",
+            .fForward: "#31a354", .fBackward: "#a1d99b", .update: "#636363"
         ]
         let layerColors = ["c1": "#3c8dc5", "s1": "#f28e3c", "f": "#5db85d"]
         struct Segment { var label: String; var color: String; var value: Double; var source: String }
@@ -122,21 +144,25 @@ public enum BenchmarkCharts {
         for engine in engines {
             let segments = LayerPhase.parts.compactMap { phase -> Segment? in
                 guard let r = rows.first(where: { $0.engine == engine && $0.phase == phase }) else { return nil }
-                return Segment(label: phase.rawValue, color: phaseColors[phase]!, value: r.secondsPerEpoch,
-                               source: measured(r, "secondsPerEpoch", r.secondsPerEpoch))
+                return Segment(
+                    label: phase.rawValue, color: phaseColors[phase]!, value: r.secondsPerEpoch,
+                    source: measured(r, "secondsPerEpoch", r.secondsPerEpoch))
             }
             bars.append((engine, "ours", segments))
         }
         let paperLayers = ["c1", "s1", "f"].compactMap { layer -> Segment? in
-            results.paper.value("T4:\(layer)").map { Segment(label: layer, color: layerColors[layer]!, value: $0, source: paper("T4:\(layer)", $0)) }
+            results.paper.value("T4:\(layer)").map {
+                Segment(label: layer, color: layerColors[layer]!, value: $0, source: paper("T4:\(layer)", $0))
+            }
         }
         bars.append(("paper", "Table 4", paperLayers))
 
         let width = 960.0, height = 600.0
         let left = 90.0, right = 250.0, top = 84.0, bottom = 110.0
         let plotW = width - left - right, plotH = height - top - bottom
-        var svg = header(width: width, height: height, title: "Time per layer within a training epoch",
-                         subtitle: "share of each engine's s/epoch (total above each bar); \(modeText(results))")
+        var svg = header(
+            width: width, height: height, title: "Time per layer within a training epoch",
+            subtitle: "share of each engine's s/epoch (total above each bar); \(modeText(results))")
         // Y axis: 0-100 %.
         for k in 0...5 {
             let v = Double(k) * 20, y = top + plotH - plotH * v / 100
@@ -154,10 +180,12 @@ public enum BenchmarkCharts {
             for segment in bar.segments {
                 let h = total > 0 ? plotH * segment.value / total : 0
                 y -= h
-                svg += "<rect x=\"\(number(x))\" y=\"\(number(y))\" width=\"\(number(barW))\" height=\"\(number(h))\" fill=\"\(segment.color)\" stroke=\"#ffffff\" stroke-width=\"0.5\" data-series=\"\(escape(bar.label))\" data-segment=\"\(escape(segment.label))\" data-share=\"\(number(total > 0 ? segment.value / total : 0))\" \(segment.source)><title>\(escape(bar.label)) \(escape(segment.label)): \(seconds(segment.value)) per epoch</title></rect>\n"
+                svg +=
+                    "<rect x=\"\(number(x))\" y=\"\(number(y))\" width=\"\(number(barW))\" height=\"\(number(h))\" fill=\"\(segment.color)\" stroke=\"#ffffff\" stroke-width=\"0.5\" data-series=\"\(escape(bar.label))\" data-segment=\"\(escape(segment.label))\" data-share=\"\(number(total > 0 ? segment.value / total : 0))\" \(segment.source)><title>\(escape(bar.label)) \(escape(segment.label)): \(seconds(segment.value)) per epoch</title></rect>\n"
                 if h >= 18 {
-                    svg += text(x + barW / 2, y + h / 2 + 5, "\(Int((100 * segment.value / total).rounded()))%", anchor: "middle",
-                                size: 12, color: segment.color == "#636363" || segment.color == "#1f77b4" ? "#ffffff" : "#111111")
+                    svg += text(
+                        x + barW / 2, y + h / 2 + 5, "\(Int((100 * segment.value / total).rounded()))%", anchor: "middle",
+                        size: 12, color: segment.color == "#636363" || segment.color == "#1f77b4" ? "#ffffff" : "#111111")
                 }
             }
             svg += text(x + barW / 2, top - 8, seconds(total) + "/epoch", anchor: "middle", size: 13, weight: "bold")
@@ -182,8 +210,13 @@ public enum BenchmarkCharts {
             svg += text(lx + 22, ly + 1, layer, anchor: "start", size: 13)
             ly += 22
         }
-        svg += text(left, height - 34, "Ours: a clock read between the layers of a real training run (batch 1, original recipe).", anchor: "start", size: 12, color: "#444444")
-        svg += text(left, height - 16, "Paper: each layer timed in a network reduced to that layer, forward and backward together, no update (Table 4).", anchor: "start", size: 12, color: "#444444")
+        svg += text(
+            left, height - 34, "Ours: a clock read between the layers of a real training run (batch 1, original recipe).", anchor: "start",
+            size: 12, color: "#444444")
+        svg += text(
+            left, height - 16,
+            "Paper: each layer timed in a network reduced to that layer, forward and backward together, no update (Table 4).",
+            anchor: "start", size: 12, color: "#444444")
         return svg + "</svg>\n"
     }
 
@@ -195,7 +228,8 @@ public enum BenchmarkCharts {
         struct Bar { var label: String; var value: Double; var ours: Bool; var source: String }
         var bars: [Bar] = []
         for r in results.rows(.sequential) {
-            bars.append(Bar(label: r.engine, value: r.secondsPerEpoch, ours: true, source: measured(r, "secondsPerEpoch", r.secondsPerEpoch)))
+            bars.append(
+                Bar(label: r.engine, value: r.secondsPerEpoch, ours: true, source: measured(r, "secondsPerEpoch", r.secondsPerEpoch)))
         }
         for table in [BenchmarkTable.threads, .mpi, .gpu] {
             let rows = results.rows(table).filter { $0.phase == .network && $0.engine != "sequential" }
@@ -206,23 +240,34 @@ public enum BenchmarkCharts {
                 else { continue }
                 let strategy = best.strategy == "-" ? "" : " \(best.strategy)"
                 let unit = table == .mpi ? "rank" : table == .gpu ? "GPU thread" : "thread"
-                bars.append(Bar(label: "\(best.engine)\(strategy), \(count(best.workers, unit)), batch \(best.batch)", value: best.secondsPerEpoch,
-                                ours: true, source: measured(best, "secondsPerEpoch", best.secondsPerEpoch)))
+                bars.append(
+                    Bar(
+                        label: "\(best.engine)\(strategy), \(count(best.workers, unit)), batch \(best.batch)", value: best.secondsPerEpoch,
+                        ours: true, source: measured(best, "secondsPerEpoch", best.secondsPerEpoch)))
             }
         }
         let p = results.paper
-        bars.append(Bar(label: "paper: sequential C (T1)", value: p.sequentialSecondsPerEpoch, ours: false, source: paper("T1", p.sequentialSecondsPerEpoch)))
+        bars.append(
+            Bar(
+                label: "paper: sequential C (T1)", value: p.sequentialSecondsPerEpoch, ours: false,
+                source: paper("T1", p.sequentialSecondsPerEpoch)))
         if let best = p.openMP.filter({ $0.speedup != nil }).max(by: { $0.speedup! < $1.speedup! }) {
             let v = p.secondsPerEpoch(speedup: best.speedup!)
-            bars.append(Bar(label: "paper: OpenMP, \(best.workers) threads (T3)", value: v, ours: false, source: paper("T3:\(best.workers):epoch", v)))
+            bars.append(
+                Bar(
+                    label: "paper: OpenMP, \(best.workers) threads (T3)", value: v, ours: false,
+                    source: paper("T3:\(best.workers):epoch", v)))
         }
         if let best = p.mpi.filter({ $0.speedup != nil }).max(by: { $0.speedup! < $1.speedup! }) {
             let v = p.secondsPerEpoch(speedup: best.speedup!)
-            bars.append(Bar(label: "paper: MPI, \(best.workers) ranks (T2)", value: v, ours: false, source: paper("T2:\(best.workers):epoch", v)))
+            bars.append(
+                Bar(label: "paper: MPI, \(best.workers) ranks (T2)", value: v, ours: false, source: paper("T2:\(best.workers):epoch", v)))
         }
         if let network = p.value("T5-8:network") {
-            bars.append(Bar(label: "paper: CUDA on a T4 (T8)", value: network / 1000, ours: false,
-                            source: "data-paper=\"T5-8:network\" data-scale=\"0.001\" data-value=\"\(number(network / 1000))\""))
+            bars.append(
+                Bar(
+                    label: "paper: CUDA on a T4 (T8)", value: network / 1000, ours: false,
+                    source: "data-paper=\"T5-8:network\" data-scale=\"0.001\" data-value=\"\(number(network / 1000))\""))
         }
 
         let width = 960.0, rowH = 30.0, left = 300.0, right = 150.0, top = 84.0, bottom = 124.0
@@ -231,8 +276,9 @@ public enum BenchmarkCharts {
         let values = bars.map(\.value).filter { $0 > 0 }
         let lo = floor(log10(values.min() ?? 0.1)), hi = ceil(log10(values.max() ?? 100))
         func xOf(_ v: Double) -> Double { left + plotW * (log10(v) - lo) / max(1, hi - lo) }
-        var svg = header(width: width, height: height, title: "Seconds per training epoch: ours beside the paper's",
-                         subtitle: "\(modeText(results)); best configuration of each engine and strategy")
+        var svg = header(
+            width: width, height: height, title: "Seconds per training epoch: ours beside the paper's",
+            subtitle: "\(modeText(results)); best configuration of each engine and strategy")
         for e in Int(lo)...Int(hi) {
             let x = xOf(pow(10, Double(e)))
             svg += line(x, top, x, top + plotH, stroke: "#dddddd")
@@ -244,13 +290,16 @@ public enum BenchmarkCharts {
         for (k, bar) in bars.enumerated() {
             let y = top + rowH * Double(k) + 5, h = rowH - 10
             let x1 = max(left, xOf(bar.value))
-            svg += "<rect x=\"\(number(left))\" y=\"\(number(y))\" width=\"\(number(x1 - left))\" height=\"\(number(h))\" fill=\"\(bar.ours ? blue : orange)\" data-series=\"\(bar.ours ? "ours" : "paper")\" \(bar.source)><title>\(escape(bar.label)): \(seconds(bar.value))</title></rect>\n"
+            svg +=
+                "<rect x=\"\(number(left))\" y=\"\(number(y))\" width=\"\(number(x1 - left))\" height=\"\(number(h))\" fill=\"\(bar.ours ? blue : orange)\" data-series=\"\(bar.ours ? "ours" : "paper")\" \(bar.source)><title>\(escape(bar.label)): \(seconds(bar.value))</title></rect>\n"
             svg += text(left - 8, y + h / 2 + 5, bar.label, anchor: "end", size: 13)
             svg += text(x1 + 6, y + h / 2 + 5, seconds(bar.value), anchor: "start", size: 13)
         }
         let ly = height - 44
         svg += "<rect x=\"\(number(left))\" y=\"\(number(ly - 11))\" width=\"14\" height=\"14\" fill=\"\(blue)\"/>\n"
-        svg += text(left + 20, ly + 1, "ours, this machine (\(results.machine.cpuModel), \(results.machine.cores) cores)", anchor: "start", size: 13)
+        svg += text(
+            left + 20, ly + 1, "ours, this machine (\(results.machine.cpuModel), \(results.machine.cores) cores)", anchor: "start", size: 13
+        )
         svg += "<rect x=\"\(number(left))\" y=\"\(number(ly + 9))\" width=\"14\" height=\"14\" fill=\"\(orange)\"/>\n"
         svg += text(left + 20, ly + 21, "paper (VM for CPU; T4 GPU), speed-ups applied to its 102.3 s", anchor: "start", size: 13)
         return svg + "</svg>\n"
@@ -258,9 +307,11 @@ public enum BenchmarkCharts {
 
     // MARK: Drawing
 
-    static func lineChart(title: String, subtitle: String, xLabel: String, yLabel: String, series: [Series],
-                          xLog: Bool, yLog: Bool, ideal: (Double, Double)?, idealLabel: String = "ideal (speed-up = workers)",
-                          footnote: String) -> String {
+    static func lineChart(
+        title: String, subtitle: String, xLabel: String, yLabel: String, series: [Series],
+        xLog: Bool, yLog: Bool, ideal: (Double, Double)?, idealLabel: String = "ideal (speed-up = workers)",
+        footnote: String
+    ) -> String {
         let width = 960.0, height = 600.0, left = 90.0, right = 270.0, top = 84.0, bottom = 110.0
         let plotW = width - left - right, plotH = height - top - bottom
         let xs = series.flatMap { $0.points.map(\.x) } + (ideal.map { [$0.0, $0.1] } ?? [])
@@ -298,7 +349,9 @@ public enum BenchmarkCharts {
                 v += step
             }
         }
-        let xTicks: [Double] = useDecadesX ? (Int(xLoD)...Int(xHiD)).map { pow(10, Double($0)) }
+        let xTicks: [Double] =
+            useDecadesX
+            ? (Int(xLoD)...Int(xHiD)).map { pow(10, Double($0)) }
             : (Int(xLo)...Int(xHi)).map { pow(2, Double($0)) }
         for t in xTicks {
             let x = xOf(t)
@@ -318,12 +371,16 @@ public enum BenchmarkCharts {
                 let v = xLog ? a * pow(b / a, Double(k) / Double(steps)) : a + (b - a) * Double(k) / Double(steps)
                 return "\(number(xOf(v))),\(number(yOf(v)))"
             }
-            svg += "<polyline points=\"\(pts.joined(separator: " "))\" fill=\"none\" stroke=\"\(gray)\" stroke-width=\"1.5\" stroke-dasharray=\"2,4\" data-series=\"ideal\"/>\n"
+            svg +=
+                "<polyline points=\"\(pts.joined(separator: " "))\" fill=\"none\" stroke=\"\(gray)\" stroke-width=\"1.5\" stroke-dasharray=\"2,4\" data-series=\"ideal\"/>\n"
             legend.append((idealLabel, gray, "dotted", nil))
         }
         for s in series where !s.points.isEmpty {
             let pts = s.points.map { "\(number(xOf($0.x))),\(number(yOf($0.y)))" }.joined(separator: " ")
-            if s.connected { svg += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2.5\"\(s.dashed ? " stroke-dasharray=\"7,5\"" : "") data-series=\"\(escape(s.label))\"/>\n" }
+            if s.connected {
+                svg +=
+                    "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2.5\"\(s.dashed ? " stroke-dasharray=\"7,5\"" : "") data-series=\"\(escape(s.label))\"/>\n"
+            }
             var placed: [(Double, Double)] = []
             for p in s.points {
                 if let label = p.label {
@@ -333,10 +390,12 @@ public enum BenchmarkCharts {
                     placed.append((xOf(p.x), y))
                     svg += text(xOf(p.x) + 9, y, label, anchor: "start", size: 12, color: s.color)
                 }
-                let shape = s.dashed
+                let shape =
+                    s.dashed
                     ? "<rect x=\"\(number(xOf(p.x) - 5))\" y=\"\(number(yOf(p.y) - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(s.color)\" stroke-width=\"2\""
                     : "<circle cx=\"\(number(xOf(p.x)))\" cy=\"\(number(yOf(p.y)))\" r=\"5\" fill=\"\(s.color)\""
-                svg += "\(shape) data-series=\"\(escape(s.label))\" data-x=\"\(number(p.x))\" \(p.source)><title>\(escape(s.label)): \(trim(p.x)) → \(String(format: "%.3g", p.y))×</title></\(s.dashed ? "rect" : "circle")>\n"
+                svg +=
+                    "\(shape) data-series=\"\(escape(s.label))\" data-x=\"\(number(p.x))\" \(p.source)><title>\(escape(s.label)): \(trim(p.x)) → \(String(format: "%.3g", p.y))×</title></\(s.dashed ? "rect" : "circle")>\n"
             }
             legend.append((s.label, s.color, s.connected ? (s.dashed ? "dashed" : "solid") : nil, s.dashed ? "square" : "circle"))
         }
@@ -345,10 +404,13 @@ public enum BenchmarkCharts {
         for (label, color, style, marker) in legend {
             if let style {
                 let dash = style == "dashed" ? " stroke-dasharray=\"6,4\"" : style == "dotted" ? " stroke-dasharray=\"2,4\"" : ""
-                svg += "<line x1=\"\(number(lx))\" y1=\"\(number(ly))\" x2=\"\(number(lx + 34))\" y2=\"\(number(ly))\" stroke=\"\(color)\" stroke-width=\"2.5\"\(dash)/>\n"
+                svg +=
+                    "<line x1=\"\(number(lx))\" y1=\"\(number(ly))\" x2=\"\(number(lx + 34))\" y2=\"\(number(ly))\" stroke=\"\(color)\" stroke-width=\"2.5\"\(dash)/>\n"
             }
             if let marker {
-                svg += marker == "square" ? "<rect x=\"\(number(lx + 12))\" y=\"\(number(ly - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+                svg +=
+                    marker == "square"
+                    ? "<rect x=\"\(number(lx + 12))\" y=\"\(number(ly - 5))\" width=\"10\" height=\"10\" fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
                     : "<circle cx=\"\(number(lx + 17))\" cy=\"\(number(ly))\" r=\"5\" fill=\"\(color)\"/>\n"
             }
             svg += text(lx + 42, ly + 5, label, anchor: "start", size: 13)
@@ -371,8 +433,10 @@ public enum BenchmarkCharts {
         """
     }
 
-    static func text(_ x: Double, _ y: Double, _ s: String, anchor: String, size: Double = 14, weight: String = "normal",
-                     color: String = "#111111") -> String {
+    static func text(
+        _ x: Double, _ y: Double, _ s: String, anchor: String, size: Double = 14, weight: String = "normal",
+        color: String = "#111111"
+    ) -> String {
         "<text x=\"\(number(x))\" y=\"\(number(y))\" text-anchor=\"\(anchor)\" font-size=\"\(number(size))\" font-weight=\"\(weight)\" fill=\"\(color)\">\(escape(s))</text>\n"
     }
 
@@ -385,7 +449,8 @@ public enum BenchmarkCharts {
     }
 
     static func modeText(_ r: BenchmarkResults) -> String {
-        r.settings.mode == "full" ? "whole epochs" : "quick mode: first \(r.settings.samples) of \(r.settings.epochSamples) samples, scaled to an epoch"
+        r.settings.mode == "full"
+            ? "whole epochs" : "quick mode: first \(r.settings.samples) of \(r.settings.epochSamples) samples, scaled to an epoch"
     }
 
     /// Exact, locale-free number text (round-trips through `Double(_:)`).
@@ -403,8 +468,11 @@ public enum BenchmarkCharts {
     }
 
     static func seconds(_ v: Double) -> String {
-        v >= 100 ? String(format: "%.0f s", v) : v >= 10 ? String(format: "%.1f s", v)
-            : v >= 0.1 ? String(format: "%.2f s", v) : String(format: "%.1f ms", v * 1000)
+        v >= 100
+            ? String(format: "%.0f s", v)
+            : v >= 10
+                ? String(format: "%.1f s", v)
+                : v >= 0.1 ? String(format: "%.2f s", v) : String(format: "%.1f ms", v * 1000)
     }
 
     static func niceStep(_ raw: Double) -> Double {

@@ -85,9 +85,11 @@ public struct BenchmarkMeasurement: Codable, Sendable, Equatable {
     /// Free text: how it was measured (for example "profiled training loop, parameters checked").
     public var note: String
 
-    public init(table: BenchmarkTable, engine: String, strategy: String = "-", workers: Int = 1, batch: Int = 1,
-                phase: LayerPhase = .network, samples: Int, epochSamples: Int, warmupPasses: Int, seconds: [Double],
-                flopsPerSample: Double? = nil, note: String = "") {
+    public init(
+        table: BenchmarkTable, engine: String, strategy: String = "-", workers: Int = 1, batch: Int = 1,
+        phase: LayerPhase = .network, samples: Int, epochSamples: Int, warmupPasses: Int, seconds: [Double],
+        flopsPerSample: Double? = nil, note: String = ""
+    ) {
         precondition(!seconds.isEmpty && samples > 0)
         self.table = table
         self.engine = engine
@@ -102,7 +104,9 @@ public struct BenchmarkMeasurement: Codable, Sendable, Equatable {
         let sorted = seconds.sorted()
         secondsMin = sorted[0]
         secondsMax = sorted[sorted.count - 1]
-        secondsMedian = sorted.count % 2 == 1 ? sorted[sorted.count / 2]
+        secondsMedian =
+            sorted.count % 2 == 1
+            ? sorted[sorted.count / 2]
             : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         spread = secondsMedian > 0 ? (secondsMax - secondsMin) / secondsMedian : 0
         secondsPerEpoch = secondsMedian * Double(epochSamples) / Double(samples)
@@ -145,8 +149,10 @@ public struct BenchmarkSettings: Codable, Sendable, Equatable {
     public var rankCounts: [Int]
     public var recipe: String
 
-    public init(mode: String, samples: Int, referenceSamples: Int, epochSamples: Int, repeats: Int, warmupPasses: Int,
-                warmupSamples: Int, dataBatch: Int, threadCounts: [Int], rankCounts: [Int], recipe: String = "original") {
+    public init(
+        mode: String, samples: Int, referenceSamples: Int, epochSamples: Int, repeats: Int, warmupPasses: Int,
+        warmupSamples: Int, dataBatch: Int, threadCounts: [Int], rankCounts: [Int], recipe: String = "original"
+    ) {
         self.mode = mode
         self.samples = samples
         self.referenceSamples = referenceSamples
@@ -174,8 +180,10 @@ public struct BenchmarkResults: Codable, Sendable, Equatable {
     /// When the run started (ISO 8601, UTC).
     public var date: String
 
-    public init(machine: MachineInfo, settings: BenchmarkSettings, peak: PeakFLOPS, measurements: [BenchmarkMeasurement] = [],
-                skipped: [String: String] = [:], paper: PaperFigures = .published, date: String) {
+    public init(
+        machine: MachineInfo, settings: BenchmarkSettings, peak: PeakFLOPS, measurements: [BenchmarkMeasurement] = [],
+        skipped: [String: String] = [:], paper: PaperFigures = .published, date: String
+    ) {
         self.machine = machine
         self.settings = settings
         self.peak = peak
@@ -233,17 +241,23 @@ public struct PaperFigures: Codable, Sendable, Equatable {
 
     public static let published = PaperFigures(
         sequentialSecondsPerEpoch: 102.317095,
-        mpi: [SpeedupRow(workers: 2, speedup: 1.52734, efficiency: 0.76367),
-              SpeedupRow(workers: 4, speedup: 1.01832, efficiency: 0.3545)],
-        openMP: [SpeedupRow(workers: 2, speedup: 2.72047, efficiency: 1.36),
-                 SpeedupRow(workers: 4, speedup: 2.62118, efficiency: 0.655295),
-                 SpeedupRow(workers: 6, speedup: 2.158702, efficiency: 0.359783),
-                 SpeedupRow(workers: 8, speedup: nil, efficiency: nil, remark: "machine would crash")],
+        mpi: [
+            SpeedupRow(workers: 2, speedup: 1.52734, efficiency: 0.76367),
+            SpeedupRow(workers: 4, speedup: 1.01832, efficiency: 0.3545)
+        ],
+        openMP: [
+            SpeedupRow(workers: 2, speedup: 2.72047, efficiency: 1.36),
+            SpeedupRow(workers: 4, speedup: 2.62118, efficiency: 0.655295),
+            SpeedupRow(workers: 6, speedup: 2.158702, efficiency: 0.359783),
+            SpeedupRow(workers: 8, speedup: nil, efficiency: nil, remark: "machine would crash")
+        ],
         layerMilliseconds: ["c1": 97699.512123, "s1": 5127.317961, "f": 2129.152015],
-        cuda: [GPURow(table: 5, part: "c1", threads: 3456, milliseconds: 90.173, speedup: 1083.467, efficiency: 0.3135),
-               GPURow(table: 6, part: "s1", threads: 3456, milliseconds: 5.1927, speedup: 986.73, efficiency: 0.285512),
-               GPURow(table: 7, part: "f", threads: 5120, milliseconds: 0.386624, speedup: 5507.03529, efficiency: 1.07559283),
-               GPURow(table: 8, part: "network", threads: 27776, milliseconds: 2996.9857, speedup: 34.14, efficiency: 1.229118664e-3)],
+        cuda: [
+            GPURow(table: 5, part: "c1", threads: 3456, milliseconds: 90.173, speedup: 1083.467, efficiency: 0.3135),
+            GPURow(table: 6, part: "s1", threads: 3456, milliseconds: 5.1927, speedup: 986.73, efficiency: 0.285512),
+            GPURow(table: 7, part: "f", threads: 5120, milliseconds: 0.386624, speedup: 5507.03529, efficiency: 1.07559283),
+            GPURow(table: 8, part: "network", threads: 27776, milliseconds: 2996.9857, speedup: 34.14, efficiency: 1.229118664e-3)
+        ],
         machine: "sequential, MPI and OpenMP on a Kali Linux VM; CUDA on a Google Colab T4")
 
     /// The paper's seconds per epoch implied by a speed-up over its Table 1.
@@ -260,7 +274,8 @@ extension PaperFigures {
         case "T1": return sequentialSecondsPerEpoch
         case "T2", "T3":
             guard parts.count >= 2, let n = Int(parts[1]),
-                  let speedup = (parts[0] == "T2" ? mpi : openMP).first(where: { $0.workers == n })?.speedup else { return nil }
+                let speedup = (parts[0] == "T2" ? mpi : openMP).first(where: { $0.workers == n })?.speedup
+            else { return nil }
             return parts.count == 3 && parts[2] == "epoch" ? secondsPerEpoch(speedup: speedup) : speedup
         case "T4":
             return parts.count == 2 ? layerMilliseconds[parts[1]].map { $0 / 1000 } : nil

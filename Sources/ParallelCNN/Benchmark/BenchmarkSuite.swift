@@ -64,9 +64,12 @@ public struct BenchmarkSuite {
     }
 
     /// Quick mode: a stated prefix of the epoch, about a minute on 2 cores. Full: whole epochs.
-    public static func settings(full: Bool, epochSamples: Int, samples: Int? = nil, referenceSamples: Int? = nil,
-                                repeats: Int? = nil, dataBatch: Int = 64, cores: Int = EngineRegistry.availableCores)
-        -> BenchmarkSettings {
+    public static func settings(
+        full: Bool, epochSamples: Int, samples: Int? = nil, referenceSamples: Int? = nil,
+        repeats: Int? = nil, dataBatch: Int = 64, cores: Int = EngineRegistry.availableCores
+    )
+        -> BenchmarkSettings
+    {
         let fast = min(epochSamples, samples ?? (full ? epochSamples : 10_000))
         let reference = min(epochSamples, referenceSamples ?? (full ? epochSamples : 1_000))
         return BenchmarkSettings(
@@ -79,26 +82,35 @@ public struct BenchmarkSuite {
         let s = settings
         progress("Peak: FMA loop on 1 and \(machine.cores) cores...")
         let peak = PeakFLOPS.measure(seconds: peakSeconds, cores: machine.cores)
-        progress(String(format: "  %.1f GFLOP/s per core, %.1f on all cores (%d lanes)", peak.perCoreGFLOPS, peak.allCoresGFLOPS, peak.lanes))
-        var results = BenchmarkResults(machine: machine, settings: s, peak: peak,
-                                       date: ISO8601DateFormatter().string(from: date))
+        progress(
+            String(format: "  %.1f GFLOP/s per core, %.1f on all cores (%d lanes)", peak.perCoreGFLOPS, peak.allCoresGFLOPS, peak.lanes))
+        var results = BenchmarkResults(
+            machine: machine, settings: s, peak: peak,
+            date: ISO8601DateFormatter().string(from: date))
         let start = Initialization.original.makeParameters()
-        func row(_ table: BenchmarkTable, _ engine: String, strategy: String = "-", workers: Int = 1, batch: Int = 1,
-                 phase: LayerPhase = .network, samples: Int, seconds: [Double], note: String = "") -> BenchmarkMeasurement {
-            BenchmarkMeasurement(table: table, engine: engine, strategy: strategy, workers: workers, batch: batch, phase: phase,
-                                 samples: samples, epochSamples: s.epochSamples, warmupPasses: s.warmupPasses, seconds: seconds,
-                                 note: note)
+        func row(
+            _ table: BenchmarkTable, _ engine: String, strategy: String = "-", workers: Int = 1, batch: Int = 1,
+            phase: LayerPhase = .network, samples: Int, seconds: [Double], note: String = ""
+        ) -> BenchmarkMeasurement {
+            BenchmarkMeasurement(
+                table: table, engine: engine, strategy: strategy, workers: workers, batch: batch, phase: phase,
+                samples: samples, epochSamples: s.epochSamples, warmupPasses: s.warmupPasses, seconds: seconds,
+                note: note)
         }
         /// A registry engine timed on the first `samples` samples.
         func timed(_ kind: EngineKind, _ options: EngineOptions = EngineOptions(), samples: Int, batch: Int) throws
-            -> (seconds: [Double], parameters: Parameters) {
-            try Benchmark.passes(EngineRegistry.makeEngine(kind, options, parameters: start), data: data, samples: samples, batch: batch,
-                                 repeats: s.repeats, warmupPasses: s.warmupPasses, warmupSamples: min(samples, s.warmupSamples), start: start)
+            -> (seconds: [Double], parameters: Parameters)
+        {
+            try Benchmark.passes(
+                EngineRegistry.makeEngine(kind, options, parameters: start), data: data, samples: samples, batch: batch,
+                repeats: s.repeats, warmupPasses: s.warmupPasses, warmupSamples: min(samples, s.warmupSamples), start: start)
         }
         func report(_ r: BenchmarkMeasurement) {
-            progress(String(format: "  %@ %@ %@ w=%d b=%d %@: median %.4f s (min %.4f, max %.4f) = %.3f s/epoch",
-                            r.table.rawValue, r.engine, r.strategy, r.workers, r.batch, r.phase.rawValue,
-                            r.secondsMedian, r.secondsMin, r.secondsMax, r.secondsPerEpoch))
+            progress(
+                String(
+                    format: "  %@ %@ %@ w=%d b=%d %@: median %.4f s (min %.4f, max %.4f) = %.3f s/epoch",
+                    r.table.rawValue, r.engine, r.strategy, r.workers, r.batch, r.phase.rawValue,
+                    r.secondsMedian, r.secondsMin, r.secondsMax, r.secondsPerEpoch))
         }
 
         // T1: one worker, batch 1 (the paper's per-sample SGD).
@@ -116,7 +128,7 @@ public struct BenchmarkSuite {
         progress("T4: per-layer profile of the training step...")
         let profiles: [(String, Int, Parameters, (Dataset, Int, Parameters) -> (LayerProfile.PhaseSeconds, Parameters))] = [
             ("reference", s.referenceSamples, reference.parameters, LayerProfile.referencePass),
-            ("sequential", s.samples, sequential.parameters, LayerProfile.sequentialPass),
+            ("sequential", s.samples, sequential.parameters, LayerProfile.sequentialPass)
         ]
         var referencePhases: [LayerPhase: BenchmarkMeasurement] = [:]
         for (engine, samples, expected, pass) in profiles {
@@ -142,21 +154,24 @@ public struct BenchmarkSuite {
         // T3: threads, layer strategy at batch 1 and data strategy at dataBatch.
         progress("T3: threads \(s.threadCounts) x {layer at batch 1, data at batch \(s.dataBatch)} on \(s.samples) samples...")
         let batched = try timed(.sequential, samples: s.samples, batch: s.dataBatch)
-        let batchedRow = row(.threads, "sequential", batch: s.dataBatch, samples: s.samples, seconds: batched.seconds,
-                             note: "baseline of the data strategies")
+        let batchedRow = row(
+            .threads, "sequential", batch: s.dataBatch, samples: s.samples, seconds: batched.seconds,
+            note: "baseline of the data strategies")
         results.add(batchedRow)
         report(batchedRow)
         let baselines: [EngineStrategy: (BenchmarkMeasurement, Parameters)] = [
-            .layer: (sequentialRow, sequential.parameters), .data: (batchedRow, batched.parameters),
+            .layer: (sequentialRow, sequential.parameters), .data: (batchedRow, batched.parameters)
         ]
         for strategy in [EngineStrategy.layer, .data] {
             let (baseline, parameters) = baselines[strategy]!
             for t in s.threadCounts {
-                let run = try timed(.threads, EngineOptions(threads: t, strategy: EngineStrategy(rawValue: strategy.rawValue)),
-                                    samples: s.samples, batch: baseline.batch)
-                let r = row(.threads, "threads", strategy: strategy.rawValue, workers: t, batch: baseline.batch, samples: s.samples,
-                            seconds: run.seconds,
-                            note: run.parameters == parameters ? "parameters equal sequential's" : "parameters differ from sequential's")
+                let run = try timed(
+                    .threads, EngineOptions(threads: t, strategy: EngineStrategy(rawValue: strategy.rawValue)),
+                    samples: s.samples, batch: baseline.batch)
+                let r = row(
+                    .threads, "threads", strategy: strategy.rawValue, workers: t, batch: baseline.batch, samples: s.samples,
+                    seconds: run.seconds,
+                    note: run.parameters == parameters ? "parameters equal sequential's" : "parameters differ from sequential's")
                 results.add(r, baseline: baseline)
                 report(r)
             }
@@ -169,11 +184,14 @@ public struct BenchmarkSuite {
                 for strategy in [EngineStrategy.layer, .data] {
                     let baseline = baselines[strategy]!.0
                     for n in s.rankCounts {
-                        let seconds = try mpi(MPIRequest(strategy: strategy, ranks: n, batch: baseline.batch, samples: s.samples,
-                                                         repeats: s.repeats, warmupPasses: s.warmupPasses,
-                                                         warmupSamples: min(s.samples, s.warmupSamples)))
-                        let r = row(.mpi, "mpi", strategy: strategy.rawValue, workers: n, batch: baseline.batch, samples: s.samples,
-                                    seconds: seconds, note: n > machine.cores ? "oversubscribed: more ranks than cores" : "")
+                        let seconds = try mpi(
+                            MPIRequest(
+                                strategy: strategy, ranks: n, batch: baseline.batch, samples: s.samples,
+                                repeats: s.repeats, warmupPasses: s.warmupPasses,
+                                warmupSamples: min(s.samples, s.warmupSamples)))
+                        let r = row(
+                            .mpi, "mpi", strategy: strategy.rawValue, workers: n, batch: baseline.batch, samples: s.samples,
+                            seconds: seconds, note: n > machine.cores ? "oversubscribed: more ranks than cores" : "")
                         results.add(r, baseline: baseline)
                         report(r)
                     }
@@ -200,8 +218,9 @@ public struct BenchmarkSuite {
                 progress("T5-8: \(descriptor.kind.rawValue)\(strategy.map { " \($0.rawValue)" } ?? "") at batch \(batch)...")
                 do {
                     let run = try timed(descriptor.kind, EngineOptions(strategy: strategy), samples: s.samples, batch: batch)
-                    let r = row(.gpu, descriptor.kind.rawValue, strategy: strategy?.rawValue ?? "-", batch: batch, samples: s.samples,
-                                seconds: run.seconds, note: "one device; workers = 1 (GPU threads are the engine's own)")
+                    let r = row(
+                        .gpu, descriptor.kind.rawValue, strategy: strategy?.rawValue ?? "-", batch: batch, samples: s.samples,
+                        seconds: run.seconds, note: "one device; workers = 1 (GPU threads are the engine's own)")
                     results.add(r, baseline: batch == 1 ? sequentialRow : batchedRow, cpu: false)
                     report(r)
                 } catch {
@@ -216,7 +235,8 @@ public struct BenchmarkSuite {
             progress("\(name)...")
             do {
                 for r in try measure(data, s) {
-                    let baseline = r.phase == .network ? sequentialRow : results.measurement(id: "T4/sequential/-/w1/b1/\(r.phase.rawValue)")
+                    let baseline =
+                        r.phase == .network ? sequentialRow : results.measurement(id: "T4/sequential/-/w1/b1/\(r.phase.rawValue)")
                     results.add(r, baseline: baseline, cpu: false)
                     report(r)
                 }

@@ -1,11 +1,11 @@
 // Shape letters (SPEC.md).
-private let C = Double(Network.channels)        // 6 feature maps
-private let K1 = Double(Network.convKernel)     // 5x5 c1 kernel
-private let M1 = Double(Network.convMapSize)    // 576 c1 outputs per map
-private let K2 = Double(Network.poolKernel)     // 4x4 s1 kernel
-private let S = Double(Network.poolOutputs)     // 216 s1 outputs
-private let O = Double(Network.classes)         // 10 outputs
-private let P = Double(Parameters.count)        // 2343 parameters
+private let C = Double(Network.channels)  // 6 feature maps
+private let K1 = Double(Network.convKernel)  // 5x5 c1 kernel
+private let M1 = Double(Network.convMapSize)  // 576 c1 outputs per map
+private let K2 = Double(Network.poolKernel)  // 4x4 s1 kernel
+private let S = Double(Network.poolOutputs)  // 216 s1 outputs
+private let O = Double(Network.classes)  // 10 outputs
+private let P = Double(Parameters.count)  // 2343 parameters
 
 /// Floating-point operations of one training sample of the original recipe, by phase: the one
 /// place the bench counts work, so every engine's GFLOP/s divides the same numerator.

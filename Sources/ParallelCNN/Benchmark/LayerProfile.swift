@@ -5,13 +5,13 @@ import Darwin
 #endif
 
 // Shape letters (SPEC.md).
-private let C = Network.channels      // 6 feature maps
-private let K1 = Network.convKernel   // 5x5 c1 kernel
-private let H1 = Network.convSide     // 24x24 c1 output
-private let K2 = Network.poolKernel   // 4x4 s1 kernel
-private let H2 = Network.poolSide     // 6x6 s1 output
-private let S = Network.poolOutputs   // 216 s1 outputs
-private let O = Network.classes       // 10 outputs
+private let C = Network.channels  // 6 feature maps
+private let K1 = Network.convKernel  // 5x5 c1 kernel
+private let H1 = Network.convSide  // 24x24 c1 output
+private let K2 = Network.poolKernel  // 4x4 s1 kernel
+private let H2 = Network.poolSide  // 6x6 s1 output
+private let S = Network.poolOutputs  // 216 s1 outputs
+private let O = Network.classes  // 10 outputs
 
 /// The paper's Table 4, measured the honest way: the time each layer's kernels take inside a
 /// real training run (original recipe, batch 1, file order), with a clock read between layers,

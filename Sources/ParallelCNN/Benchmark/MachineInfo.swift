@@ -22,8 +22,10 @@ public struct MachineInfo: Codable, Sendable, Equatable {
     /// processes were competing for the cores and the parallel figures suffer most.
     public var loadAverage: Double?
 
-    public init(cpuModel: String, cores: Int, vectorBits: Int, vectorExtension: String, memoryGiB: Double, os: String,
-                swiftVersion: String, pcnnVersion: String, commit: String, mpiBuilt: Bool, build: String) {
+    public init(
+        cpuModel: String, cores: Int, vectorBits: Int, vectorExtension: String, memoryGiB: Double, os: String,
+        swiftVersion: String, pcnnVersion: String, commit: String, mpiBuilt: Bool, build: String
+    ) {
         self.cpuModel = cpuModel
         self.cores = cores
         self.vectorBits = vectorBits
@@ -54,10 +56,17 @@ public struct MachineInfo: Codable, Sendable, Equatable {
         }
         let flags = Set((field("flags") ?? field("Features") ?? "").split(separator: " ").map(String.init))
         let (bits, name): (Int, String) =
-            flags.contains("avx512f") ? (512, "AVX-512") : flags.contains("avx2") ? (256, "AVX2")
-            : flags.contains("avx") ? (256, "AVX") : flags.contains("sve") ? (128, "SVE")
-            : flags.contains("asimd") ? (128, "NEON") : flags.contains("sse2") ? (128, "SSE2") : (0, "unknown")
-        let memoryKiB = ((try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? "")
+            flags.contains("avx512f")
+            ? (512, "AVX-512")
+            : flags.contains("avx2")
+                ? (256, "AVX2")
+                : flags.contains("avx")
+                    ? (256, "AVX")
+                    : flags.contains("sve")
+                        ? (128, "SVE")
+                        : flags.contains("asimd") ? (128, "NEON") : flags.contains("sse2") ? (128, "SSE2") : (0, "unknown")
+        let memoryKiB =
+            ((try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? "")
             .split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? 0
         let release = ((try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? "")

@@ -17,8 +17,10 @@ public struct NetworkBenchmarkRow: Sendable {
 /// strategy per sample and its data strategy at the batch, all on the same samples in one run,
 /// with the rate of work against the measured peak of the cores used.
 public enum NetworkBenchmark {
-    public static func run(_ architecture: Architecture, data: Dataset, samples: Int, batch: Int, threads: [Int],
-                           peak: PeakFLOPS, repeats: Int = 2, progress: (String) -> Void = { _ in }) throws -> [NetworkBenchmarkRow] {
+    public static func run(
+        _ architecture: Architecture, data: Dataset, samples: Int, batch: Int, threads: [Int],
+        peak: PeakFLOPS, repeats: Int = 2, progress: (String) -> Void = { _ in }
+    ) throws -> [NetworkBenchmarkRow] {
         let start = Initialization.seeded(1).makeParameters(for: architecture)
         let count = min(samples, data.count)
         func seconds(_ engine: any Engine, batch: Int) throws -> Double {
@@ -27,22 +29,30 @@ public enum NetworkBenchmark {
                 / Double(count)
         }
         var rows: [NetworkBenchmarkRow] = []
-        func add(_ engine: any Engine, _ name: String, _ strategy: String, _ workers: Int, _ batch: Int, baseline: Double?) throws -> Double {
+        func add(_ engine: any Engine, _ name: String, _ strategy: String, _ workers: Int, _ batch: Int, baseline: Double?) throws -> Double
+        {
             let s = try seconds(engine, batch: batch)
             let gflops = architecture.flopsPerTrainingSample / s / 1e9
-            rows.append(NetworkBenchmarkRow(engine: name, strategy: strategy, workers: workers, batch: batch, secondsPerSample: s,
-                                            speedup: (baseline ?? s) / s, gflops: gflops,
-                                            peakFraction: gflops / peak.gflops(cores: min(workers, peak.cores))))
-            progress(String(format: "%@ %@ T=%d batch %d: %.1f µs per sample, %.1f GFLOP/s", name, strategy, workers, batch, s * 1e6, gflops))
+            rows.append(
+                NetworkBenchmarkRow(
+                    engine: name, strategy: strategy, workers: workers, batch: batch, secondsPerSample: s,
+                    speedup: (baseline ?? s) / s, gflops: gflops,
+                    peakFraction: gflops / peak.gflops(cores: min(workers, peak.cores))))
+            progress(
+                String(format: "%@ %@ T=%d batch %d: %.1f µs per sample, %.1f GFLOP/s", name, strategy, workers, batch, s * 1e6, gflops))
             return s
         }
         let perSample = try add(SequentialEngine(parameters: start, architecture: architecture), "sequential", "-", 1, 1, baseline: nil)
         for t in threads where t > 1 {
-            _ = try add(ThreadedEngine(parameters: start, threads: t, strategy: .layer, architecture: architecture), "threads", "layer", t, 1, baseline: perSample)
+            _ = try add(
+                ThreadedEngine(parameters: start, threads: t, strategy: .layer, architecture: architecture), "threads", "layer", t, 1,
+                baseline: perSample)
         }
         let batched = try add(SequentialEngine(parameters: start, architecture: architecture), "sequential", "-", 1, batch, baseline: nil)
         for t in threads where t > 1 {
-            _ = try add(ThreadedEngine(parameters: start, threads: t, strategy: .data, architecture: architecture), "threads", "data", t, batch, baseline: batched)
+            _ = try add(
+                ThreadedEngine(parameters: start, threads: t, strategy: .data, architecture: architecture), "threads", "data", t, batch,
+                baseline: batched)
         }
         return rows
     }

@@ -33,7 +33,8 @@ public struct PeakFLOPS: Codable, Sendable, Equatable {
         _ = fmaLoop16(iterations: 200_000)
         let rate8 = rate(seconds: seconds / 2, lanes: 8, loop: fmaLoop8)
         let rate16 = rate(seconds: seconds / 2, lanes: 16, loop: fmaLoop16)
-        let (perCore, lanes, loop): (Double, Int, @Sendable (Int) -> Float) = rate16 > rate8 * 1.05
+        let (perCore, lanes, loop): (Double, Int, @Sendable (Int) -> Float) =
+            rate16 > rate8 * 1.05
             ? (rate16, 16, fmaLoop16) : (rate8, 8, fmaLoop8)
         var allCores = perCore
         if cores > 1 {
@@ -52,8 +53,9 @@ public struct PeakFLOPS: Codable, Sendable, Equatable {
             let wall = Trainer.now() - began
             allCores = Double(cores) * Double(iterations) * flopsPerIteration(lanes: lanes) / wall
         }
-        return PeakFLOPS(perCoreGFLOPS: perCore / 1e9, allCoresGFLOPS: allCores / 1e9, cores: cores, lanes: lanes,
-                         method: "\(accumulators) independent \(lanes)-lane float32 FMA chains, \(String(format: "%.2f", seconds)) s per core count")
+        return PeakFLOPS(
+            perCoreGFLOPS: perCore / 1e9, allCoresGFLOPS: allCores / 1e9, cores: cores, lanes: lanes,
+            method: "\(accumulators) independent \(lanes)-lane float32 FMA chains, \(String(format: "%.2f", seconds)) s per core count")
     }
 
     private static let accumulators = 12

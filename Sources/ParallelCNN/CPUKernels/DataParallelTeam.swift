@@ -17,30 +17,37 @@ final class DataParallelTeam {
 
     /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
     /// under parameters `p`. The pointer stays valid until the next call.
-    func gradient(images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
-                  parameters p: UnsafePointer<Float>, recipe: Recipe) -> (UnsafePointer<Float>, StepStatistics) {
+    func gradient(
+        images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
+        parameters p: UnsafePointer<Float>, recipe: Recipe
+    ) -> (UnsafePointer<Float>, StepStatistics) {
         let batch = indices.count
         sums.beginRound(batch: batch)
         let sums = self.sums, workspaces = self.workspaces
-        pool.runClaiming(items: BatchGradient.blockCount(batch: batch), { member, block in
-            let w = workspaces[member]
-            for k in BatchGradient.samples(ofBlock: block, batch: batch) {
-                let sample = Int(indices[k])
-                let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
-                sums.add(w.grad, stats, sample: k)
-            }
-            sums.markReady(block: block)
-        }, afterwards: {
-            // The block sums in block order (bit for bit `sum(batch:)`), while the other threads
-            // finish their last blocks.
-            sums.foldInOrder(batch: batch)
-        })
+        pool.runClaiming(
+            items: BatchGradient.blockCount(batch: batch),
+            { member, block in
+                let w = workspaces[member]
+                for k in BatchGradient.samples(ofBlock: block, batch: batch) {
+                    let sample = Int(indices[k])
+                    let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
+                    sums.add(w.grad, stats, sample: k)
+                }
+                sums.markReady(block: block)
+            },
+            afterwards: {
+                // The block sums in block order (bit for bit `sum(batch:)`), while the other threads
+                // finish their last blocks.
+                sums.foldInOrder(batch: batch)
+            })
         return sums.foldedSum(batch: batch)
     }
 
     /// Predicted classes of `range`'s samples, split across the threads.
-    func predict(images: ImagePixels, range: Range<Int>, parameters p: UnsafePointer<Float>, recipe: Recipe,
-                 into predictions: UnsafeMutableBufferPointer<UInt8>) {
+    func predict(
+        images: ImagePixels, range: Range<Int>, parameters p: UnsafePointer<Float>, recipe: Recipe,
+        into predictions: UnsafeMutableBufferPointer<UInt8>
+    ) {
         let workspaces = self.workspaces, pool = self.pool
         pool.run { member in
             let w = workspaces[member]

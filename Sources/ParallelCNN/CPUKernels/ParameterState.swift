@@ -25,8 +25,9 @@ public final class ParameterState {
     private var scaleBatchSize = 0
 
     init(_ parameters: Parameters, architecture: Architecture = .paper) {
-        precondition(parameters.values.count == architecture.parameterCount,
-                     "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
+        precondition(
+            parameters.values.count == architecture.parameterCount,
+            "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
         self.architecture = architecture
         parameterCount = architecture.parameterCount
         count = Self.paddedCount(parameterCount)
@@ -67,8 +68,9 @@ public final class ParameterState {
     var parameters: Parameters { parameters(in: values) }
 
     var optimizerState: OptimizerState {
-        OptimizerState(velocity: hasVelocity ? parameters(in: velocity) : nil,
-                       secondMoment: hasSecondMoment ? parameters(in: secondMoment) : nil)
+        OptimizerState(
+            velocity: hasVelocity ? parameters(in: velocity) : nil,
+            secondMoment: hasSecondMoment ? parameters(in: secondMoment) : nil)
     }
 
     private func parameters(in buffer: UnsafeMutablePointer<Float>) -> Parameters {
@@ -90,7 +92,9 @@ public final class ParameterState {
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
     func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
-            let vector = architecture.isPaper ? rule.scaleVector()
+            let vector =
+                architecture.isPaper
+                ? rule.scaleVector()
                 : architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize)
             vector.withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: parameterCount) }
             scaleRecipe = rule.recipe
@@ -105,9 +109,11 @@ public final class ParameterState {
     }
 
     /// The update of parameters `start..<end`, `V.scalarCount` at a time.
-    @inline(__always) private func update<V: FloatVector>(_ gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule,
-                                                          adamFactors: (stepSize: Float, secondMomentFactor: Float),
-                                                          from start: Int, to end: Int, _: V.Type) {
+    @inline(__always) private func update<V: FloatVector>(
+        _ gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule,
+        adamFactors: (stepSize: Float, secondMomentFactor: Float),
+        from start: Int, to end: Int, _: V.Type
+    ) {
         let lr = V(repeating: rule.learningRate)
         let inverseBatch = V(repeating: 1 / Float(batchSize))
         let tiny = UpdateRule.bufferFlushThreshold
@@ -209,7 +215,8 @@ final class BatchGradient {
     /// Trains a batch one sample at a time on this thread: `train(k)` leaves sample `k`'s gradient
     /// in `grad` and returns its statistics. A batch of one is used where it lies, without a copy.
     func sum(batch: Int, gradient grad: UnsafePointer<Float>, _ train: (Int) -> StepStatistics)
-        -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
+        -> (gradient: UnsafePointer<Float>, statistics: StepStatistics)
+    {
         if batch == 1 { return (grad, train(0)) }
         reserve(batch: batch)
         for k in 0..<batch { add(grad, train(k), sample: k) }

@@ -7,15 +7,15 @@ import Darwin
 #endif
 
 // Shape letters (SPEC.md).
-private let C = Network.channels      // 6 feature maps
-private let N = Network.imageSide     // 28x28 input
-private let K1 = Network.convKernel   // 5x5 c1 kernel
-private let H1 = Network.convSide     // 24x24 c1 output
-private let M1 = H1 * H1              // 576 c1 outputs per map
-private let K2 = Network.poolKernel   // 4x4 s1 kernel, stride 4
-private let H2 = Network.poolSide     // 6x6 s1 output
-private let S = Network.poolOutputs   // 216 s1 outputs
-private let O = Network.classes       // 10 outputs
+private let C = Network.channels  // 6 feature maps
+private let N = Network.imageSide  // 28x28 input
+private let K1 = Network.convKernel  // 5x5 c1 kernel
+private let H1 = Network.convSide  // 24x24 c1 output
+private let M1 = H1 * H1  // 576 c1 outputs per map
+private let K2 = Network.poolKernel  // 4x4 s1 kernel, stride 4
+private let H2 = Network.poolSide  // 6x6 s1 output
+private let S = Network.poolOutputs  // 216 s1 outputs
+private let O = Network.classes  // 10 outputs
 
 /// One sample's buffers and the fast CPU kernels that fill them.
 ///
@@ -102,7 +102,7 @@ final class SampleWorkspace {
             let source = bytes + sample * N * N
             // Float division by 255 gives exactly Float(Double(b) / 255.0) for all 256 bytes
             // (multiplying by 1/255 would not: it differs for 126 of them).
-            for i in stride(from: 0, to: N * N, by: 16) { input.store(pcnn_pixels16(source + i), at: i) }   // 784 = 49 · 16
+            for i in stride(from: 0, to: N * N, by: 16) { input.store(pcnn_pixels16(source + i), at: i) }  // 784 = 49 · 16
         } else {
             input.update(from: images.floats! + sample * N * N, count: N * N)
         }
@@ -148,7 +148,7 @@ final class SampleWorkspace {
             c1ForwardChunk(p, at: s, Vec16.self)
             s += 16
         }
-        if s < end { c1ForwardChunk(p, at: s, Vec.self) }   // an odd row count leaves 8 outputs
+        if s < end { c1ForwardChunk(p, at: s, Vec.self) }  // an odd row count leaves 8 outputs
         c1Activate(from: rows.lowerBound * H1, to: end)
     }
 
@@ -384,9 +384,11 @@ final class SampleWorkspace {
     /// The s1 error of pair (c, y) spread over the 24 columns it came from, as three vectors.
     @inline(__always) private func spreadS1Error(pair: Int) -> (Vec, Vec, Vec) {
         let e = s1Error + pair * H2
-        return (Vec(e[0], e[0], e[0], e[0], e[1], e[1], e[1], e[1]),
-                Vec(e[2], e[2], e[2], e[2], e[3], e[3], e[3], e[3]),
-                Vec(e[4], e[4], e[4], e[4], e[5], e[5], e[5], e[5]))
+        return (
+            Vec(e[0], e[0], e[0], e[0], e[1], e[1], e[1], e[1]),
+            Vec(e[2], e[2], e[2], e[2], e[3], e[3], e[3], e[3]),
+            Vec(e[4], e[4], e[4], e[4], e[5], e[5], e[5], e[5])
+        )
     }
 
     /// s1 weight-gradient rows `kernelRows` (of 0..<4): `g[kr][kc] = Σ_{c,y,x} e[c][y][x] · c1Out[c][4y+kr][4x+kc]`.
@@ -553,8 +555,10 @@ final class SampleWorkspace {
 
     /// One training sample on this thread: load, forward, error, backward (fills `grad`); returns
     /// the sample's loss and correctness.
-    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>,
-                     recipe: Recipe) -> StepStatistics {
+    func trainSample(
+        _ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>,
+        recipe: Recipe
+    ) -> StepStatistics {
         loadImage(images, sample: sample)
         forward(p, recipe: recipe)
         let wrong = predictedClass != label

@@ -41,11 +41,13 @@ final class WorkerPool: @unchecked Sendable {
         for member in 1..<size {
             let context = Unmanaged.passRetained(WorkerContext(pool: self, member: member)).toOpaque()
             var thread = pthread_t()
-            let status = pthread_create(&thread, nil, { raw in
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                context.pool.workerLoop(member: context.member)
-                return nil
-            }, context)
+            let status = pthread_create(
+                &thread, nil,
+                { raw in
+                    let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                    context.pool.workerLoop(member: context.member)
+                    return nil
+                }, context)
             precondition(status == 0, "pthread_create failed: \(status)")
             threads.append(thread)
         }
@@ -88,8 +90,10 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs `body(member, item)` for every item in `0..<count`, each claimed by whichever member
     /// is free first: a member on a slower (or busier) core simply takes fewer items. Member 0
     /// then runs `afterwards` while the others may still finish their last items.
-    func runClaiming(items count: Int, _ body: @escaping (_ member: Int, _ item: Int) -> Void,
-                     afterwards: @escaping () -> Void = {}) {
+    func runClaiming(
+        items count: Int, _ body: @escaping (_ member: Int, _ item: Int) -> Void,
+        afterwards: @escaping () -> Void = {}
+    ) {
         nextItem.store(0, ordering: .relaxed)
         run { member in
             while true {

@@ -49,10 +49,13 @@ public struct Checkpoint: Equatable, Sendable {
     /// Prefix of the tensor names holding `secondMoment`.
     public static let secondMomentPrefix = "second_moment."
 
-    public init(parameters: Parameters, velocity: Parameters? = nil, secondMoment: Parameters? = nil,
-                metadata: [String: String] = [:], architecture: Architecture = .paper) {
-        precondition(parameters.values.count == architecture.parameterCount,
-                     "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
+    public init(
+        parameters: Parameters, velocity: Parameters? = nil, secondMoment: Parameters? = nil,
+        metadata: [String: String] = [:], architecture: Architecture = .paper
+    ) {
+        precondition(
+            parameters.values.count == architecture.parameterCount,
+            "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
         self.architecture = architecture
         self.parameters = parameters
         self.velocity = velocity
@@ -83,7 +86,9 @@ public struct Checkpoint: Equatable, Sendable {
 
     /// The safetensors form of the checkpoint; errors name `path`.
     private func safetensors(reportingAs path: String) throws -> SafetensorsFile {
-        if let reserved = [Self.formatKey, Self.versionKey, Architecture.networkKey, Architecture.inputKey].first(where: { metadata[$0] != nil }) {
+        if let reserved = [Self.formatKey, Self.versionKey, Architecture.networkKey, Architecture.inputKey].first(where: {
+            metadata[$0] != nil
+        }) {
             throw CheckpointError.invalidMetadata(
                 path: path, reason: "the key \"\(reserved)\" is reserved for the checkpoint format")
         }

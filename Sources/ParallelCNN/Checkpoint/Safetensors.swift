@@ -55,11 +55,11 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     public var path: String {
         switch self {
         case .fileNotFound(let path), .ioFailure(let path, _, _), .truncated(let path, _),
-             .invalidHeaderLength(let path, _), .invalidHeader(let path, _),
-             .unsupportedDtype(let path, _, _), .invalidTensor(let path, _, _),
-             .invalidOffsets(let path, _), .missingTensor(let path, _), .unexpectedTensor(let path, _),
-             .wrongShape(let path, _, _, _), .nonFiniteValue(let path, _, _, _, _), .notACheckpoint(let path, _),
-             .unsupportedVersion(let path, _), .invalidMetadata(let path, _):
+            .invalidHeaderLength(let path, _), .invalidHeader(let path, _),
+            .unsupportedDtype(let path, _, _), .invalidTensor(let path, _, _),
+            .invalidOffsets(let path, _), .missingTensor(let path, _), .unexpectedTensor(let path, _),
+            .wrongShape(let path, _, _, _), .nonFiniteValue(let path, _, _, _, _), .notACheckpoint(let path, _),
+            .unsupportedVersion(let path, _), .invalidMetadata(let path, _):
             path
         }
     }
@@ -489,7 +489,8 @@ private enum SafetensorsFileAccess {
         guard !name.isEmpty else {
             throw CheckpointError.ioFailure(path: path, operation: "write", message: "the path names a directory")
         }
-        let temporary = (directory.hasSuffix("/") ? directory : directory + "/")
+        let temporary =
+            (directory.hasSuffix("/") ? directory : directory + "/")
             + ".\(name).tmp-\(getpid())-\(String(UInt32.random(in: .min ... .max), radix: 16))"
 
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)

@@ -140,7 +140,8 @@ public enum DatasetKind: String, CaseIterable, Sendable {
     /// The files: for the IDX sets, in the order train images, train labels, test images, test
     /// labels; for CIFAR-10 the five training batches, then the test batch.
     public var fileNames: [String] {
-        self == .cifar10 ? CIFAR10.trainFiles + [CIFAR10.testFile]
+        self == .cifar10
+            ? CIFAR10.trainFiles + [CIFAR10.testFile]
             : [Self.trainImagesFile, Self.trainLabelsFile, Self.testImagesFile, Self.testLabelsFile]
     }
 
@@ -149,16 +150,19 @@ public enum DatasetKind: String, CaseIterable, Sendable {
 
     /// Base URLs to download the files from, tried in order.
     public var defaultMirrors: [URL] {
-        let bases: [String] = switch self {
-        case .mnist:
-            ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-             "https://storage.googleapis.com/cvdf-datasets/mnist/",
-             "http://yann.lecun.com/exdb/mnist/"]
-        case .fashionMNIST:
-            ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
-        case .cifar10:
-            []
-        }
+        let bases: [String] =
+            switch self {
+            case .mnist:
+                [
+                    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/"
+                ]
+            case .fashionMNIST:
+                ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+            case .cifar10:
+                []
+            }
         return bases.compactMap(URL.init(string:))
     }
 
@@ -168,10 +172,12 @@ public enum DatasetKind: String, CaseIterable, Sendable {
     public var sha256: [String: String] {
         switch self {
         case .mnist:
-            [Self.trainImagesFile: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-             Self.trainLabelsFile: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-             Self.testImagesFile: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-             Self.testLabelsFile: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"]
+            [
+                Self.trainImagesFile: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                Self.trainLabelsFile: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                Self.testImagesFile: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                Self.testLabelsFile: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+            ]
         case .fashionMNIST, .cifar10:
             [:]
         }

@@ -52,8 +52,9 @@ public struct ShardPlan: Sendable, Equatable {
         let rows = positions(rank: rank)
         var rowOf = [Int32](repeating: -1, count: count)
         for (row, sample) in rows.enumerated() { rowOf[sample] = Int32(row) }
-        return DatasetShard(data: data.selecting(rows, name: "\(data.name)[rank \(rank) of \(ranks)]"),
-                            totalCount: count, row: rowOf)
+        return DatasetShard(
+            data: data.selecting(rows, name: "\(data.name)[rank \(rank) of \(ranks)]"),
+            totalCount: count, row: rowOf)
     }
 }
 

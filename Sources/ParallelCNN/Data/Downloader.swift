@@ -219,16 +219,17 @@ private final class Fetcher: Sendable {
 
     private static func describe(_ error: any Error) -> String {
         guard let urlError = error as? URLError else { return error.localizedDescription }
-        let text: String = switch urlError.code {
-        case .cannotConnectToHost: "cannot connect to the host (connection refused?)"
-        case .cannotFindHost, .dnsLookupFailed: "cannot resolve the host name"
-        case .timedOut: "timed out"
-        case .notConnectedToInternet: "not connected to the internet"
-        case .networkConnectionLost: "the connection was lost"
-        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate:
-            "TLS failure"
-        default: urlError.localizedDescription
-        }
+        let text: String =
+            switch urlError.code {
+            case .cannotConnectToHost: "cannot connect to the host (connection refused?)"
+            case .cannotFindHost, .dnsLookupFailed: "cannot resolve the host name"
+            case .timedOut: "timed out"
+            case .notConnectedToInternet: "not connected to the internet"
+            case .networkConnectionLost: "the connection was lost"
+            case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate:
+                "TLS failure"
+            default: urlError.localizedDescription
+            }
         return "\(text) (URLError \(urlError.code.rawValue))"
     }
 }

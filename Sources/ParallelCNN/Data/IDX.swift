@@ -42,9 +42,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     public var path: String {
         switch self {
         case .fileNotFound(let path), .unreadable(let path, _), .notGzip(let path, _),
-             .corruptGzip(let path, _), .badMagic(let path, _, _), .truncated(let path, _, _),
-             .countTooLarge(let path, _, _), .trailingData(let path, _), .badDimensions(let path, _, _),
-             .badLabel(let path, _, _), .countMismatch(let path, _, _, _), .missingFiles(let path, _, _):
+            .corruptGzip(let path, _), .badMagic(let path, _, _), .truncated(let path, _, _),
+            .countTooLarge(let path, _, _), .trailingData(let path, _), .badDimensions(let path, _, _),
+            .badLabel(let path, _, _), .countMismatch(let path, _, _, _), .missingFiles(let path, _, _):
             path
         }
     }

@@ -15,8 +15,9 @@ public struct StepStatistics: Sendable, Equatable {
     }
 
     public static func + (a: StepStatistics, b: StepStatistics) -> StepStatistics {
-        StepStatistics(lossSum: a.lossSum + b.lossSum, misclassified: a.misclassified + b.misclassified,
-                       samples: a.samples + b.samples)
+        StepStatistics(
+            lossSum: a.lossSum + b.lossSum, misclassified: a.misclassified + b.misclassified,
+            samples: a.samples + b.samples)
     }
 
     public static func += (a: inout StepStatistics, b: StepStatistics) {

@@ -87,12 +87,14 @@ public struct EngineDescriptor: Sendable {
     public let processGroup: @Sendable () throws -> any ProcessGroup
     let make: @Sendable (EngineSettings, Parameters) throws -> any Engine
 
-    public init(kind: EngineKind, onlyThePaperNetwork: Bool = false, summary: String, strategies: [EngineStrategy] = [],
-                defaultThreads: @escaping @Sendable (EngineStrategy?) -> Int? = { _ in nil },
-                takesDevice: Bool = false, launcher: String? = nil,
-                availability: @escaping @Sendable () -> EngineAvailability = { .available(detail: "built in") },
-                processGroup: @escaping @Sendable () throws -> any ProcessGroup = { SingleProcess.shared },
-                make: @escaping @Sendable (EngineSettings, Parameters) throws -> any Engine) {
+    public init(
+        kind: EngineKind, onlyThePaperNetwork: Bool = false, summary: String, strategies: [EngineStrategy] = [],
+        defaultThreads: @escaping @Sendable (EngineStrategy?) -> Int? = { _ in nil },
+        takesDevice: Bool = false, launcher: String? = nil,
+        availability: @escaping @Sendable () -> EngineAvailability = { .available(detail: "built in") },
+        processGroup: @escaping @Sendable () throws -> any ProcessGroup = { SingleProcess.shared },
+        make: @escaping @Sendable (EngineSettings, Parameters) throws -> any Engine
+    ) {
         self.kind = kind
         self.onlyThePaperNetwork = onlyThePaperNetwork
         self.summary = summary
@@ -109,24 +111,32 @@ public struct EngineDescriptor: Sendable {
     public func resolve(_ options: EngineOptions) throws(EngineError) -> EngineSettings {
         let name = kind.rawValue
         if onlyThePaperNetwork, !options.architecture.isPaper {
-            throw .invalidOption(engine: name, message: "runs only the paper's network so far, not \(options.architecture.network); train other networks with --engine sequential, threads or mpi")
+            throw .invalidOption(
+                engine: name,
+                message:
+                    "runs only the paper's network so far, not \(options.architecture.network); train other networks with --engine sequential, threads or mpi"
+            )
         }
         var strategy = strategies.first
         if let requested = options.strategy {
             guard strategies.contains(requested) else {
-                throw .invalidOption(engine: name, message: strategies.isEmpty
-                    ? "--strategy does not apply to this engine"
-                    : "--strategy \(requested.rawValue) is not one of \(strategies.map(\.rawValue).joined(separator: ", "))")
+                throw .invalidOption(
+                    engine: name,
+                    message: strategies.isEmpty
+                        ? "--strategy does not apply to this engine"
+                        : "--strategy \(requested.rawValue) is not one of \(strategies.map(\.rawValue).joined(separator: ", "))")
             }
             strategy = requested
         }
         let threadsDefault = defaultThreads(strategy)
         if let threads = options.threads {
             guard (1...EngineOptions.maximumThreads).contains(threads) else {
-                throw .invalidOption(engine: name, message: "--threads must be between 1 and \(EngineOptions.maximumThreads), got \(threads)")
+                throw .invalidOption(
+                    engine: name, message: "--threads must be between 1 and \(EngineOptions.maximumThreads), got \(threads)")
             }
             guard threadsDefault != nil else {
-                throw .invalidOption(engine: name, message: "--threads does not apply\(strategy.map { " to --strategy \($0.rawValue)" } ?? "")")
+                throw .invalidOption(
+                    engine: name, message: "--threads does not apply\(strategy.map { " to --strategy \($0.rawValue)" } ?? "")")
             }
         }
         if let device = options.device {
@@ -135,8 +145,9 @@ public struct EngineDescriptor: Sendable {
                 throw .invalidOption(engine: name, message: "--device must be between 0 and \(EngineOptions.maximumDevice), got \(device)")
             }
         }
-        return EngineSettings(strategy: strategy, threads: options.threads ?? threadsDefault ?? 1, device: options.device ?? 0,
-                              architecture: options.architecture)
+        return EngineSettings(
+            strategy: strategy, threads: options.threads ?? threadsDefault ?? 1, device: options.device ?? 0,
+            architecture: options.architecture)
     }
 
     /// A new engine holding `parameters`. Throws `EngineError.unavailable` with the remedy when
@@ -144,7 +155,11 @@ public struct EngineDescriptor: Sendable {
     public func makeEngine(_ options: EngineOptions = EngineOptions(), parameters: Parameters) throws -> any Engine {
         let settings = try resolve(options)
         guard parameters.values.count == options.architecture.parameterCount else {
-            throw EngineError.invalidOption(engine: kind.rawValue, message: "the parameters hold \(parameters.values.count) values, the network \(options.architecture.network) needs \(options.architecture.parameterCount)")
+            throw EngineError.invalidOption(
+                engine: kind.rawValue,
+                message:
+                    "the parameters hold \(parameters.values.count) values, the network \(options.architecture.network) needs \(options.architecture.parameterCount)"
+            )
         }
         if case .unavailable(let remedy) = availability() { throw EngineError.unavailable(engine: kind.rawValue, remedy: remedy) }
         return try make(settings, parameters)
@@ -159,14 +174,17 @@ public enum EngineRegistry {
     /// The descriptor of `kind`.
     public static func descriptor(_ kind: EngineKind) throws(EngineError) -> EngineDescriptor {
         guard let descriptor = engines.first(where: { $0.kind == kind }) else {
-            throw .invalidOption(engine: kind.rawValue, message: "no such engine; choose one of \(engines.map(\.kind.rawValue).joined(separator: ", "))")
+            throw .invalidOption(
+                engine: kind.rawValue, message: "no such engine; choose one of \(engines.map(\.kind.rawValue).joined(separator: ", "))")
         }
         return descriptor
     }
 
     /// A new engine of `kind` holding `parameters`.
-    public static func makeEngine(_ kind: EngineKind, _ options: EngineOptions = EngineOptions(),
-                                  parameters: Parameters) throws -> any Engine {
+    public static func makeEngine(
+        _ kind: EngineKind, _ options: EngineOptions = EngineOptions(),
+        parameters: Parameters
+    ) throws -> any Engine {
         try descriptor(kind).makeEngine(options, parameters: parameters)
     }
 

@@ -37,15 +37,19 @@ extension SteppedEngine {
             throw EngineError.misuse("train(until:) before prepare(training:) and beginEpoch")
         }
         guard end >= stepper.position, end <= plan.order.count,
-              end == plan.order.count || end % plan.batchSize == 0 else {
-            throw EngineError.misuse("train(until: \(end)) from position \(stepper.position): not a step boundary of \(plan.order.count) samples in steps of \(plan.batchSize)")
+            end == plan.order.count || end % plan.batchSize == 0
+        else {
+            throw EngineError.misuse(
+                "train(until: \(end)) from position \(stepper.position): not a step boundary of \(plan.order.count) samples in steps of \(plan.batchSize)"
+            )
         }
         try plan.order.withUnsafeBufferPointer { order in
             var position = stepper.position
             while position < end {
                 let stepEnd = plan.stepEnd(after: position)
-                let step = try trainStep(UnsafeBufferPointer(rebasing: order[position..<stepEnd]), of: data,
-                                         rule: plan.rule(at: position))
+                let step = try trainStep(
+                    UnsafeBufferPointer(rebasing: order[position..<stepEnd]), of: data,
+                    rule: plan.rule(at: position))
                 stepper.statistics.add(step, number: position / plan.batchSize)
                 position = stepEnd
                 stepper.position = position

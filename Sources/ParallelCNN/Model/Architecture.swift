@@ -79,8 +79,9 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
                 biases = 1
             case .avgPool(let size, let stride), .maxPool(let size, let stride):
                 guard size <= shape.height, size <= shape.width else { throw fail("the \(size)x\(size) window is larger than its input") }
-                output = ImageShape(channels: shape.channels, height: (shape.height - size) / stride + 1,
-                                    width: (shape.width - size) / stride + 1)
+                output = ImageShape(
+                    channels: shape.channels, height: (shape.height - size) / stride + 1,
+                    width: (shape.width - size) / stride + 1)
             case .dense(let outputs):
                 output = ImageShape(channels: outputs, height: 1, width: 1)
                 weights = outputs * shape.count
@@ -93,10 +94,11 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
             guard output.count > 0 else { throw fail("the layer's output is empty") }
             let kind = spec.keyword
             counters[kind, default: 0] += 1
-            layers.append(ArchitectureLayer(
-                spec: spec, name: "\(kind)\(counters[kind]!)", input: shape, output: output,
-                weightOffset: offset, weightCount: weights, weightShape: weightShape,
-                biasOffset: offset + weights, biasCount: biases))
+            layers.append(
+                ArchitectureLayer(
+                    spec: spec, name: "\(kind)\(counters[kind]!)", input: shape, output: output,
+                    weightOffset: offset, weightCount: weights, weightShape: weightShape,
+                    biasOffset: offset + weights, biasCount: biases))
             offset += weights + biases
             activations += output.count
             guard offset <= NetworkDescription.maximumParameters else {
@@ -109,12 +111,14 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
         }
         guard case .dense(let outputs)? = network.layers.last else {
             throw NetworkDescriptionError(
-                message: "the last layer must be \"dense \(classes)\", the output layer; the recipe chooses its activation (sigmoid or softmax)",
+                message:
+                    "the last layer must be \"dense \(classes)\", the output layer; the recipe chooses its activation (sigmoid or softmax)",
                 layer: network.layers.count, token: network.layers.last?.text)
         }
         guard outputs == classes else {
-            throw NetworkDescriptionError(message: "the output layer needs \(classes) outputs, one per class, not \(outputs)",
-                                          layer: network.layers.count, token: network.layers.last?.text)
+            throw NetworkDescriptionError(
+                message: "the output layer needs \(classes) outputs, one per class, not \(outputs)",
+                layer: network.layers.count, token: network.layers.last?.text)
         }
         self.layers = layers
         parameterCount = offset
@@ -132,10 +136,12 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
 
     /// Every tensor, in canonical order: name (`conv1.weight`), shape and range in the parameter vector.
     public var tensors: [(name: String, shape: [Int], range: Range<Int>)] {
-        parameterLayers.flatMap { layer in [
-            (layer.name + ".weight", layer.weightShape, layer.weightOffset..<(layer.weightOffset + layer.weightCount)),
-            (layer.name + ".bias", [layer.biasCount], layer.biasOffset..<(layer.biasOffset + layer.biasCount)),
-        ] }
+        parameterLayers.flatMap { layer in
+            [
+                (layer.name + ".weight", layer.weightShape, layer.weightOffset..<(layer.weightOffset + layer.weightCount)),
+                (layer.name + ".bias", [layer.biasCount], layer.biasOffset..<(layer.biasOffset + layer.biasCount))
+            ]
+        }
     }
 
     /// Whether parameter `index` is a bias.
@@ -152,12 +158,13 @@ public struct Architecture: Equatable, Sendable, CustomStringConvertible {
         var flops = 0.0
         for (i, layer) in layers.enumerated() {
             let out = Double(layer.output.count), inCount = Double(layer.input.count)
-            let multiplyAdds: Double = switch layer.spec {
-            case .conv(_, let k, _, _): out * Double(layer.input.channels * k * k)
-            case .subsample(let k): out * Double(k * k)
-            case .dense: out * inCount
-            default: 0
-            }
+            let multiplyAdds: Double =
+                switch layer.spec {
+                case .conv(_, let k, _, _): out * Double(layer.input.channels * k * k)
+                case .subsample(let k): out * Double(k * k)
+                case .dense: out * inCount
+                default: 0
+                }
             switch layer.spec {
             case .conv, .subsample, .dense:
                 // Forward, weight gradient, input error (not for the first layer); bias and its gradient.

@@ -54,10 +54,12 @@ public enum Initialization: Equatable, Sendable {
         var p = Parameters()
         // (bias offset, weight offset, neurons, weights per neuron) for c1, s1, f.
         let layers = [
-            (Parameters.Offset.c1Bias, Parameters.Offset.c1Weight, Network.channels,
-             Network.convKernel * Network.convKernel),
+            (
+                Parameters.Offset.c1Bias, Parameters.Offset.c1Weight, Network.channels,
+                Network.convKernel * Network.convKernel
+            ),
             (Parameters.Offset.s1Bias, Parameters.Offset.s1Weight, 1, Network.poolKernel * Network.poolKernel),
-            (Parameters.Offset.fBias, Parameters.Offset.fWeight, Network.classes, Network.poolOutputs),
+            (Parameters.Offset.fBias, Parameters.Offset.fWeight, Network.classes, Network.poolOutputs)
         ]
         for (biasOffset, weightOffset, neurons, fanIn) in layers {
             for n in 0..<neurons {

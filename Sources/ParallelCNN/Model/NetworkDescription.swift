@@ -159,7 +159,7 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
         // (LeNet-5 read 32×32 inputs); ReLU and max pooling as in today's usual form.
         preset("lenet5", "conv 6 5x5 pad=2 relu; maxpool 2x2; conv 16 5x5 relu; maxpool 2x2; dense 120 relu; dense 84 relu; dense 10"),
         // The 1998 form: tanh and average pooling.
-        preset("lenet5-tanh", "conv 6 5x5 pad=2 tanh; avgpool 2x2; conv 16 5x5 tanh; avgpool 2x2; dense 120 tanh; dense 84 tanh; dense 10"),
+        preset("lenet5-tanh", "conv 6 5x5 pad=2 tanh; avgpool 2x2; conv 16 5x5 tanh; avgpool 2x2; dense 120 tanh; dense 84 tanh; dense 10")
     ]
 
     private static func preset(_ name: String, _ text: String) -> NetworkDescription {
@@ -174,7 +174,8 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
         if let preset = presets.first(where: { $0.presetName == trimmed }) { return preset }
         if !trimmed.contains(where: { $0 == " " || $0 == ";" || $0 == "\n" }), LayerSpec.keywords.contains(trimmed) == false {
             throw NetworkDescriptionError(
-                message: "no preset named \"\(trimmed)\" (presets: \(presets.compactMap(\.presetName).joined(separator: ", "))); a description has layers such as \"conv 6 5x5 relu; dense 10\"",
+                message:
+                    "no preset named \"\(trimmed)\" (presets: \(presets.compactMap(\.presetName).joined(separator: ", "))); a description has layers such as \"conv 6 5x5 relu; dense 10\"",
                 token: trimmed, column: 1)
         }
         var description = try parse(text)
@@ -208,8 +209,9 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
             for token in tokens {
                 if let eq = token.text.firstIndex(of: "=") {
                     let key = String(token.text[..<eq])
-                    let value = Token(text: String(token.text[token.text.index(after: eq)...]),
-                                      column: token.column + key.count + 1)
+                    let value = Token(
+                        text: String(token.text[token.text.index(after: eq)...]),
+                        column: token.column + key.count + 1)
                     guard options[key] == nil else { throw fail("option \"\(key)\" given twice", token) }
                     options[key] = value
                 } else {

@@ -155,8 +155,10 @@ public struct UpdateRule: Equatable, Sendable {
     /// `x`, or 0 below `bufferFlushThreshold` in magnitude.
     @inline(__always) public static func flushed(_ x: Float) -> Float { abs(x) < bufferFlushThreshold ? 0 : x }
 
-    public init(recipe: Recipe, optimizer: Optimizer? = nil, learningRate: Float? = nil, momentum: Float? = nil,
-                batchSize: Int = 1) {
+    public init(
+        recipe: Recipe, optimizer: Optimizer? = nil, learningRate: Float? = nil, momentum: Float? = nil,
+        batchSize: Int = 1
+    ) {
         let optimizer = optimizer ?? recipe.defaultOptimizer
         self.recipe = recipe
         self.optimizer = optimizer

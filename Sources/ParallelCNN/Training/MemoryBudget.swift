@@ -7,8 +7,9 @@ public enum MemoryBudget {
     public static var availableBytes: Int? {
         #if os(Linux)
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-              let kibibytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+            let kibibytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
         return kibibytes * 1024
         #else
         return Int(ProcessInfo.processInfo.physicalMemory)
@@ -37,7 +38,8 @@ public struct MemoryBudgetError: Error, CustomStringConvertible, Sendable {
     public let bytes: Int
     public let available: Int
     public var description: String {
-        String(format: "%@ needs about %.1f GiB, but only %.1f GiB of memory is available; ask for less",
-               what, Double(bytes) / 1_073_741_824, Double(available) / 1_073_741_824)
+        String(
+            format: "%@ needs about %.1f GiB, but only %.1f GiB of memory is available; ask for less",
+            what, Double(bytes) / 1_073_741_824, Double(available) / 1_073_741_824)
     }
 }

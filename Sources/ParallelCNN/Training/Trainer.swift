@@ -2,20 +2,20 @@ import Foundation
 
 /// Progress of a running epoch, reported a few times per second.
 public struct TrainingProgress: Sendable {
-    public var epoch: Int            // 0-based epoch being trained
+    public var epoch: Int  // 0-based epoch being trained
     public var epochs: Int
-    public var samplesDone: Int      // samples of this epoch done
+    public var samplesDone: Int  // samples of this epoch done
     public var samplesTotal: Int
-    public var seconds: Double       // training time of this epoch so far
+    public var seconds: Double  // training time of this epoch so far
     public var statistics: StepStatistics
     public var samplesPerSecond: Double { seconds > 0 ? Double(samplesDone) / seconds : 0 }
 }
 
 /// Figures of one completed epoch.
 public struct EpochReport: Sendable {
-    public var epoch: Int                 // 1-based number of the completed epoch
-    public var seconds: Double            // training time, evaluation excluded
-    public var meanLoss: Double           // mean per-sample loss (SPEC training error for .original)
+    public var epoch: Int  // 1-based number of the completed epoch
+    public var seconds: Double  // training time, evaluation excluded
+    public var meanLoss: Double  // mean per-sample loss (SPEC training error for .original)
     public var trainErrorPercent: Double  // misclassified training samples, before each update
     public var testErrors: Int
     public var testCount: Int
@@ -114,8 +114,9 @@ public final class Trainer {
         var chunk = ChunkSizer(targetSeconds: progressInterval / 2, fixed: fixedChunk)
         while position.epoch < options.epochs {
             let epochOrder = order(epoch: position.epoch)
-            let plan = EpochPlan(order: epochOrder, batchSize: batch,
-                                 rule: options.rule(forEpoch: position.epoch, samples: epochOrder.count))
+            let plan = EpochPlan(
+                order: epochOrder, batchSize: batch,
+                rule: options.rule(forEpoch: position.epoch, samples: epochOrder.count))
             let count = plan.order.count
             let complete = position.position == 0
             try engine.beginEpoch(plan, at: position.position)
@@ -138,9 +139,10 @@ public final class Trainer {
                 try checkDivergence(statistics, end: end, batch: batch)
                 if now - lastProgress >= progressInterval || end == count {
                     lastProgress = now
-                    onProgress?(TrainingProgress(
-                        epoch: position.epoch, epochs: options.epochs, samplesDone: end, samplesTotal: count,
-                        seconds: trainingSeconds + now - started, statistics: statistics.total))
+                    onProgress?(
+                        TrainingProgress(
+                            epoch: position.epoch, epochs: options.epochs, samplesDone: end, samplesTotal: count,
+                            seconds: trainingSeconds + now - started, statistics: statistics.total))
                 }
                 if end < count, let onCheckpoint, now - lastCheckpoint >= checkpointInterval {
                     trainingSeconds += now - started
@@ -158,13 +160,17 @@ public final class Trainer {
             let testErrors = try engine.countErrors(on: data.test, recipe: options.recipe)
             let samples = statistics.total.samples
             // The original program sums its per-sample errors in float; SPEC's figures are that sum.
-            let meanLoss = samples == 0 ? 0 : options.recipe == .original && complete
-                ? Double(statistics.floatLossSum / Float(samples)) : statistics.total.lossSum / Double(samples)
-            try onEpoch?(EpochReport(
-                epoch: position.epoch, seconds: trainingSeconds, meanLoss: meanLoss,
-                trainErrorPercent: samples > 0 ? 100 * Double(statistics.total.misclassified) / Double(samples) : 0,
-                testErrors: testErrors, testCount: data.test.count,
-                parameterHash: try engine.currentParameters().hash, complete: complete, statistics: statistics))
+            let meanLoss =
+                samples == 0
+                ? 0
+                : options.recipe == .original && complete
+                    ? Double(statistics.floatLossSum / Float(samples)) : statistics.total.lossSum / Double(samples)
+            try onEpoch?(
+                EpochReport(
+                    epoch: position.epoch, seconds: trainingSeconds, meanLoss: meanLoss,
+                    trainErrorPercent: samples > 0 ? 100 * Double(statistics.total.misclassified) / Double(samples) : 0,
+                    testErrors: testErrors, testCount: data.test.count,
+                    parameterHash: try engine.currentParameters().hash, complete: complete, statistics: statistics))
             if shouldStop?() == true, position.epoch < options.epochs { return .interrupted(position) }
         }
         return .finished
@@ -177,8 +183,9 @@ public final class Trainer {
             throw DivergenceError(epoch: position.epoch + 1, step: step + 1, what: "the loss is \(statistics.total.lossSum)")
         }
         if let bad = try engine.currentParameters().firstNonFinite(in: architecture) {
-            throw DivergenceError(epoch: position.epoch + 1, step: (end + batch - 1) / batch,
-                                  what: "parameter \(bad.tensor)[\(bad.index)] is \(bad.value)")
+            throw DivergenceError(
+                epoch: position.epoch + 1, step: (end + batch - 1) / batch,
+                what: "parameter \(bad.tensor)[\(bad.index)] is \(bad.value)")
         }
     }
 

@@ -29,11 +29,14 @@ public struct TrainingOptions: Equatable, Sendable {
         return r
     }
 
-    public init(recipe: Recipe, optimizer: Optimizer? = nil, epochs: Int = 1, batchSize: Int? = nil,
-                learningRate: Float? = nil, momentum: Float? = nil, seed: UInt64 = 1,
-                initialization: Initialization = .original, learningRateDecay: Float? = nil) {
-        rule = UpdateRule(recipe: recipe, optimizer: optimizer, learningRate: learningRate, momentum: momentum,
-                          batchSize: batchSize ?? recipe.defaultBatchSize)
+    public init(
+        recipe: Recipe, optimizer: Optimizer? = nil, epochs: Int = 1, batchSize: Int? = nil,
+        learningRate: Float? = nil, momentum: Float? = nil, seed: UInt64 = 1,
+        initialization: Initialization = .original, learningRateDecay: Float? = nil
+    ) {
+        rule = UpdateRule(
+            recipe: recipe, optimizer: optimizer, learningRate: learningRate, momentum: momentum,
+            batchSize: batchSize ?? recipe.defaultBatchSize)
         self.epochs = epochs
         self.seed = seed
         self.initialization = initialization

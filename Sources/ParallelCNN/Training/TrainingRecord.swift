@@ -24,30 +24,35 @@ public struct TrainingRecordError: Error, CustomStringConvertible, Sendable {
 
 extension Checkpoint {
     /// A checkpoint of `parameters` and the optimizer's buffers recording `record` in its metadata.
-    public init(parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String,
-                architecture: Architecture = .paper) {
+    public init(
+        parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String,
+        architecture: Architecture = .paper
+    ) {
         let o = record.options
-        let initialization: String = switch o.initialization {
-        case .original: "original"
-        case .seeded(let seed): "seeded:\(seed)"
-        }
-        self.init(parameters: parameters, velocity: optimizerState.velocity, secondMoment: optimizerState.secondMoment, metadata: [
-            "recipe": o.recipe.rawValue,
-            "optimizer": o.rule.optimizer.rawValue,
-            "epoch": String(record.position.epoch),
-            "position": String(record.position.position),
-            "epochs": String(o.epochs),
-            "batch": String(o.batchSize),
-            "learning_rate": String(o.rule.learningRate),
-            "momentum": String(o.rule.momentum),
-            "lr_decay": String(o.learningRateDecay),
-            "seed": String(o.seed),
-            "init": initialization,
-            "dataset": record.dataset.rawValue,
-            "train_samples": String(record.trainSamples),
-            "engine": engine,
-            "param_hash": parameters.hashString,
-        ], architecture: architecture)
+        let initialization: String =
+            switch o.initialization {
+            case .original: "original"
+            case .seeded(let seed): "seeded:\(seed)"
+            }
+        self.init(
+            parameters: parameters, velocity: optimizerState.velocity, secondMoment: optimizerState.secondMoment,
+            metadata: [
+                "recipe": o.recipe.rawValue,
+                "optimizer": o.rule.optimizer.rawValue,
+                "epoch": String(record.position.epoch),
+                "position": String(record.position.position),
+                "epochs": String(o.epochs),
+                "batch": String(o.batchSize),
+                "learning_rate": String(o.rule.learningRate),
+                "momentum": String(o.rule.momentum),
+                "lr_decay": String(o.learningRateDecay),
+                "seed": String(o.seed),
+                "init": initialization,
+                "dataset": record.dataset.rawValue,
+                "train_samples": String(record.trainSamples),
+                "engine": engine,
+                "param_hash": parameters.hashString
+            ], architecture: architecture)
     }
 
     /// Reads the training state back; `path` names the file in errors.
@@ -91,7 +96,8 @@ extension Checkpoint {
             position: TrainingPosition(epoch: try number("epoch", Int.self), position: try number("position", Int.self)),
             dataset: dataset, trainSamples: try number("train_samples", Int.self))
         guard options.batchSize >= 1, record.trainSamples >= 1, record.position.epoch >= 0,
-              (0..<record.trainSamples).contains(record.position.position) else {
+            (0..<record.trainSamples).contains(record.position.position)
+        else {
             throw TrainingRecordError(path: path, fault: "inconsistent training state \(metadata)")
         }
         // A run saved before its first step has no optimizer buffers yet; later ones must.

@@ -46,15 +46,20 @@ public struct TrainingRequest: Sendable {
         try check((1...100_000).contains(epochs), "--epochs must be between 1 and 100000, got \(epochs)")
         if let batchSize { try check(Self.batchSizes.contains(batchSize), Self.batchSizeMessage(batchSize)) }
         if let learningRate { try check(learningRate.isFinite && learningRate > 0, "--lr must be a positive number, got \(learningRate)") }
-        if let learningRateDecay { try check(learningRateDecay > 0 && learningRateDecay <= 1, "--lr-decay must be in (0, 1], got \(learningRateDecay)") }
+        if let learningRateDecay {
+            try check(learningRateDecay > 0 && learningRateDecay <= 1, "--lr-decay must be in (0, 1], got \(learningRateDecay)")
+        }
         if let momentum { try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)") }
         if let limit { try check(limit >= 1, "--limit must be at least 1, got \(limit)") }
-        try check(checkpointInterval > 0 && checkpointInterval.isFinite,
-                  "--checkpoint-interval must be a positive number of seconds, got \(checkpointInterval)")
+        try check(
+            checkpointInterval > 0 && checkpointInterval.isFinite,
+            "--checkpoint-interval must be a positive number of seconds, got \(checkpointInterval)")
     }
 
-    public init(engine: EngineKind = .sequential, engineOptions: EngineOptions = EngineOptions(), epochs: Int = 1,
-                recipe: Recipe? = nil, checkpoint: String? = nil, resume: String? = nil) {
+    public init(
+        engine: EngineKind = .sequential, engineOptions: EngineOptions = EngineOptions(), epochs: Int = 1,
+        recipe: Recipe? = nil, checkpoint: String? = nil, resume: String? = nil
+    ) {
         self.engine = engine
         self.engineOptions = engineOptions
         self.epochs = epochs
@@ -124,7 +129,7 @@ public struct TrainingResult {
             "test_error_percent": testErrorPercent ?? NSNull(),
             "test_errors": testErrors ?? NSNull(),
             "param_hash": finalHash,
-            "checkpoint": checkpoint ?? NSNull(),
+            "checkpoint": checkpoint ?? NSNull()
         ]
     }
 }
@@ -190,7 +195,8 @@ public final class TrainingSession {
     }
 
     private static func setUp(_ request: TrainingRequest, descriptor: EngineDescriptor, loadData: () throws -> DatasetPair)
-        throws -> (TrainingRecord, DatasetPair, Parameters, any Engine, Architecture) {
+        throws -> (TrainingRecord, DatasetPair, Parameters, any Engine, Architecture)
+    {
         let all = try loadData()
         var record: TrainingRecord
         var parameters: Parameters
@@ -202,14 +208,19 @@ public final class TrainingSession {
             try checkConflicts(request, record, path: path)
             architecture = checkpoint.architecture
             if let network = request.network, network != architecture.network {
-                throw TrainingRequestError(message: "\(path) holds the network \"\(architecture.network.text)\"; drop --net or give that network, not \"\(network.text)\"")
+                throw TrainingRequestError(
+                    message:
+                        "\(path) holds the network \"\(architecture.network.text)\"; drop --net or give that network, not \"\(network.text)\""
+                )
             }
             guard all.train.shape == architecture.input else {
-                throw TrainingRequestError(message: "\(path) was trained on \(architecture.input) images, but the data has \(all.train.shape)")
+                throw TrainingRequestError(
+                    message: "\(path) was trained on \(architecture.input) images, but the data has \(all.train.shape)")
             }
             record.options.epochs = request.epochs
             guard record.trainSamples <= all.train.count else {
-                throw TrainingRequestError(message: "\(path) was trained on \(record.trainSamples) samples, but the data has only \(all.train.count)")
+                throw TrainingRequestError(
+                    message: "\(path) was trained on \(record.trainSamples) samples, but the data has only \(all.train.count)")
             }
             parameters = checkpoint.parameters
             optimizerState = checkpoint.optimizerState
@@ -229,17 +240,20 @@ public final class TrainingSession {
                 batchSize: request.batchSize,
                 learningRate: request.learningRate ?? defaultRate, momentum: request.momentum, seed: request.seed,
                 initialization: request.initialization, learningRateDecay: request.learningRateDecay)
-            record = TrainingRecord(options: options, position: TrainingPosition(), dataset: request.dataset,
-                                    trainSamples: min(request.limit ?? all.train.count, all.train.count))
+            record = TrainingRecord(
+                options: options, position: TrainingPosition(), dataset: request.dataset,
+                trainSamples: min(request.limit ?? all.train.count, all.train.count))
             parameters = request.initialization.makeParameters(for: architecture)
         }
         let data = DatasetPair(train: all.train.prefix(record.trainSamples), test: all.test)
         var engineOptions = request.engineOptions
         engineOptions.architecture = architecture
         let settings = try descriptor.resolve(engineOptions)
-        try MemoryBudget.require(MemoryBudget.trainingBytes(threads: settings.threads, batch: record.options.batchSize,
-                                                            shardImages: descriptor.launcher == nil ? 0 : data.train.count),
-                                 for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
+        try MemoryBudget.require(
+            MemoryBudget.trainingBytes(
+                threads: settings.threads, batch: record.options.batchSize,
+                shardImages: descriptor.launcher == nil ? 0 : data.train.count),
+            for: "training with \(settings.threads) thread(s) and batches of \(record.options.batchSize)")
         // Options and availability were checked before the data was loaded.
         let engine = try descriptor.make(settings, parameters)
         try engine.load(parameters: parameters, optimizerState: optimizerState)
@@ -250,14 +264,26 @@ public final class TrainingSession {
     private static func checkConflicts(_ request: TrainingRequest, _ record: TrainingRecord, path: String) throws {
         let o = record.options
         var conflicts: [String] = []
-        if let recipe = request.recipe, recipe != o.recipe { conflicts.append("--recipe \(recipe.rawValue) (checkpoint: \(o.recipe.rawValue))") }
-        if let optimizer = request.optimizer, optimizer != o.rule.optimizer { conflicts.append("--optimizer \(optimizer.rawValue) (checkpoint: \(o.rule.optimizer.rawValue))") }
+        if let recipe = request.recipe, recipe != o.recipe {
+            conflicts.append("--recipe \(recipe.rawValue) (checkpoint: \(o.recipe.rawValue))")
+        }
+        if let optimizer = request.optimizer, optimizer != o.rule.optimizer {
+            conflicts.append("--optimizer \(optimizer.rawValue) (checkpoint: \(o.rule.optimizer.rawValue))")
+        }
         if let batch = request.batchSize, batch != o.batchSize { conflicts.append("--batch \(batch) (checkpoint: \(o.batchSize))") }
         if let lr = request.learningRate, lr != o.rule.learningRate { conflicts.append("--lr \(lr) (checkpoint: \(o.rule.learningRate))") }
-        if let decay = request.learningRateDecay, decay != o.learningRateDecay { conflicts.append("--lr-decay \(decay) (checkpoint: \(o.learningRateDecay))") }
-        if let momentum = request.momentum, momentum != o.rule.momentum { conflicts.append("--momentum \(momentum) (checkpoint: \(o.rule.momentum))") }
-        if let limit = request.limit, limit != record.trainSamples { conflicts.append("--limit \(limit) (checkpoint: \(record.trainSamples))") }
-        if request.dataset != record.dataset { conflicts.append("--dataset \(request.dataset.rawValue) (checkpoint: \(record.dataset.rawValue))") }
+        if let decay = request.learningRateDecay, decay != o.learningRateDecay {
+            conflicts.append("--lr-decay \(decay) (checkpoint: \(o.learningRateDecay))")
+        }
+        if let momentum = request.momentum, momentum != o.rule.momentum {
+            conflicts.append("--momentum \(momentum) (checkpoint: \(o.rule.momentum))")
+        }
+        if let limit = request.limit, limit != record.trainSamples {
+            conflicts.append("--limit \(limit) (checkpoint: \(record.trainSamples))")
+        }
+        if request.dataset != record.dataset {
+            conflicts.append("--dataset \(request.dataset.rawValue) (checkpoint: \(record.dataset.rawValue))")
+        }
         if !conflicts.isEmpty {
             throw TrainingRequestError(message: "\(path) continues a different run; drop or fix: \(conflicts.joined(separator: ", "))")
         }
@@ -269,7 +295,7 @@ public final class TrainingSession {
     public func run() throws -> TrainingResult {
         do {
             return try train()
-        } catch where group.size > 1 {
+        } catch  where group.size > 1 {
             group.fail(error)
         }
     }
@@ -284,8 +310,10 @@ public final class TrainingSession {
         func checkpoint(_ position: TrainingPosition) throws {
             guard let path = request.checkpoint, isReporter else { return }
             let state = TrainingRecord(options: options, position: position, dataset: record.dataset, trainSamples: record.trainSamples)
-            try Checkpoint(parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
-                           record: state, engine: engine.description, architecture: architecture).write(to: path)
+            try Checkpoint(
+                parameters: try engine.currentParameters(), optimizerState: try engine.currentOptimizerState(),
+                record: state, engine: engine.description, architecture: architecture
+            ).write(to: path)
             lastSaved = path
         }
         if isReporter { trainer.onProgress = onProgress }
@@ -301,7 +329,10 @@ public final class TrainingSession {
                 let hashes = group.allgather(report.parameterHash, context: "comparing parameter hashes")
                 let divergent = hashes.indices.filter { hashes[$0] != hashes[0] }
                 if !divergent.isEmpty {
-                    throw TrainingRequestError(message: "after epoch \(report.epoch) ranks \(divergent) hold parameters that differ from rank 0's: the replicas diverged")
+                    throw TrainingRequestError(
+                        message:
+                            "after epoch \(report.epoch) ranks \(divergent) hold parameters that differ from rank 0's: the replicas diverged"
+                    )
                 }
             }
             reports.append(report)
@@ -315,8 +346,9 @@ public final class TrainingSession {
         if testErrors == nil, outcome == .finished { testErrors = try engine.countErrors(on: data.test, recipe: options.recipe) }
         var finalRecord = record
         finalRecord.position = trainer.position
-        return TrainingResult(outcome: outcome, epochs: reports, record: finalRecord, engine: engine.description,
-                              ranks: group.size, finalHash: try engine.currentParameters().hashString,
-                              testErrors: testErrors, testCount: data.test.count, checkpoint: lastSaved)
+        return TrainingResult(
+            outcome: outcome, epochs: reports, record: finalRecord, engine: engine.description,
+            ranks: group.size, finalHash: try engine.currentParameters().hashString,
+            testErrors: testErrors, testCount: data.test.count, checkpoint: lastSaved)
     }
 }

@@ -22,8 +22,11 @@ final class CUDADriverAPI: @unchecked Sendable {
     typealias ModuleLoadData = @convention(c) (UnsafeMutablePointer<Ptr>, UnsafeRawPointer) -> Int32
     typealias ModuleUnload = @convention(c) (Ptr) -> Int32
     typealias ModuleGetFunction = @convention(c) (UnsafeMutablePointer<Ptr>, Ptr, UnsafePointer<CChar>) -> Int32
-    typealias LaunchKernel = @convention(c) (Ptr, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Ptr,
-                                             UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    typealias LaunchKernel =
+        @convention(c) (
+            Ptr, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Ptr,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> Int32
     typealias EventCreate = @convention(c) (UnsafeMutablePointer<Ptr>, UInt32) -> Int32
     typealias EventRecord = @convention(c) (Ptr, Ptr) -> Int32
     typealias EventOne = @convention(c) (Ptr) -> Int32
@@ -58,7 +61,8 @@ final class CUDADriverAPI: @unchecked Sendable {
     let getErrorString: ErrorText
 
     static let library = "libcuda.so.1"
-    static let remedy = "the CUDA engine needs an NVIDIA GPU and its driver (libcuda.so.1); use --engine opencl (PoCL runs on the CPU) or --engine threads"
+    static let remedy =
+        "the CUDA engine needs an NVIDIA GPU and its driver (libcuda.so.1); use --engine opencl (PoCL runs on the CPU) or --engine threads"
 
     static let shared: Result<CUDADriverAPI, DeviceError> = {
         let (handle, errors) = SharedLibrary.open([library])
@@ -140,7 +144,8 @@ final class CUDADriverAPI: @unchecked Sendable {
             try check(deviceGetAttribute(&sms, 16, device), "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)")
             var memory = 0
             try check(deviceTotalMem(&memory, device), "cuDeviceTotalMem_v2")
-            return DeviceInfo(ordinal: device, name: String(nulTerminated: name), major: major, minor: minor, multiprocessors: sms, memory: memory)
+            return DeviceInfo(
+                ordinal: device, name: String(nulTerminated: name), major: major, minor: minor, multiprocessors: sms, memory: memory)
         }
     }
 }
@@ -180,22 +185,30 @@ public final class CUDADevice: ComputeDevice {
     public static func driverDescription() throws -> (version: String, devices: [String]) {
         let api = try CUDADriverAPI.shared.get()
         let devices = try api.devices()
-        return (try api.version(), devices.map {
-            "\($0.name) — \($0.architecture), \($0.multiprocessors) SMs, \($0.memory >> 20) MiB"
-        })
+        return (
+            try api.version(),
+            devices.map {
+                "\($0.name) — \($0.architecture), \($0.multiprocessors) SMs, \($0.memory >> 20) MiB"
+            }
+        )
     }
 
     public init(index: Int = 0) throws {
         let api = try CUDADriverAPI.shared.get()
         let all = try api.devices()
-        guard !all.isEmpty else { throw DeviceError.noDevice(backend: "cuda", detail: "the CUDA driver reports no device. " + CUDADriverAPI.remedy) }
+        guard !all.isEmpty else {
+            throw DeviceError.noDevice(backend: "cuda", detail: "the CUDA driver reports no device. " + CUDADriverAPI.remedy)
+        }
         guard all.indices.contains(index) else {
-            throw DeviceError.noDevice(backend: "cuda", detail: "no device \(index): this machine has \(all.count) CUDA device(s) (0..<\(all.count))")
+            throw DeviceError.noDevice(
+                backend: "cuda", detail: "no device \(index): this machine has \(all.count) CUDA device(s) (0..<\(all.count))")
         }
         let info = all[index]
         var context: UnsafeMutableRawPointer?
         try api.check(api.primaryCtxRetain(&context, info.ordinal), "cuDevicePrimaryCtxRetain")
-        guard let context else { throw DeviceError.driver(backend: "cuda", call: "cuDevicePrimaryCtxRetain", code: 0, message: "null context") }
+        guard let context else {
+            throw DeviceError.driver(backend: "cuda", call: "cuDevicePrimaryCtxRetain", code: 0, message: "null context")
+        }
         try api.check(api.ctxSetCurrent(context), "cuCtxSetCurrent")
         self.api = api
         self.device = info.ordinal
@@ -244,7 +257,8 @@ public final class CUDADevice: ComputeDevice {
     private static let compiled = Mutex<[String: (cubin: [UInt8], log: String)]>([:])
 
     public func compile(source: String, defines: [String: String]) throws {
-        let key = architecture + "\u{0}" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let key =
+            architecture + "\u{0}" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             + "\u{0}" + source
         let (cubin, log): ([UInt8], String)
         if let hit = Self.compiled.withLock({ $0[key] }) {
@@ -297,8 +311,9 @@ public final class CUDADevice: ComputeDevice {
             try api.check(api.eventRecord(start, nil), "cuEventRecord")
         }
         try pointers.withUnsafeMutableBufferPointer { p in
-            try api.check(api.launchKernel(function, UInt32(groups), 1, 1, UInt32(groupSize), 1, 1, 0, nil, p.baseAddress, nil),
-                          "cuLaunchKernel(\(kernel.name))")
+            try api.check(
+                api.launchKernel(function, UInt32(groups), 1, 1, UInt32(groupSize), 1, 1, 0, nil, p.baseAddress, nil),
+                "cuLaunchKernel(\(kernel.name))")
         }
         if let timeline {
             try api.check(api.eventRecord(end, nil), "cuEventRecord")

@@ -5,7 +5,11 @@ import Foundation
 public final class NVRTC: @unchecked Sendable {
     typealias Program = OpaquePointer?
     typealias Version = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int32
-    typealias CreateProgram = @convention(c) (UnsafeMutablePointer<Program>, UnsafePointer<CChar>, UnsafePointer<CChar>?, Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
+    typealias CreateProgram =
+        @convention(c) (
+            UnsafeMutablePointer<Program>, UnsafePointer<CChar>, UnsafePointer<CChar>?, Int32, UnsafePointer<UnsafePointer<CChar>?>?,
+            UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> Int32
     typealias Compile = @convention(c) (Program, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
     typealias GetSize = @convention(c) (Program, UnsafeMutablePointer<Int>) -> Int32
     typealias GetBytes = @convention(c) (Program, UnsafeMutablePointer<CChar>) -> Int32
@@ -39,7 +43,10 @@ public final class NVRTC: @unchecked Sendable {
         let names = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"]
         var dirs: [String] = []
         if let home = env["CUDA_HOME"] ?? env["CUDA_PATH"] { dirs += ["\(home)/lib64", "\(home)/lib", "\(home)/targets/x86_64-linux/lib"] }
-        dirs += ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/opt/cuda/lib64"]
+        dirs += [
+            "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64",
+            "/opt/cuda/lib64"
+        ]
         var sitePackages: [String] = []
         let fm = FileManager.default
         var pythonRoots: [String] = []
@@ -96,7 +103,8 @@ public final class NVRTC: @unchecked Sendable {
 
     private func check(_ code: Int32, _ call: String) throws {
         guard code == 0 else {
-            throw DeviceError.driver(backend: "nvrtc", call: call, code: Int(code), message: errorString(code).map { String(cString: $0) } ?? "")
+            throw DeviceError.driver(
+                backend: "nvrtc", call: call, code: Int(code), message: errorString(code).map { String(cString: $0) } ?? "")
         }
     }
 
@@ -107,8 +115,9 @@ public final class NVRTC: @unchecked Sendable {
         var program: Program = nil
         try check(createProgram(&program, source, "parallelcnn.cu", 0, nil, nil), "nvrtcCreateProgram")
         defer { _ = destroy(&program) }
-        let options = ["--gpu-architecture=\(architecture)", "--fmad=false", "--ptxas-options=-v", "-default-device"] +
-            defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" }
+        let options =
+            ["--gpu-architecture=\(architecture)", "--fmad=false", "--ptxas-options=-v", "-default-device"]
+            + defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" }
         let status = options.withCStrings { compileProgram(program, Int32(options.count), $0) }
         var size = 0
         _ = logSize(program, &size)

@@ -7,8 +7,8 @@ public enum DeviceBenchmark {
         case "layer_fp_c1": .c1Forward
         case "layer_fp_s1": .s1Forward
         case "layer_fp_f": .fForward
-        case "layer_bp_s1_error", "layer_bp_f": .fBackward       // error through f, f's gradient
-        case "layer_bp_s1", "layer_bp_c1_error": .s1Backward     // s1's gradient, error through s1
+        case "layer_bp_s1_error", "layer_bp_f": .fBackward  // error through f, f's gradient
+        case "layer_bp_s1", "layer_bp_c1_error": .s1Backward  // s1's gradient, error through s1
         case "layer_bp_c1": .c1Backward
         case "batch_update": .update
         default: .network
@@ -18,8 +18,10 @@ public enum DeviceBenchmark {
     /// Device time per phase of the layer strategy at batch 1 on the first `settings.samples`
     /// samples, `settings.repeats` passes from the same parameters (each launch is timed by an
     /// event pair and waited for, so the sum excludes launch gaps: kernel time only).
-    public static func layerPhases(backend: DeviceBackend, data: Dataset, settings: BenchmarkSettings,
-                                   start: Parameters = Initialization.original.makeParameters()) throws -> [BenchmarkMeasurement] {
+    public static func layerPhases(
+        backend: DeviceBackend, data: Dataset, settings: BenchmarkSettings,
+        start: Parameters = Initialization.original.makeParameters()
+    ) throws -> [BenchmarkMeasurement] {
         let samples = min(settings.samples, data.count)
         let engine = try DeviceEngine(backend: backend, strategy: .layer, parameters: start)
         try engine.prepare(training: data.prefix(samples))
@@ -43,18 +45,22 @@ public enum DeviceBenchmark {
         }
         return LayerPhase.parts.compactMap { p in
             guard let seconds = perPhase[p] else { return nil }
-            return BenchmarkMeasurement(table: .gpu, engine: backend.rawValue, strategy: "layer", phase: p, samples: samples,
-                                        epochSamples: settings.epochSamples, warmupPasses: 1, seconds: seconds,
-                                        note: "device events around each kernel (\(engine.device.name))")
+            return BenchmarkMeasurement(
+                table: .gpu, engine: backend.rawValue, strategy: "layer", phase: p, samples: samples,
+                epochSamples: settings.epochSamples, warmupPasses: 1, seconds: seconds,
+                note: "device events around each kernel (\(engine.device.name))")
         }
     }
 
     /// `BenchmarkSuite.additionalEngines` entries for every device backend available here.
     public static func suiteEntries() -> [(name: String, measure: (Dataset, BenchmarkSettings) throws -> [BenchmarkMeasurement])] {
         DeviceBackend.allCases.filter { $0.availability().isAvailable }.map { backend in
-            ("T5-7: \(backend.rawValue) layer kernels, device events", { data, settings in
-                try layerPhases(backend: backend, data: data, settings: settings)
-            })
+            (
+                "T5-7: \(backend.rawValue) layer kernels, device events",
+                { data, settings in
+                    try layerPhases(backend: backend, data: data, settings: settings)
+                }
+            )
         }
     }
 }

@@ -129,8 +129,9 @@ public final class DeviceEngine: Engine {
         func read(_ buffer: DeviceBuffer) throws -> Parameters {
             Parameters(values: try device.read(buffer, count: Parameters.count, as: Float.self, zero: 0))
         }
-        return OptimizerState(velocity: hasVelocity ? try read(velocity) : nil,
-                              secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
+        return OptimizerState(
+            velocity: hasVelocity ? try read(velocity) : nil,
+            secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
     }
 
     public func synchronize() throws { try device.synchronize() }
@@ -192,7 +193,8 @@ public final class DeviceEngine: Engine {
             throw EngineError.misuse("\(device.backend): train before prepare(training:) and beginEpoch")
         }
         guard end <= orderCount, end >= position,
-              end == orderCount || (end - epochStart) % batchSize == 0 else {
+            end == orderCount || (end - epochStart) % batchSize == 0
+        else {
             throw EngineError.misuse("\(device.backend): train(until: \(end)) is not a step boundary of this epoch")
         }
         switch (strategy, faithful) {
@@ -200,20 +202,24 @@ public final class DeviceEngine: Engine {
             let kernel = try device.kernel("fused_sgd")
             while position < end {
                 let n = min(samplesPerLaunch, end - position)
-                try device.launch(kernel, groups: 1, groupSize: groupSize, arguments: [
-                    .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(n)),
-                    .buffer(losses), .buffer(wrong), .float(rule.learningRate), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern),
-                ])
+                try device.launch(
+                    kernel, groups: 1, groupSize: groupSize,
+                    arguments: [
+                        .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(n)),
+                        .buffer(losses), .buffer(wrong), .float(rule.learningRate), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern)
+                    ])
                 position += n
             }
         case (.fused, false):
             let gradient = try device.kernel("fused_batch_gradient")
             while position < end {
                 let n = min(batchSize, end - position)
-                try device.launch(gradient, groups: n, groupSize: groupSize, arguments: [
-                    .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
-                    .buffer(losses), .buffer(wrong), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern),
-                ])
+                try device.launch(
+                    gradient, groups: n, groupSize: groupSize,
+                    arguments: [
+                        .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
+                        .buffer(losses), .buffer(wrong), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern)
+                    ])
                 try launchUpdate(samples: n)
                 position += n
             }
@@ -228,17 +234,21 @@ public final class DeviceEngine: Engine {
         let groups = (Parameters.count + groupSize - 1) / groupSize
         switch rule.optimizer {
         case .sgd:
-            try device.launch(momentumUpdate, groups: groups, groupSize: groupSize, arguments: [
-                .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(samples)), .float(rule.learningRate),
-                .float(rule.momentum),
-            ])
+            try device.launch(
+                momentumUpdate, groups: groups, groupSize: groupSize,
+                arguments: [
+                    .buffer(params), .buffer(velocity), .buffer(grads!), .int32(Int32(samples)), .float(rule.learningRate),
+                    .float(rule.momentum)
+                ])
         case .adam:
             let (stepSize, secondMomentFactor) = rule.adamFactors
-            try device.launch(adamUpdate, groups: groups, groupSize: groupSize, arguments: [
-                .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads!), .int32(Int32(samples)),
-                .float(rule.momentum), .float(UpdateRule.adamBeta2), .float(UpdateRule.adamEpsilon), .float(stepSize),
-                .float(secondMomentFactor),
-            ])
+            try device.launch(
+                adamUpdate, groups: groups, groupSize: groupSize,
+                arguments: [
+                    .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads!), .int32(Int32(samples)),
+                    .float(rule.momentum), .float(UpdateRule.adamBeta2), .float(UpdateRule.adamEpsilon), .float(stepSize),
+                    .float(secondMomentFactor)
+                ])
         }
         hasVelocity = rule.usesVelocity
         hasSecondMoment = rule.usesSecondMoment
@@ -280,13 +290,17 @@ public final class DeviceEngine: Engine {
             predictClasses = try device.allocate(bytes: n)
         }
         try data.images.withUnsafeBytes { all in
-            let bytes = UnsafeRawBufferPointer(rebasing: all[(range.lowerBound * Network.imagePixels * 4)..<(range.upperBound * Network.imagePixels * 4)])
+            let bytes = UnsafeRawBufferPointer(
+                rebasing: all[(range.lowerBound * Network.imagePixels * 4)..<(range.upperBound * Network.imagePixels * 4)])
             try device.write(predictImages!, offset: 0, from: bytes)
         }
-        try device.launch(try device.kernel("fused_predict"), groups: min(n, 4096), groupSize: groupSize, arguments: [
-            .buffer(params), .buffer(predictImages!), .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0),
-        ])
-        try device.read(predictClasses!, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(predictions)[0..<n]))
+        try device.launch(
+            try device.kernel("fused_predict"), groups: min(n, 4096), groupSize: groupSize,
+            arguments: [
+                .buffer(params), .buffer(predictImages!), .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0)
+            ])
+        try device.read(
+            predictClasses!, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(predictions)[0..<n]))
     }
 
     // MARK: Layer strategy
@@ -297,7 +311,7 @@ public final class DeviceEngine: Engine {
     /// The layer kernels of one sample, in launch order, with their grids (blocks x threads).
     static let layerKernels: [(name: String, groups: Int, groupSize: Int)] = [
         ("layer_fp_c1", 6, 576), ("layer_fp_s1", 6, 36), ("layer_fp_f", 1, 32), ("layer_bp_s1_error", 6, 36),
-        ("layer_bp_f", 10, 216), ("layer_bp_s1", 1, 32), ("layer_bp_c1_error", 6, 576), ("layer_bp_c1", 6, 32),
+        ("layer_bp_f", 10, 216), ("layer_bp_s1", 1, 32), ("layer_bp_c1_error", 6, 576), ("layer_bp_c1", 6, 32)
     ]
 
     /// Eight launches per sample; with batches, one `batch_update` per step.
@@ -316,13 +330,18 @@ public final class DeviceEngine: Engine {
                 let args: [[KernelArgument]] = [
                     [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(ws)],
                     [.buffer(params), .buffer(ws)],
-                    [.buffer(params), .buffer(labels), .buffer(order), .int32(pos), .buffer(ws), .buffer(losses), .buffer(wrong), .int32(modern)],
+                    [
+                        .buffer(params), .buffer(labels), .buffer(order), .int32(pos), .buffer(ws), .buffer(losses), .buffer(wrong),
+                        .int32(modern)
+                    ],
                     [.buffer(params), .buffer(ws)],
                     [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .int32(apply)],
                     [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .float(s1BiasDivisor), .int32(apply)],
                     [.buffer(params), .buffer(ws)],
-                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
-                     .float(c1Divisor), .int32(apply)],
+                    [
+                        .buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
+                        .float(c1Divisor), .int32(apply)
+                    ]
                 ]
                 for (i, spec) in Self.layerKernels.enumerated() {
                     try device.launch(k[i], groups: spec.groups, groupSize: spec.groupSize, arguments: args[i])

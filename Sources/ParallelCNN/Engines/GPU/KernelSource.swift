@@ -6,7 +6,7 @@ public enum KernelSource {
 
     /// Prelude, network functions, then the kernels of both strategies, in that order.
     public static let text: String = [
-        PackageResources.prelude_cu, PackageResources.network_cu, PackageResources.fused_cu, PackageResources.layer_cu,
+        PackageResources.prelude_cu, PackageResources.network_cu, PackageResources.fused_cu, PackageResources.layer_cu
     ].map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
 
     /// Kernel entry points, for compile reports.

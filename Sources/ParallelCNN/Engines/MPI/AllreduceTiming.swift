@@ -67,8 +67,9 @@ extension Communicator {
                 seconds[i] = MPI_Wtime() - start
             }
             seconds.sort()
-            return AllreduceTiming(count: count, type: type, repetitions: repetitions,
-                                   median: seconds[repetitions / 2], mean: seconds.reduce(0, +) / Double(repetitions))
+            return AllreduceTiming(
+                count: count, type: type, repetitions: repetitions,
+                median: seconds[repetitions / 2], mean: seconds.reduce(0, +) / Double(repetitions))
         }
         // Values grow by a factor `size` per call; reset them so that they never overflow.
         let gradient = time(type: "float", count: count) {

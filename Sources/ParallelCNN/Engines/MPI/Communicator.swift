@@ -64,7 +64,8 @@ public final class Communicator: @unchecked Sendable {
     private static func error(_ code: Int32, _ call: String, _ context: String) -> MPIError {
         var buffer = [CChar](repeating: 0, count: Int(pcnn_mpi_max_error_string()) + 1)
         var length: Int32 = 0
-        let text = MPI_Error_string(code, &buffer, &length) == pcnn_mpi_success()
+        let text =
+            MPI_Error_string(code, &buffer, &length) == pcnn_mpi_success()
             ? String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             : "unknown MPI error"
         return MPIError(call: call, context: context, code: code, message: text)
@@ -85,14 +86,16 @@ public final class Communicator: @unchecked Sendable {
 
     /// In-place sum over all ranks of `count` floats.
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, context: @autoclosure () -> String) {
-        check(MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_float(), pcnn_mpi_sum(), comm),
-              "MPI_Allreduce", context())
+        check(
+            MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_float(), pcnn_mpi_sum(), comm),
+            "MPI_Allreduce", context())
     }
 
     /// In-place sum over all ranks of `count` doubles.
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, context: @autoclosure () -> String) {
-        check(MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_double(), pcnn_mpi_sum(), comm),
-              "MPI_Allreduce", context())
+        check(
+            MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_double(), pcnn_mpi_sum(), comm),
+            "MPI_Allreduce", context())
     }
 
     /// The smallest `value` over all ranks.
@@ -112,10 +115,13 @@ public final class Communicator: @unchecked Sendable {
 
     /// Gathers every rank's block of floats (`counts[q]` floats at `displacements[q]` of
     /// `buffer`) into every rank's `buffer`; this rank's block must already be in place.
-    public func allgatherv(_ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
-                           displacements: UnsafePointer<Int32>, context: @autoclosure () -> String) {
-        check(MPI_Allgatherv(pcnn_mpi_in_place(), 0, pcnn_mpi_float(), buffer, counts, displacements, pcnn_mpi_float(), comm),
-              "MPI_Allgatherv", context())
+    public func allgatherv(
+        _ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
+        displacements: UnsafePointer<Int32>, context: @autoclosure () -> String
+    ) {
+        check(
+            MPI_Allgatherv(pcnn_mpi_in_place(), 0, pcnn_mpi_float(), buffer, counts, displacements, pcnn_mpi_float(), comm),
+            "MPI_Allgatherv", context())
     }
 
     /// Agrees on failure before any collective work: if any rank's `outcome` is an error, the

@@ -27,9 +27,10 @@ extension EngineDescriptor {
         },
         make: { settings, parameters in
             #if MPI
-            MPIEngine(parameters: parameters, communicator: try Communicator.world(),
-                      strategy: settings.strategy ?? .data, threads: settings.threads,
-                      architecture: settings.architecture)
+            MPIEngine(
+                parameters: parameters, communicator: try Communicator.world(),
+                strategy: settings.strategy ?? .data, threads: settings.threads,
+                architecture: settings.architecture)
             #else
             throw EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy)
             #endif

@@ -33,8 +33,10 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// generic layers that is not replicated (nil for those).
     private let exchanges: [Exchange?]
 
-    public init(parameters: Parameters, communicator: Communicator, strategy: EngineStrategy, threads: Int = 1,
-                architecture: Architecture = .paper) {
+    public init(
+        parameters: Parameters, communicator: Communicator, strategy: EngineStrategy, threads: Int = 1,
+        architecture: Architecture = .paper
+    ) {
         precondition(threads >= 1)
         precondition(strategy != .fused, "the CPU engines split by layer or by data")
         self.communicator = communicator
@@ -51,9 +53,12 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
             exchanges = []
         } else if let network = team.workspaces[0] as? CPUNetwork {
             exchanges = (network.forwardPasses + network.backwardPasses).map { pass in
-                pass.replicated ? nil : Exchange(segments: (0..<ranks).map { rank in
-                    pass.produced!(ShardPlan.share(of: pass.items, rank: rank, ranks: ranks))
-                })
+                pass.replicated
+                    ? nil
+                    : Exchange(
+                        segments: (0..<ranks).map { rank in
+                            pass.produced!(ShardPlan.share(of: pass.items, rank: rank, ranks: ranks))
+                        })
             }
         } else {
             exchanges = Exchange.layerStages(of: team.workspaces[0] as! SampleWorkspace, ranks: ranks)
@@ -70,7 +75,8 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// Trains from this rank's shard: steps then receive global sample indices.
     public func prepare(shard: DatasetShard) throws {
         guard strategy == .data else {
-            throw EngineError.invalidOption(engine: "mpi", message: "the layer strategy runs every sample on every rank and takes the whole training set, not a shard")
+            throw EngineError.invalidOption(
+                engine: "mpi", message: "the layer strategy runs every sample on every rank and takes the whole training set, not a shard")
         }
         shardRows = shard.row
         stepper.data = shard.data
@@ -79,7 +85,8 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
-                strategy == .layer ? trainLayerParallel(images, labels, indices, rule)
+                strategy == .layer
+                    ? trainLayerParallel(images, labels, indices, rule)
                     : trainDataParallel(images, labels, indices, rule)
             }
         }
@@ -87,8 +94,10 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 
     // MARK: Data strategy
 
-    private func trainDataParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                   _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainDataParallel(
+        _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         let mine = ShardPlan.share(of: indices.count, rank: communicator.rank, ranks: communicator.size)
         localIndices.removeAll(keepingCapacity: true)
         for k in mine {
@@ -103,8 +112,9 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
             reduceBuffer.update(repeating: 0, count: state.count)
         } else {
             let (gradient, local) = localIndices.withUnsafeBufferPointer {
-                team.gradient(images: images, labels: labels, indices: $0, parameters: UnsafePointer(state.values),
-                              recipe: rule.recipe)
+                team.gradient(
+                    images: images, labels: labels, indices: $0, parameters: UnsafePointer(state.values),
+                    recipe: rule.recipe)
             }
             reduceBuffer.update(from: gradient, count: state.count)
             stats = local
@@ -114,16 +124,19 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         reduceStatistics[2] = Double(stats.samples)
         communicator.allreduceSum(reduceBuffer, count: state.count, context: "summing the batch gradient")
         communicator.allreduceSum(reduceStatistics, count: 3, context: "summing the batch statistics")
-        let total = StepStatistics(lossSum: reduceStatistics[0], misclassified: Int(reduceStatistics[1]),
-                                   samples: Int(reduceStatistics[2]))
+        let total = StepStatistics(
+            lossSum: reduceStatistics[0], misclassified: Int(reduceStatistics[1]),
+            samples: Int(reduceStatistics[2]))
         if total.samples > 0 { state.apply(gradientSum: reduceBuffer, batchSize: total.samples, rule: rule) }
         return total
     }
 
     // MARK: Layer strategy
 
-    private func trainLayerParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainLayerParallel(
+        _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         if let network = team.workspaces[0] as? CPUNetwork {
@@ -136,12 +149,14 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
-            let stats = StepStatistics(lossSum: w.outputError(label: label, recipe: rule.recipe),
-                                       misclassified: wrong ? 1 : 0, samples: 1)
+            let stats = StepStatistics(
+                lossSum: w.outputError(label: label, recipe: rule.recipe),
+                misclassified: wrong ? 1 : 0, samples: 1)
             w.fWeightGradient(outputs: 0..<Network.classes)
             w.s1ErrorBackward(p, chunks: 0..<(Network.poolOutputs / 8))
-            w.s1WeightGradient(kernelRows: ShardPlan.share(of: Network.poolKernel, rank: rank, ranks: ranks),
-                               includeBias: rank == 0)
+            w.s1WeightGradient(
+                kernelRows: ShardPlan.share(of: Network.poolKernel, rank: rank, ranks: ranks),
+                includeBias: rank == 0)
             let rows = ShardPlan.share(of: Network.poolSide, rank: rank, ranks: ranks)
             for c in 0..<Network.channels {
                 w.c1ErrorBackward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
@@ -161,8 +176,10 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// what each rank produced gathered on every rank after the pass (a replicated pass runs
     /// whole on every rank). Every element is computed by one rank in the sequential order, so
     /// all ranks continue bit-identical to `sequential`.
-    private func trainLayerParallel(_ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainLayerParallel(
+        _ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         let p = UnsafePointer(state.values)
         let forwardCount = network.forwardPasses.count
         let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
@@ -207,8 +224,9 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// Predictions are computed on every rank from its own copy of the model: no messages.
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
         data.withImagePixels { images in
-            team.predict(images: images, range: range, parameters: UnsafePointer(state.values),
-                         recipe: recipe, into: predictions)
+            team.predict(
+                images: images, range: range, parameters: UnsafePointer(state.values),
+                recipe: recipe, into: predictions)
         }
     }
 }
@@ -218,7 +236,7 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
 final class Exchange {
     typealias Segment = BufferSegment
 
-    let segments: [[Segment]]            // per rank
+    let segments: [[Segment]]  // per rank
     let counts: UnsafeMutablePointer<Int32>
     let displacements: UnsafeMutablePointer<Int32>
     let buffer: UnsafeMutablePointer<Float>
@@ -270,23 +288,27 @@ final class Exchange {
         let mapSize = Network.convSide * Network.convSide, k1 = Network.convKernel
         func rows(_ rank: Int) -> Range<Int> { ShardPlan.share(of: side, rank: rank, ranks: ranks) }
         let outputs = (0..<ranks).map { rank in
-            (0..<Network.channels).flatMap { c in [
-                Segment(base: w.c1Out, offset: c * mapSize + rows(rank).lowerBound * k2 * width, count: rows(rank).count * k2 * width),
-                Segment(base: w.s1Out, offset: c * side * side + rows(rank).lowerBound * side, count: rows(rank).count * side),
-            ] }
+            (0..<Network.channels).flatMap { c in
+                [
+                    Segment(base: w.c1Out, offset: c * mapSize + rows(rank).lowerBound * k2 * width, count: rows(rank).count * k2 * width),
+                    Segment(base: w.s1Out, offset: c * side * side + rows(rank).lowerBound * side, count: rows(rank).count * side)
+                ]
+            }
         }
         let errors = (0..<ranks).map { rank in
             let kernelRows = ShardPlan.share(of: k2, rank: rank, ranks: ranks)
             return (0..<Network.channels).map { c in
                 Segment(base: w.c1Error, offset: c * mapSize + rows(rank).lowerBound * k2 * width, count: rows(rank).count * k2 * width)
             } + [Segment(base: w.grad, offset: Parameters.Offset.s1Weight + kernelRows.lowerBound * k2, count: kernelRows.count * k2)]
-              + (rank == 0 ? [Segment(base: w.grad, offset: Parameters.Offset.s1Bias, count: 1)] : [])
+                + (rank == 0 ? [Segment(base: w.grad, offset: Parameters.Offset.s1Bias, count: 1)] : [])
         }
         let gradients = (0..<ranks).map { rank in
             let items = ShardPlan.share(of: Network.channels * k1, rank: rank, ranks: ranks)
             let maps = ((items.lowerBound + k1 - 1) / k1)..<((items.upperBound + k1 - 1) / k1)
-            return [Segment(base: w.grad, offset: Parameters.Offset.c1Weight + items.lowerBound * k1, count: items.count * k1),
-                    Segment(base: w.grad, offset: Parameters.Offset.c1Bias + maps.lowerBound, count: maps.count)]
+            return [
+                Segment(base: w.grad, offset: Parameters.Offset.c1Weight + items.lowerBound * k1, count: items.count * k1),
+                Segment(base: w.grad, offset: Parameters.Offset.c1Bias + maps.lowerBound, count: maps.count)
+            ]
         }
         return [Exchange(segments: outputs), Exchange(segments: errors), Exchange(segments: gradients)]
     }

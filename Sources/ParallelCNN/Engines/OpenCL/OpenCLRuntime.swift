@@ -11,17 +11,31 @@ final class OpenCLAPI: @unchecked Sendable {
     typealias GetPlatformIDs = @convention(c) (UInt32, UnsafeMutablePointer<Handle>?, UnsafeMutablePointer<UInt32>?) -> Int32
     typealias GetInfo = @convention(c) (Handle, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
     typealias GetDeviceIDs = @convention(c) (Handle, UInt64, UInt32, UnsafeMutablePointer<Handle>?, UnsafeMutablePointer<UInt32>?) -> Int32
-    typealias CreateContext = @convention(c) (UnsafePointer<Int>?, UInt32, UnsafePointer<Handle>?, OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Handle
+    typealias CreateContext =
+        @convention(c) (
+            UnsafePointer<Int>?, UInt32, UnsafePointer<Handle>?, OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?
+        ) -> Handle
     typealias CreateQueue = @convention(c) (Handle, Handle, UInt64, UnsafeMutablePointer<Int32>?) -> Handle
     typealias CreateBuffer = @convention(c) (Handle, UInt64, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Handle
-    typealias EnqueueWrite = @convention(c) (Handle, Handle, UInt32, Int, Int, UnsafeRawPointer?, UInt32, UnsafePointer<Handle>?, UnsafeMutablePointer<Handle>?) -> Int32
-    typealias EnqueueRead = @convention(c) (Handle, Handle, UInt32, Int, Int, UnsafeMutableRawPointer?, UInt32, UnsafePointer<Handle>?, UnsafeMutablePointer<Handle>?) -> Int32
-    typealias CreateProgram = @convention(c) (Handle, UInt32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?, UnsafeMutablePointer<Int32>?) -> Handle
-    typealias BuildProgram = @convention(c) (Handle, UInt32, UnsafePointer<Handle>?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
+    typealias EnqueueWrite =
+        @convention(c) (Handle, Handle, UInt32, Int, Int, UnsafeRawPointer?, UInt32, UnsafePointer<Handle>?, UnsafeMutablePointer<Handle>?)
+        -> Int32
+    typealias EnqueueRead =
+        @convention(c) (
+            Handle, Handle, UInt32, Int, Int, UnsafeMutableRawPointer?, UInt32, UnsafePointer<Handle>?, UnsafeMutablePointer<Handle>?
+        ) -> Int32
+    typealias CreateProgram =
+        @convention(c) (Handle, UInt32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?, UnsafeMutablePointer<Int32>?) -> Handle
+    typealias BuildProgram =
+        @convention(c) (Handle, UInt32, UnsafePointer<Handle>?, UnsafePointer<CChar>?, OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
     typealias GetBuildInfo = @convention(c) (Handle, Handle, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
     typealias CreateKernel = @convention(c) (Handle, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> Handle
     typealias SetKernelArg = @convention(c) (Handle, UInt32, Int, UnsafeRawPointer?) -> Int32
-    typealias EnqueueNDRange = @convention(c) (Handle, Handle, UInt32, UnsafePointer<Int>?, UnsafePointer<Int>?, UnsafePointer<Int>?, UInt32, UnsafePointer<Handle>?, UnsafeMutablePointer<Handle>?) -> Int32
+    typealias EnqueueNDRange =
+        @convention(c) (
+            Handle, Handle, UInt32, UnsafePointer<Int>?, UnsafePointer<Int>?, UnsafePointer<Int>?, UInt32, UnsafePointer<Handle>?,
+            UnsafeMutablePointer<Handle>?
+        ) -> Int32
     typealias Release = @convention(c) (Handle) -> Int32
 
     let getPlatformIDs: GetPlatformIDs
@@ -104,7 +118,7 @@ final class OpenCLAPI: @unchecked Sendable {
             -48: "CL_INVALID_KERNEL", -49: "CL_INVALID_ARG_INDEX", -50: "CL_INVALID_ARG_VALUE", -51: "CL_INVALID_ARG_SIZE",
             -52: "CL_INVALID_KERNEL_ARGS", -53: "CL_INVALID_WORK_DIMENSION", -54: "CL_INVALID_WORK_GROUP_SIZE",
             -55: "CL_INVALID_WORK_ITEM_SIZE", -58: "CL_INVALID_EVENT", -61: "CL_INVALID_BUFFER_SIZE",
-            -1001: "CL_PLATFORM_NOT_FOUND_KHR (no OpenCL driver is installed for the ICD loader)",
+            -1001: "CL_PLATFORM_NOT_FOUND_KHR (no OpenCL driver is installed for the ICD loader)"
         ]
         return names[code] ?? "unknown OpenCL error"
     }
@@ -126,7 +140,9 @@ final class OpenCLAPI: @unchecked Sendable {
         let handle: OpaquePointer
     }
 
-    func string(_ get: (Handle, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32, _ object: Handle, _ param: UInt32) -> String {
+    func string(
+        _ get: (Handle, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32, _ object: Handle, _ param: UInt32
+    ) -> String {
         var size = 0
         guard get(object, param, 0, nil, &size) == 0, size > 0 else { return "" }
         var bytes = [CChar](repeating: 0, count: size + 1)
@@ -157,11 +173,12 @@ final class OpenCLAPI: @unchecked Sendable {
             try check(getDeviceIDs(platform, 0xFFFF_FFFF, n, &ids, nil), "clGetDeviceIDs")
             for id in ids {
                 guard let id else { continue }
-                result.append(DeviceInfo(
-                    platform: platformName, name: string(getDeviceInfo, id, 0x102B), version: string(getDeviceInfo, id, 0x102F),
-                    cVersion: string(getDeviceInfo, id, 0x103D), computeUnits: Int(integer(id, 0x1002, UInt32.self)),
-                    localMemory: Int(integer(id, 0x1023, UInt64.self)), globalMemory: Int(integer(id, 0x101F, UInt64.self)),
-                    handle: id))
+                result.append(
+                    DeviceInfo(
+                        platform: platformName, name: string(getDeviceInfo, id, 0x102B), version: string(getDeviceInfo, id, 0x102F),
+                        cVersion: string(getDeviceInfo, id, 0x103D), computeUnits: Int(integer(id, 0x1002, UInt32.self)),
+                        localMemory: Int(integer(id, 0x1023, UInt64.self)), globalMemory: Int(integer(id, 0x101F, UInt64.self)),
+                        handle: id))
             }
         }
         return result
@@ -197,7 +214,8 @@ public final class OpenCLDevice: ComputeDevice {
         case .failure(let error): return .unavailable(remedy: error.description)
         case .success(let api):
             let found = (try? api.devices()) ?? []
-            return found.isEmpty ? .unavailable(remedy: "the OpenCL loader found no platform or device. " + OpenCLAPI.remedy)
+            return found.isEmpty
+                ? .unavailable(remedy: "the OpenCL loader found no platform or device. " + OpenCLAPI.remedy)
                 : .available(detail: "see pcnn devices")
         }
     }
@@ -206,8 +224,8 @@ public final class OpenCLDevice: ComputeDevice {
     public static func deviceDescriptions() throws -> [String] {
         let api = try OpenCLAPI.shared.get()
         return try api.devices().map {
-            "\($0.name) — \($0.platform), \($0.version), \($0.cVersion), \($0.computeUnits) compute units, " +
-            "\($0.localMemory / 1024) KiB local, \($0.globalMemory >> 20) MiB global"
+            "\($0.name) — \($0.platform), \($0.version), \($0.cVersion), \($0.computeUnits) compute units, "
+                + "\($0.localMemory / 1024) KiB local, \($0.globalMemory >> 20) MiB global"
         }
     }
 
@@ -217,7 +235,8 @@ public final class OpenCLDevice: ComputeDevice {
         let all = try api.devices()
         guard !all.isEmpty else { throw DeviceError.noDevice(backend: "opencl", detail: "no OpenCL device found. " + OpenCLAPI.remedy) }
         guard all.indices.contains(index) else {
-            throw DeviceError.noDevice(backend: "opencl", detail: "no device \(index): this machine has \(all.count) OpenCL device(s) (0..<\(all.count))")
+            throw DeviceError.noDevice(
+                backend: "opencl", detail: "no device \(index): this machine has \(all.count) OpenCL device(s) (0..<\(all.count))")
         }
         let info = all[index]
         self.api = api
@@ -270,12 +289,15 @@ public final class OpenCLDevice: ComputeDevice {
 
     public func write(_ buffer: DeviceBuffer, offset: Int, from source: UnsafeRawBufferPointer) throws {
         guard source.count > 0 else { return }
-        try api.check(api.enqueueWrite(queue, try mem(buffer), 1, offset, source.count, source.baseAddress, 0, nil, nil), "clEnqueueWriteBuffer")
+        try api.check(
+            api.enqueueWrite(queue, try mem(buffer), 1, offset, source.count, source.baseAddress, 0, nil, nil), "clEnqueueWriteBuffer")
     }
 
     public func read(_ buffer: DeviceBuffer, offset: Int, into destination: UnsafeMutableRawBufferPointer) throws {
         guard destination.count > 0 else { return }
-        try api.check(api.enqueueRead(queue, try mem(buffer), 1, offset, destination.count, destination.baseAddress, 0, nil, nil), "clEnqueueReadBuffer")
+        try api.check(
+            api.enqueueRead(queue, try mem(buffer), 1, offset, destination.count, destination.baseAddress, 0, nil, nil),
+            "clEnqueueReadBuffer")
     }
 
     public func compile(source: String, defines: [String: String]) throws {
@@ -285,13 +307,17 @@ public final class OpenCLDevice: ComputeDevice {
             return api.createProgram(context, 1, &strings, nil, &status)
         }
         try api.check(status, "clCreateProgramWithSource")
-        guard let created else { throw DeviceError.driver(backend: backend, call: "clCreateProgramWithSource", code: 0, message: "null program") }
-        let options = (["-cl-fp32-correctly-rounded-divide-sqrt", "-cl-std=CL1.2"] +
-                       defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" }).joined(separator: " ")
+        guard let created else {
+            throw DeviceError.driver(backend: backend, call: "clCreateProgramWithSource", code: 0, message: "null program")
+        }
+        let options =
+            (["-cl-fp32-correctly-rounded-divide-sqrt", "-cl-std=CL1.2"]
+            + defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" }).joined(separator: " ")
         var ids: [OpaquePointer?] = [device]
         let built = api.buildProgram(created, 1, &ids, options, nil, nil)
         if built != 0 {
-            let log = api.string({ p, param, size, value, ret in self.api.getBuildInfo(p, self.device, param, size, value, ret) }, created, 0x1183)
+            let log = api.string(
+                { p, param, size, value, ret in self.api.getBuildInfo(p, self.device, param, size, value, ret) }, created, 0x1183)
             _ = api.releaseProgram(created)
             if built == -11 { throw DeviceError.compilation(backend: backend, log: log) }
             try api.check(built, "clBuildProgram")

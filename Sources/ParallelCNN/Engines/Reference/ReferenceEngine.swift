@@ -5,13 +5,13 @@ import Darwin
 #endif
 
 // Shape letters used throughout this file (SPEC.md):
-private let C = Network.channels      // 6 feature maps
-private let N = Network.imageSide     // 28x28 input
-private let K1 = Network.convKernel   // 5x5 c1 kernel
-private let H1 = Network.convSide     // 24x24 c1 output
-private let K2 = Network.poolKernel   // 4x4 s1 kernel, stride 4
-private let H2 = Network.poolSide     // 6x6 s1 output
-private let O = Network.classes       // 10 outputs
+private let C = Network.channels  // 6 feature maps
+private let N = Network.imageSide  // 28x28 input
+private let K1 = Network.convKernel  // 5x5 c1 kernel
+private let H1 = Network.convSide  // 24x24 c1 output
+private let K2 = Network.poolKernel  // 4x4 s1 kernel, stride 4
+private let H2 = Network.poolSide  // 6x6 s1 output
+private let O = Network.classes  // 10 outputs
 
 /// The oracle engine: the SPEC's mathematics in plain loops, in the SPEC's canonical summation
 /// order, with the C library's `expf` and no fused multiply-add. With the original recipe,
@@ -300,8 +300,10 @@ public final class ReferenceEngine: SteppedEngine {
 
     /// A step of any network through the plain layers: per sample forward and backward, the
     /// ascent summed in sample order, then the update with the recipe's per-tensor factors.
-    private func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule,
-                           network: ReferenceNetwork) -> StepStatistics {
+    private func trainStep(
+        _ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule,
+        network: ReferenceNetwork
+    ) -> StepStatistics {
         var stats = StepStatistics()
         var grad = [Float](repeating: 0, count: p.count)
         for index in indices {
@@ -311,8 +313,9 @@ public final class ReferenceEngine: SteppedEngine {
             stats.lossSum += network.backward(p, label: label, recipe: rule.recipe, grad: &grad)
             stats.samples += 1
         }
-        update(ascent: grad, batchSize: Float(indices.count), rule: rule,
-               factor: architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize))
+        update(
+            ascent: grad, batchSize: Float(indices.count), rule: rule,
+            factor: architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize))
         lap?(.update)
         return stats
     }

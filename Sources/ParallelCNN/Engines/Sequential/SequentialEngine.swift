@@ -29,8 +29,9 @@ public final class SequentialEngine: ParameterStateEngine {
         let (sum, stats) = data.withImagePixels { images in
             batchGradient.sum(batch: batch, gradient: workspace.grad) { k in
                 let sample = Int(indices[k])
-                return workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p,
-                                             recipe: rule.recipe)
+                return workspace.trainSample(
+                    images, sample: sample, label: Int(data.labels[sample]), p,
+                    recipe: rule.recipe)
             }
         }
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)
@@ -55,7 +56,9 @@ extension SequentialEngine {
         let stats = data.withImagePixels { images in
             workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p, recipe: recipe)
         }
-        let scale = architecture.isPaper ? UpdateRule(recipe: recipe).scaleVector()
+        let scale =
+            architecture.isPaper
+            ? UpdateRule(recipe: recipe).scaleVector()
             : architecture.scaleVector(recipe: recipe, batchSize: 1)
         return (Parameters(values: (0..<architecture.parameterCount).map { workspace.grad[$0] * scale[$0] }), stats.lossSum)
     }
@@ -66,9 +69,11 @@ extension SequentialEngine {
         let workspace = self.workspace as! SampleWorkspace
         data.withImagePixels { workspace.loadImage($0, sample: sample) }
         workspace.forward(UnsafePointer(state.values), recipe: recipe)
-        return (Array(UnsafeBufferPointer(start: workspace.c1Out, count: Network.channels * Network.convMapSize)),
-                Array(UnsafeBufferPointer(start: workspace.s1Out, count: Network.poolOutputs)),
-                Array(UnsafeBufferPointer(start: workspace.fOut, count: Network.classes)))
+        return (
+            Array(UnsafeBufferPointer(start: workspace.c1Out, count: Network.channels * Network.convMapSize)),
+            Array(UnsafeBufferPointer(start: workspace.s1Out, count: Network.poolOutputs)),
+            Array(UnsafeBufferPointer(start: workspace.fOut, count: Network.classes))
+        )
     }
 
     /// The output of every layer for one sample (any network but the paper's), for agreement tests.

@@ -9,8 +9,8 @@ extension EngineDescriptor {
         strategies: [.data, .layer],
         defaultThreads: { _ in EngineRegistry.availableCores },
         make: { settings, parameters in
-            ThreadedEngine(parameters: parameters, threads: settings.threads,
-                           strategy: settings.strategy ?? .data, architecture: settings.architecture)
+            ThreadedEngine(
+                parameters: parameters, threads: settings.threads,
+                strategy: settings.strategy ?? .data, architecture: settings.architecture)
         })
 }
-

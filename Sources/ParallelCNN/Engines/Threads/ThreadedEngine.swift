@@ -29,7 +29,8 @@ public final class ThreadedEngine: ParameterStateEngine {
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
         data.withImagePixels { images in
             data.labels.withUnsafeBufferPointer { labels in
-                strategy == .layer ? trainLayerParallel(images, labels, indices, rule)
+                strategy == .layer
+                    ? trainLayerParallel(images, labels, indices, rule)
                     : trainDataParallel(images, labels, indices, rule)
             }
         }
@@ -37,19 +38,24 @@ public final class ThreadedEngine: ParameterStateEngine {
 
     // MARK: Data strategy
 
-    private func trainDataParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                   _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainDataParallel(
+        _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         guard indices.count > 0 else { return StepStatistics() }
-        let (gradient, stats) = team.gradient(images: images, labels: labels, indices: indices,
-                                               parameters: UnsafePointer(state.values), recipe: rule.recipe)
+        let (gradient, stats) = team.gradient(
+            images: images, labels: labels, indices: indices,
+            parameters: UnsafePointer(state.values), recipe: rule.recipe)
         state.apply(gradientSum: gradient, batchSize: indices.count, rule: rule)
         return stats
     }
 
     // MARK: Layer strategy
 
-    private func trainLayerParallel(_ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainLayerParallel(
+        _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         let batch = indices.count
         guard batch > 0 else { return StepStatistics() }
         if let network = team.workspaces[0] as? CPUNetwork {
@@ -61,8 +67,9 @@ public final class ThreadedEngine: ParameterStateEngine {
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
-            let stats = StepStatistics(lossSum: w.outputError(label: label, recipe: rule.recipe),
-                                       misclassified: wrong ? 1 : 0, samples: 1)
+            let stats = StepStatistics(
+                lossSum: w.outputError(label: label, recipe: rule.recipe),
+                misclassified: wrong ? 1 : 0, samples: 1)
             backwardLayerParallel(p)
             return stats
         }
@@ -71,8 +78,10 @@ public final class ThreadedEngine: ParameterStateEngine {
     }
 
     /// Any network but the paper's: every pass of the generic layers split across the threads.
-    private func trainLayerParallel(_ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
-                                    _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule) -> StepStatistics {
+    private func trainLayerParallel(
+        _ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
+        _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
+    ) -> StepStatistics {
         let p = UnsafePointer(state.values)
         let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
             let sample = Int(indices[k]), label = Int(labels[sample])

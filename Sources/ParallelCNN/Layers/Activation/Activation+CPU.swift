@@ -8,11 +8,12 @@ extension CPULayers {
     static func activationForward(_ b: LayerBuffers, _ activation: Activation, chunks: Range<Int>) {
         for k in chunks {
             let x = UnsafePointer(b.x).vec16(16 * k)
-            let y: Vec16 = switch activation {
-            case .sigmoid: vectorSigmoid(x)
-            case .tanh: 2 * vectorSigmoid(2 * x) - 1
-            case .relu: pcnn_relu16(x)
-            }
+            let y: Vec16 =
+                switch activation {
+                case .sigmoid: vectorSigmoid(x)
+                case .tanh: 2 * vectorSigmoid(2 * x) - 1
+                case .relu: pcnn_relu16(x)
+                }
             b.y.store(y, at: 16 * k)
         }
     }
@@ -22,23 +23,28 @@ extension CPULayers {
         let dx = b.dx!
         for k in chunks {
             let y = UnsafePointer(b.y).vec16(16 * k), dy = UnsafePointer(b.dy).vec16(16 * k)
-            let d: Vec16 = switch activation {
-            case .sigmoid: dy * y * (1 - y)
-            case .tanh: dy * (1 - y * y)
-            case .relu: pcnn_where_positive16(dy, y)
-            }
+            let d: Vec16 =
+                switch activation {
+                case .sigmoid: dy * y * (1 - y)
+                case .tanh: dy * (1 - y * y)
+                case .relu: pcnn_where_positive16(dy, y)
+                }
             dx.store(d, at: 16 * k)
         }
     }
 
     static func activationPasses(_ b: LayerBuffers, _ activation: Activation) -> (forward: [LayerPass], backward: [LayerPass]) {
         let chunks = (b.layer.output.count + 15) / 16
-        let forward = [LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true) { _, r in
-            activationForward(b, activation, chunks: r)
-        }]
-        let backward = [LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true) { _, r in
-            activationBackward(b, activation, chunks: r)
-        }]
+        let forward = [
+            LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true) { _, r in
+                activationForward(b, activation, chunks: r)
+            }
+        ]
+        let backward = [
+            LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true) { _, r in
+                activationBackward(b, activation, chunks: r)
+            }
+        ]
         return (forward, backward)
     }
 }

@@ -39,16 +39,18 @@ extension CPULayers {
     /// `y[f] = b[f] + w[f] · col` for the filters `filters`.
     static func convForward(_ b: LayerBuffers, _ p: UnsafePointer<Float>, filters: Range<Int>) {
         let M = b.layer.output.planeSize, D = b.layer.fanIn
-        matrixMultiply(rows: filters, columns: 0..<M, depth: D, a: p + b.layer.weightOffset, aRow: D, aColumn: 1,
-                       b: b.col!, bRow: M, c: b.y, cRow: M, bias: p + b.layer.biasOffset)
+        matrixMultiply(
+            rows: filters, columns: 0..<M, depth: D, a: p + b.layer.weightOffset, aRow: D, aColumn: 1,
+            b: b.col!, bRow: M, c: b.y, cRow: M, bias: p + b.layer.biasOffset)
     }
 
     /// The weight gradient `dw[f][d] = Σ_m dy[f][m] · col[d][m]` and bias gradient `Σ_m dy[f][m]`
     /// of the filters `filters`, written to the sample's gradient.
     static func convBackward(_ b: LayerBuffers, filters: Range<Int>) {
         let M = b.layer.output.planeSize, D = b.layer.fanIn
-        rowDots(rows: filters, columns: 0..<D, length: M, a: b.dy, aRow: M, b: b.col!, bRow: M,
-                c: b.grad + b.layer.weightOffset, cRow: D)
+        rowDots(
+            rows: filters, columns: 0..<D, length: M, a: b.dy, aRow: M, b: b.col!, bRow: M,
+            c: b.grad + b.layer.weightOffset, cRow: D)
         for f in filters { b.grad[b.layer.biasOffset + f] = sum(b.dy + f * M, length: M) }
     }
 
@@ -59,8 +61,9 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let M = OH * OW, D = b.layer.fanIn, dcol = b.dCol!, dx = b.dx!
-        matrixMultiply(rows: (channels.lowerBound * K * K)..<(channels.upperBound * K * K), columns: 0..<M, depth: F,
-                       a: p + b.layer.weightOffset, aRow: 1, aColumn: D, b: b.dy, bRow: M, c: dcol, cRow: M, bias: nil)
+        matrixMultiply(
+            rows: (channels.lowerBound * K * K)..<(channels.upperBound * K * K), columns: 0..<M, depth: F,
+            a: p + b.layer.weightOffset, aRow: 1, aColumn: D, b: b.dy, bRow: M, c: dcol, cRow: M, bias: nil)
         for c in channels {
             let plane = dx + c * H * W
             plane.update(repeating: 0, count: H * W)
@@ -86,20 +89,28 @@ extension CPULayers {
         let C = b.layer.input.channels, M = b.layer.output.planeSize, D = b.layer.fanIn
         let forward = [
             LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true) { _, taps in convUnfold(b, taps: taps) },
-            LayerPass(name: "\(b.layer.name) forward", items: F, produced: { [BufferSegment(b.y, $0.lowerBound * M, $0.count * M)] })
-                { p, filters in convForward(b, p, filters: filters) },
+            LayerPass(name: "\(b.layer.name) forward", items: F, produced: { [BufferSegment(b.y, $0.lowerBound * M, $0.count * M)] }) {
+                p, filters in convForward(b, p, filters: filters)
+            }
         ]
         var backward = [
-            LayerPass(name: "\(b.layer.name) backward", items: F, produced: { f in [
-                BufferSegment(b.grad, b.layer.weightOffset + f.lowerBound * D, f.count * D),
-                BufferSegment(b.grad, b.layer.biasOffset + f.lowerBound, f.count)] })
-                { _, filters in convBackward(b, filters: filters) },
+            LayerPass(
+                name: "\(b.layer.name) backward", items: F,
+                produced: { f in
+                    [
+                        BufferSegment(b.grad, b.layer.weightOffset + f.lowerBound * D, f.count * D),
+                        BufferSegment(b.grad, b.layer.biasOffset + f.lowerBound, f.count)
+                    ]
+                }
+            ) { _, filters in convBackward(b, filters: filters) }
         ]
         if let dx = b.dx {
             let plane = b.layer.input.planeSize
-            backward.append(LayerPass(name: "\(b.layer.name) backward input", items: C,
-                                      produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] })
-                { p, channels in convBackwardInput(b, p, channels: channels) })
+            backward.append(
+                LayerPass(
+                    name: "\(b.layer.name) backward input", items: C,
+                    produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] }
+                ) { p, channels in convBackwardInput(b, p, channels: channels) })
         }
         _ = K
         return (forward, backward)

@@ -29,8 +29,10 @@ extension ReferenceLayers {
 
     /// Adds the weight and bias gradients `Σ dy · x` and `Σ dy` to `grad`, and writes the input
     /// error `dx[c][iy][ix] = Σ w · dy` when `dx` is given.
-    static func convBackward(_ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
-                             _ grad: inout [Float], _ dx: inout [Float]?) {
+    static func convBackward(
+        _ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
+        _ grad: inout [Float], _ dx: inout [Float]?
+    ) {
         guard case .conv(let F, let K, let S, let P) = layer.spec else { preconditionFailure() }
         let (C, H, W) = (layer.input.channels, layer.input.height, layer.input.width)
         let (OH, OW) = (layer.output.height, layer.output.width)

@@ -11,8 +11,10 @@ extension ReferenceLayers {
         }
     }
 
-    static func denseBackward(_ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
-                              _ grad: inout [Float], _ dx: inout [Float]?) {
+    static func denseBackward(
+        _ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
+        _ grad: inout [Float], _ dx: inout [Float]?
+    ) {
         let (I, O) = (layer.input.count, layer.output.count)
         for o in 0..<O {
             for i in 0..<I { grad[layer.weightOffset + o * I + i] += dy[o] * x[i] }

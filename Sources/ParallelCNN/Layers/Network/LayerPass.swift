@@ -31,8 +31,10 @@ struct LayerPass {
     let produced: ((Range<Int>) -> [BufferSegment])?
     let run: (UnsafePointer<Float>, Range<Int>) -> Void
 
-    init(name: String, items: Int, replicated: Bool = false, produced: ((Range<Int>) -> [BufferSegment])? = nil,
-         run: @escaping (UnsafePointer<Float>, Range<Int>) -> Void) {
+    init(
+        name: String, items: Int, replicated: Bool = false, produced: ((Range<Int>) -> [BufferSegment])? = nil,
+        run: @escaping (UnsafePointer<Float>, Range<Int>) -> Void
+    ) {
         precondition(replicated || produced != nil, "\(name): a pass that is not replicated names what it produces")
         self.name = name
         self.items = items

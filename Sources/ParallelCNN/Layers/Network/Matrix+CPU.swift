@@ -17,10 +17,12 @@ enum CPULayers {
     /// over `k = 0..<depth` in order, where `A(i, k) = a[i·aRow + k·aColumn]` (so `a` may be read
     /// transposed); `bias` nil starts from 0. Register-blocked: 4 rows × 32 columns of
     /// accumulators, each `b` row loaded once for the 4 rows.
-    static func matrixMultiply(rows: Range<Int>, columns: Range<Int>, depth: Int,
-                               a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
-                               b: UnsafePointer<Float>, bRow: Int,
-                               c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>?) {
+    static func matrixMultiply(
+        rows: Range<Int>, columns: Range<Int>, depth: Int,
+        a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
+        b: UnsafePointer<Float>, bRow: Int,
+        c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>?
+    ) {
         var i = rows.lowerBound
         while i < rows.upperBound {
             let blockRows = min(4, rows.upperBound - i)
@@ -52,10 +54,12 @@ enum CPULayers {
         }
     }
 
-    @inline(__always) private static func block4x32(_ i: Int, _ j: Int, _ depth: Int,
-                                                    _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-                                                    _ b: UnsafePointer<Float>, _ bRow: Int,
-                                                    _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?) {
+    @inline(__always) private static func block4x32(
+        _ i: Int, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
         var s00 = Vec16(repeating: bias?[i] ?? 0), s01 = s00
         var s10 = Vec16(repeating: bias?[i + 1] ?? 0), s11 = s10
         var s20 = Vec16(repeating: bias?[i + 2] ?? 0), s21 = s20
@@ -79,10 +83,12 @@ enum CPULayers {
         out.store(s30, at: 3 * cRow); out.store(s31, at: 3 * cRow + 16)
     }
 
-    @inline(__always) private static func block1x16(_ i: Int, _ j: Int, _ depth: Int,
-                                                    _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-                                                    _ b: UnsafePointer<Float>, _ bRow: Int,
-                                                    _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?) {
+    @inline(__always) private static func block1x16(
+        _ i: Int, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
         var s = Vec16(repeating: bias?[i] ?? 0)
         var ak = a + i * aRow, bk = b + j
         for _ in 0..<depth {
@@ -96,9 +102,11 @@ enum CPULayers {
     /// `c[i][j] = Σ_n a[i][n] · b[j][n]` (+ `bias[i]` after the sum if given), for `i` in `rows`,
     /// `j` in `columns`: dot products of rows of length `length`, summed 16 lanes at a time, the
     /// lanes added, then the tail in order.
-    static func rowDots(rows: Range<Int>, columns: Range<Int>, length: Int,
-                        a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
-                        c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil) {
+    static func rowDots(
+        rows: Range<Int>, columns: Range<Int>, length: Int,
+        a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
+        c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil
+    ) {
         let wide = length / 16 * 16
         for i in rows {
             let ai = a + i * aRow
@@ -135,8 +143,10 @@ enum CPULayers {
 
     /// The lanes with the tail `wide..<length` (under 16 values) added as one more partial
     /// vector, then summed.
-    @inline(__always) private static func finish(_ lanes: Vec16, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                                 _ wide: Int, _ length: Int) -> Float {
+    @inline(__always) private static func finish(
+        _ lanes: Vec16, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        _ wide: Int, _ length: Int
+    ) -> Float {
         guard wide < length else { return lanes.sum() }
         var ta = Vec16(), tb = Vec16()
         for t in 0..<(length - wide) {

@@ -49,8 +49,10 @@ final class CPUNetwork: SampleTrainer {
         var sizes = [padded(architecture.input.count), padded(architecture.classes), paddedParameterCount]
         for layer in architecture.layers {
             sizes += [padded(layer.output.count), padded(layer.output.count)]
-            if case .conv = layer.spec { sizes += [padded(layer.fanIn * layer.output.planeSize), padded(layer.fanIn * layer.output.planeSize)] }
-            if case .maxPool = layer.spec { sizes.append(padded(layer.output.count)) }   // Int32s, same size
+            if case .conv = layer.spec {
+                sizes += [padded(layer.fanIn * layer.output.planeSize), padded(layer.fanIn * layer.output.planeSize)]
+            }
+            if case .maxPool = layer.spec { sizes.append(padded(layer.output.count)) }  // Int32s, same size
         }
         let total = sizes.reduce(0, +)
         storage = .allocate(byteCount: total * 4, alignment: 64)
@@ -71,8 +73,10 @@ final class CPUNetwork: SampleTrainer {
             var col: UnsafeMutablePointer<Float>?, dCol: UnsafeMutablePointer<Float>?, argmax: UnsafeMutablePointer<Int32>?
             if case .conv = layer.spec { col = next(); dCol = next() }
             if case .maxPool = layer.spec { argmax = UnsafeMutableRawPointer(next()).assumingMemoryBound(to: Int32.self) }
-            buffers.append(LayerBuffers(layer: layer, x: l == 0 ? input : outputs[l - 1], y: y, dy: dy,
-                                        dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, argmax: argmax))
+            buffers.append(
+                LayerBuffers(
+                    layer: layer, x: l == 0 ? input : outputs[l - 1], y: y, dy: dy,
+                    dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, argmax: argmax))
             outputs.append(y)
             errors.append(dy)
         }
@@ -81,22 +85,27 @@ final class CPUNetwork: SampleTrainer {
 
         var backward: [[LayerPass]] = []
         for b in buffers {
-            let passes = switch b.layer.spec {
-            case .conv: CPULayers.convPasses(b)
-            case .subsample: CPULayers.subsamplePasses(b)
-            case .avgPool, .maxPool: CPULayers.poolPasses(b)
-            case .dense: CPULayers.densePasses(b)
-            case .activation(let a): CPULayers.activationPasses(b, a)
-            }
+            let passes =
+                switch b.layer.spec {
+                case .conv: CPULayers.convPasses(b)
+                case .subsample: CPULayers.subsamplePasses(b)
+                case .avgPool, .maxPool: CPULayers.poolPasses(b)
+                case .dense: CPULayers.densePasses(b)
+                case .activation(let a): CPULayers.activationPasses(b, a)
+                }
             forwardPasses += passes.forward
             backward.append(passes.backward)
         }
-        forwardPasses.append(LayerPass(name: "output forward", items: 1, replicated: true) { [unowned self] _, _ in
-            outputForward()
-        })
-        backwardPasses = [LayerPass(name: "output backward", items: 1, replicated: true) { [unowned self] _, _ in
-            loss = outputBackward()
-        }] + backward.reversed().flatMap { $0 }
+        forwardPasses.append(
+            LayerPass(name: "output forward", items: 1, replicated: true) { [unowned self] _, _ in
+                outputForward()
+            })
+        backwardPasses =
+            [
+                LayerPass(name: "output backward", items: 1, replicated: true) { [unowned self] _, _ in
+                    loss = outputBackward()
+                }
+            ] + backward.reversed().flatMap { $0 }
     }
 
     deinit { storage.deallocate() }
@@ -107,15 +116,17 @@ final class CPUNetwork: SampleTrainer {
     /// Sigmoid or softmax of the logits into `probabilities` (the reference's output rule).
     private func outputForward() {
         let O = architecture.classes
-        ReferenceLayers.outputForward(recipe, UnsafeBufferPointer(start: logits, count: O),
-                                      UnsafeMutableBufferPointer(start: probabilities, count: O))
+        ReferenceLayers.outputForward(
+            recipe, UnsafeBufferPointer(start: logits, count: O),
+            UnsafeMutableBufferPointer(start: probabilities, count: O))
     }
 
     /// The output error at the logits and the sample's loss.
     private func outputBackward() -> Double {
         let O = architecture.classes
-        return ReferenceLayers.outputBackward(recipe, UnsafeBufferPointer(start: probabilities, count: O), label: label,
-                                              UnsafeMutableBufferPointer(start: errors[errors.count - 1], count: O))
+        return ReferenceLayers.outputBackward(
+            recipe, UnsafeBufferPointer(start: probabilities, count: O), label: label,
+            UnsafeMutableBufferPointer(start: errors[errors.count - 1], count: O))
     }
 
     /// Argmax of the output with strict `<` (ties go to the lower class).

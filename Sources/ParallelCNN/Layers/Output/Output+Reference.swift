@@ -37,8 +37,10 @@ enum ReferenceLayers {
         out.withUnsafeBufferPointer { out in delta.withUnsafeMutableBufferPointer { outputBackward(recipe, out, label: label, $0) } }
     }
 
-    static func outputBackward(_ recipe: Recipe, _ out: UnsafeBufferPointer<Float>, label: Int,
-                               _ delta: UnsafeMutableBufferPointer<Float>) -> Double {
+    static func outputBackward(
+        _ recipe: Recipe, _ out: UnsafeBufferPointer<Float>, label: Int,
+        _ delta: UnsafeMutableBufferPointer<Float>
+    ) -> Double {
         for o in out.indices { delta[o] = (o == label ? 1 : 0) - out[o] }
         switch recipe {
         case .original:

@@ -99,14 +99,20 @@ extension CPULayers {
 
     static func poolPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
         let C = b.layer.input.channels, plane = b.layer.input.planeSize
-        let forward = [LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true) { _, channels in
-            poolForward(b, channels: channels)
-        }]
-        let backward = b.dx.map { dx in
-            [LayerPass(name: "\(b.layer.name) backward", items: C,
-                       produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] })
-                { _, channels in poolBackward(b, channels: channels) }]
-        } ?? []
+        let forward = [
+            LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true) { _, channels in
+                poolForward(b, channels: channels)
+            }
+        ]
+        let backward =
+            b.dx.map { dx in
+                [
+                    LayerPass(
+                        name: "\(b.layer.name) backward", items: C,
+                        produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] }
+                    ) { _, channels in poolBackward(b, channels: channels) }
+                ]
+            } ?? []
         return (forward, backward)
     }
 }

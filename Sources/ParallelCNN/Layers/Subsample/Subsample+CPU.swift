@@ -69,18 +69,28 @@ extension CPULayers {
     static func subsamplePasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
         guard case .subsample(let K) = b.layer.spec else { preconditionFailure() }
         let C = b.layer.input.channels, plane = b.layer.output.planeSize, inPlane = b.layer.input.planeSize
-        let forward = [LayerPass(name: "\(b.layer.name) forward", items: C,
-                                 produced: { [BufferSegment(b.y, $0.lowerBound * plane, $0.count * plane)] })
-            { p, channels in subsampleForward(b, p, channels: channels) }]
-        var backward = [LayerPass(name: "\(b.layer.name) backward", items: K * K + 1, produced: { taps in
-            let weights = taps.clamped(to: 0..<(K * K))
-            return [BufferSegment(b.grad, b.layer.weightOffset + weights.lowerBound, weights.count)]
-                + (taps.contains(K * K) ? [BufferSegment(b.grad, b.layer.biasOffset, 1)] : [])
-        }) { _, taps in subsampleBackward(b, taps: taps) }]
+        let forward = [
+            LayerPass(
+                name: "\(b.layer.name) forward", items: C,
+                produced: { [BufferSegment(b.y, $0.lowerBound * plane, $0.count * plane)] }
+            ) { p, channels in subsampleForward(b, p, channels: channels) }
+        ]
+        var backward = [
+            LayerPass(
+                name: "\(b.layer.name) backward", items: K * K + 1,
+                produced: { taps in
+                    let weights = taps.clamped(to: 0..<(K * K))
+                    return [BufferSegment(b.grad, b.layer.weightOffset + weights.lowerBound, weights.count)]
+                        + (taps.contains(K * K) ? [BufferSegment(b.grad, b.layer.biasOffset, 1)] : [])
+                }
+            ) { _, taps in subsampleBackward(b, taps: taps) }
+        ]
         if let dx = b.dx {
-            backward.append(LayerPass(name: "\(b.layer.name) backward input", items: C,
-                                      produced: { [BufferSegment(dx, $0.lowerBound * inPlane, $0.count * inPlane)] })
-                { p, channels in subsampleBackwardInput(b, p, channels: channels) })
+            backward.append(
+                LayerPass(
+                    name: "\(b.layer.name) backward input", items: C,
+                    produced: { [BufferSegment(dx, $0.lowerBound * inPlane, $0.count * inPlane)] }
+                ) { p, channels in subsampleBackwardInput(b, p, channels: channels) })
         }
         return (forward, backward)
     }

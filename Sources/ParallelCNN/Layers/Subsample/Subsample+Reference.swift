@@ -22,8 +22,10 @@ extension ReferenceLayers {
         }
     }
 
-    static func subsampleBackward(_ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
-                                  _ grad: inout [Float], _ dx: inout [Float]?) {
+    static func subsampleBackward(
+        _ layer: ArchitectureLayer, _ p: [Float], _ x: [Float], _ dy: [Float],
+        _ grad: inout [Float], _ dx: inout [Float]?
+    ) {
         guard case .subsample(let K) = layer.spec else { preconditionFailure() }
         let (C, H, W) = (layer.input.channels, layer.input.height, layer.input.width)
         let (OH, OW) = (layer.output.height, layer.output.width)
