@@ -24,6 +24,7 @@ let package = Package(
     // MARK: Public products
     products: [
         .library(name: "ParallelCNN", targets: ["ParallelCNN"]),
+        .library(name: "ParallelCNNBench", targets: ["ParallelCNNBench"]),
         .executable(name: "pcnn", targets: ["pcnn"])
     ],
 
@@ -65,10 +66,18 @@ let package = Package(
             ],
             swiftSettings: speedFlags
         ),
+        // The bench: the paper's tables, per-network rows, peak FLOP/s, charts. A program that
+        // only trains does not link it.
+        .target(
+            name: "ParallelCNNBench",
+            dependencies: ["ParallelCNN"],
+            swiftSettings: speedFlags
+        ),
         .executableTarget(
             name: "pcnn",
             dependencies: [
                 "ParallelCNN",
+                "ParallelCNNBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
             swiftSettings: speedFlags
@@ -77,7 +86,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "ParallelCNNTests",
-            dependencies: ["ParallelCNN"],
+            dependencies: ["ParallelCNN", "ParallelCNNBench"],
             swiftSettings: speedFlags
         )
     ]

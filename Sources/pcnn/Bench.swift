@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParallelCNN
+import ParallelCNNBench
 import Synchronization
 
 struct Bench: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParallelCNN
+import ParallelCNNBench
 
 /// The Open MPI transports `pcnn bench mpi` compares: the byte transfer layers (`--mca btl`) of
 /// two ranks on one node, and of ranks on different nodes (TCP, here over the loopback

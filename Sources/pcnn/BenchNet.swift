@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParallelCNN
+import ParallelCNNBench
 
 struct BenchNet: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ParallelCNN
+import ParallelCNNBench
 
 @Suite("pcnn bench measurements", .serialized, TestData.mnistTrait)
 struct BenchProfileTests {

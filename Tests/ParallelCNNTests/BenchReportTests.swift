@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 import ParallelCNN
+import ParallelCNNBench
 
 /// Every element of an SVG that carries a plotted value, with its attributes.
 final class PlottedValues: NSObject, XMLParserDelegate {

@@ -14,7 +14,7 @@ public final class ParameterState {
     /// The network whose parameters these are (it decides the recipe's per-tensor factors).
     let architecture: Architecture
 
-    let values: UnsafeMutablePointer<Float>
+    package let values: UnsafeMutablePointer<Float>
     let velocity: UnsafeMutablePointer<Float>
     private(set) var hasVelocity = false
     let secondMoment: UnsafeMutablePointer<Float>
@@ -24,7 +24,7 @@ public final class ParameterState {
     private var scaleRecipe: Recipe?
     private var scaleBatchSize = 0
 
-    init(_ parameters: Parameters, architecture: Architecture = .paper) {
+    package init(_ parameters: Parameters, architecture: Architecture = .paper) {
         precondition(
             parameters.values.count == architecture.parameterCount,
             "\(architecture.parameterCount) parameters expected, got \(parameters.values.count)")
@@ -65,7 +65,7 @@ public final class ParameterState {
         hasSecondMoment = optimizerState.secondMoment != nil
     }
 
-    var parameters: Parameters { parameters(in: values) }
+    package var parameters: Parameters { parameters(in: values) }
 
     var optimizerState: OptimizerState {
         OptimizerState(
@@ -90,7 +90,7 @@ public final class ParameterState {
     }
 
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
-    func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
+    package func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
             let vector =
                 architecture.isPaper

@@ -3,12 +3,12 @@ import _CPUVector
 /// The vector type of the CPU kernels: 8 floats (256 bits). On AVX-512 machines that double-pump
 /// 512-bit operations (AMD Zen 4) it has the same throughput as 16 lanes, and 24-wide c1 rows
 /// split into exactly three of them.
-typealias Vec = SIMD8<Float>
+package typealias Vec = SIMD8<Float>
 
 /// The wide vector of the c1 kernels: 16 floats (512 bits). A 24x24 map is 36 of them, read flat
 /// across rows; on cores with full-width AVX-512 units (Zen 5, Xeon) they do twice the work of
 /// `Vec` per instruction, on double-pumping ones (Zen 4) the same.
-typealias Vec16 = SIMD16<Float>
+package typealias Vec16 = SIMD16<Float>
 
 /// The float vectors the kernels use, for kernels written once for both widths.
 protocol FloatVector: SIMD where Scalar == Float {
@@ -29,8 +29,8 @@ extension SIMD16: FloatVector where Scalar == Float {
 }
 
 /// `a · b + c` in one fused instruction where the target has FMA.
-@inline(__always) func fma(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { pcnn_fma8(a, b, c) }
-@inline(__always) func fma(_ a: Vec16, _ b: Vec16, _ c: Vec16) -> Vec16 { pcnn_fma16(a, b, c) }
+@inline(__always) package func fma(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { pcnn_fma8(a, b, c) }
+@inline(__always) package func fma(_ a: Vec16, _ b: Vec16, _ c: Vec16) -> Vec16 { pcnn_fma16(a, b, c) }
 
 extension UnsafePointer where Pointee == Float {
     @inline(__always) func load<V: FloatVector>(_ offset: Int, as _: V.Type = V.self) -> V {
@@ -74,12 +74,12 @@ extension UnsafeMutablePointer where Pointee == Float {
 
 extension SIMD16 where Scalar == Float {
     /// Sum of the lanes, by halves (see `SIMD8.total`).
-    @inline(__always) var total: Float { (lowHalf + highHalf).total }
+    @inline(__always) package var total: Float { (lowHalf + highHalf).total }
 }
 
 extension SIMD8 where Scalar == Float {
     /// Sum of the lanes. Reduces by halves: `.sum()` is scalarised by LLVM and several times slower.
-    @inline(__always) var total: Float {
+    @inline(__always) package var total: Float {
         let quarter = lowHalf + highHalf
         let pair = quarter.lowHalf + quarter.highHalf
         return pair[0] + pair[1]

@@ -26,7 +26,7 @@ private let O = Network.classes  // 10 outputs
 /// Layouts follow SPEC (`[c][y][x]`, row-major); c1 rows are 24 floats, three `Vec`s.
 /// The per-sample gradient `grad` is the raw ascent direction in canonical parameter order
 /// (no recipe divisors: the update applies them).
-final class SampleWorkspace {
+package final class SampleWorkspace {
     /// Input image, 28x28.
     let input: UnsafeMutablePointer<Float>
     /// The input shifted left by each kernel column: `shifted[kc][r][x] = in[r][x + kc]`,
@@ -53,7 +53,7 @@ final class SampleWorkspace {
     /// This sample's ascent direction, canonical order, padded to a whole number of `Vec`s.
     /// Points at the workspace's own buffer unless a caller redirects it (the data-parallel engine
     /// points it at the sample's slot, saving a copy).
-    var grad: UnsafeMutablePointer<Float>
+    package var grad: UnsafeMutablePointer<Float>
     /// Per-lane partial sums of the c1 weight gradient [30 items][5 taps][16] and bias [6][16].
     let c1Partials: UnsafeMutablePointer<Float>
     let c1BiasPartials: UnsafeMutablePointer<Float>
@@ -71,7 +71,7 @@ final class SampleWorkspace {
 
     private let storage: UnsafeMutablePointer<Float>
 
-    init() {
+    package init() {
         let sizes = [N * N, K1 * N * H1, C * M1, C * M1, S, S, 16, 16, 16, Self.paddedParameterCount, C * K1 * K1 * 16, C * 16, C * H2 * H1]
         // Every buffer starts on a 64-byte cache line, so whole-line vector loads do not straddle two.
         let rounded = sizes.map { ($0 + 15) / 16 * 16 }
@@ -97,7 +97,7 @@ final class SampleWorkspace {
 
     /// Loads image `sample` of `images` (784 pixels each) into `input` and `shifted`, decoding
     /// bytes with SPEC's `Float(Double(byte) / 255.0)`.
-    func loadImage(_ images: ImagePixels, sample: Int) {
+    package func loadImage(_ images: ImagePixels, sample: Int) {
         if let bytes = images.bytes {
             let source = bytes + sample * N * N
             // Float division by 255 gives exactly Float(Double(b) / 255.0) for all 256 bytes
@@ -137,7 +137,7 @@ final class SampleWorkspace {
     /// `shifted[kc][i + 24kr]` for every tap, one contiguous load per tap. Each output is summed
     /// over the taps in the same order whatever `rows` is; only taps whose input rows are all
     /// blank are left out, and those add exactly zero.
-    func c1Forward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
+    package func c1Forward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
         var s = rows.lowerBound * H1
         let end = rows.upperBound * H1
         while Self.wideRegisterFile && s + 32 <= end {
@@ -250,7 +250,7 @@ final class SampleWorkspace {
     /// `t[x] = Σ_kr w[kr][x % 4] · c1[c][4y + kr][x]` (into `s1Rows`); then each output is the sum
     /// of its group of four, `(t0 + t1) + (t2 + t3)`, taken for 16 outputs at once by two rounds
     /// of pairwise sums.
-    func s1Forward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
+    package func s1Forward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
         let w = p + Parameters.Offset.s1Weight
         let tile0 = s1WeightTile16(w), tile1 = s1WeightTile16(w + K2)
         let tile2 = s1WeightTile16(w + 2 * K2), tile3 = s1WeightTile16(w + 3 * K2)
@@ -302,7 +302,7 @@ final class SampleWorkspace {
     }
 
     /// f pre-activations for outputs `outputs` (of 0..<10).
-    func fForward(_ p: UnsafePointer<Float>, outputs: Range<Int>) {
+    package func fForward(_ p: UnsafePointer<Float>, outputs: Range<Int>) {
         for o in outputs {
             let w = p + Parameters.Offset.fWeight + o * S
             var a = Vec(), b = Vec(), c = Vec()
@@ -316,7 +316,7 @@ final class SampleWorkspace {
     }
 
     /// Output activations from `fPre`: sigmoid (`.original`) or softmax (`.modern`).
-    func fActivate(recipe: Recipe) {
+    package func fActivate(recipe: Recipe) {
         switch recipe {
         case .original:
             for o in 0..<O { fOut[o] = 1 / (1 + expf(-fPre[o])) }
@@ -334,14 +334,14 @@ final class SampleWorkspace {
     }
 
     /// Argmax of the outputs, ties to the lower class.
-    var predictedClass: Int {
+    package var predictedClass: Int {
         var best = 0
         for o in 1..<O where fOut[best] < fOut[o] { best = o }
         return best
     }
 
     /// Sets `δ = onehot(label) - output` and returns the sample's loss.
-    func outputError(label: Int, recipe: Recipe) -> Double {
+    package func outputError(label: Int, recipe: Recipe) -> Double {
         var squares: Float = 0
         for o in 0..<O {
             fError[o] = (o == label ? 1 : 0) - fOut[o]
@@ -358,7 +358,7 @@ final class SampleWorkspace {
     // MARK: Backward
 
     /// f gradient rows `outputs` and their biases: `g[o][i] = δ[o] · s1Out[i]`.
-    func fWeightGradient(outputs: Range<Int>) {
+    package func fWeightGradient(outputs: Range<Int>) {
         let s1 = UnsafePointer(s1Out)
         for o in outputs {
             let g = grad + Parameters.Offset.fWeight + o * S
@@ -370,7 +370,7 @@ final class SampleWorkspace {
 
     /// s1 error for the vectors `chunks` (of 0..<27, 8 outputs each), through the f weights:
     /// `(Σ_o w[o][i] δ[o]) · o(1-o)`.
-    func s1ErrorBackward(_ p: UnsafePointer<Float>, chunks: Range<Int>) {
+    package func s1ErrorBackward(_ p: UnsafePointer<Float>, chunks: Range<Int>) {
         let w = p + Parameters.Offset.fWeight
         for chunk in chunks {
             let i = chunk * 8
@@ -393,7 +393,7 @@ final class SampleWorkspace {
 
     /// s1 weight-gradient rows `kernelRows` (of 0..<4): `g[kr][kc] = Σ_{c,y,x} e[c][y][x] · c1Out[c][4y+kr][4x+kc]`.
     /// With `includeBias`, also the s1 bias gradient `Σ e`.
-    func s1WeightGradient(kernelRows: Range<Int>, includeBias: Bool) {
+    package func s1WeightGradient(kernelRows: Range<Int>, includeBias: Bool) {
         for kr in kernelRows {
             var acc = Vec()
             for pair in 0..<(C * H2) {
@@ -417,7 +417,7 @@ final class SampleWorkspace {
 
     /// c1 error for the (map, s1 row) pairs `pairs` (of 0..<36): each covers 4 c1 rows,
     /// `w_s1[y%4][x%4] · e_s1[c][y/4][x/4] · o(1-o)`.
-    func c1ErrorBackward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
+    package func c1ErrorBackward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
         for pair in pairs {
             let c = pair / H2, y = pair % H2
             let (e0, e1, e2) = spreadS1Error(pair: pair)
@@ -442,7 +442,7 @@ final class SampleWorkspace {
     /// vectors; the extra terms have a blank input row and are exactly zero). Items of the same
     /// kr are taken three channels at a time, so that each input load feeds three FMAs. Every
     /// item is summed in the same order however `items` is split.
-    func c1WeightGradient(items: Range<Int>) {
+    package func c1WeightGradient(items: Range<Int>) {
         for kr in 0..<K1 {
             // The channels c with item c * 5 + kr in `items`.
             var c = max(0, (items.lowerBound - kr + K1 - 1) / K1)
@@ -521,7 +521,7 @@ final class SampleWorkspace {
 
     /// Adds up the lanes left by `c1WeightGradient` for the items `items` into `grad`.
     @inline(never)
-    func finishC1WeightGradient(items: Range<Int>) {
+    package func finishC1WeightGradient(items: Range<Int>) {
         for item in items {
             let partial = UnsafePointer(c1Partials + item * K1 * 16)
             let g = grad + Parameters.Offset.c1Weight + item * K1

@@ -13,7 +13,7 @@ import Synchronization
 /// The caller is member 0; members 1..<T are threads that spin on a generation counter for a
 /// short while after each job (a job usually follows within microseconds), then park on a
 /// condition variable so an idle pool costs no CPU.
-final class WorkerPool: @unchecked Sendable {
+package final class WorkerPool: @unchecked Sendable {
     let size: Int
 
     private let generation = Atomic<Int>(0)
@@ -32,7 +32,7 @@ final class WorkerPool: @unchecked Sendable {
     /// there are more threads than cores (a spinning thread would steal a working one's core).
     private let spinLimit: Int
 
-    init(size: Int) {
+    package init(size: Int) {
         precondition(size >= 1)
         self.size = size
         spinLimit = size > ProcessInfo.processInfo.activeProcessorCount ? 64 : 5_000
@@ -68,7 +68,7 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs `body(member)` for every member 0..<size, member 0 on the calling thread, and
     /// returns when all are done.
-    func run(_ body: @escaping (Int) -> Void) {
+    package func run(_ body: @escaping (Int) -> Void) {
         guard size > 1 else { return body(0) }
         job = body
         finished.store(0, ordering: .relaxed)

@@ -81,7 +81,7 @@ public struct Dataset: Sendable {
     }
 
     /// Calls `body` with the storage of the pixels, for the CPU kernels.
-    func withImagePixels<R>(_ body: (ImagePixels) throws -> R) rethrows -> R {
+    package func withImagePixels<R>(_ body: (ImagePixels) throws -> R) rethrows -> R {
         switch storage {
         case .floats(let floats): try floats.withUnsafeBufferPointer { try body(ImagePixels(floats: $0.baseAddress!)) }
         case .bytes(let bytes): try bytes.withUnsafeBufferPointer { try body(ImagePixels(bytes: $0.baseAddress!)) }
@@ -117,7 +117,7 @@ public struct Dataset: Sendable {
 
 /// Where a data set's pixels lie, for the CPU kernels: bytes, decoded per sample by
 /// `SampleWorkspace.loadImage`, or floats.
-struct ImagePixels: @unchecked Sendable {
+package struct ImagePixels: @unchecked Sendable {
     var bytes: UnsafePointer<UInt8>?
     var floats: UnsafePointer<Float>?
 

@@ -45,7 +45,7 @@ public final class ReferenceEngine: SteppedEngine {
     private var c1Error = [Float](repeating: 0, count: C * H1 * H1)
 
     /// Called as each phase of a training step ends (the bench's per-layer timer); nil otherwise.
-    var lap: ((LayerPhase) -> Void)?
+    package var lap: ((LayerPhase) -> Void)?
 
     /// An engine for `architecture`; `generic` runs even the paper's network through the plain
     /// layers (for the test that they agree with SPEC's code).

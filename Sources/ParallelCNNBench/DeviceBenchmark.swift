@@ -1,3 +1,4 @@
+import ParallelCNN
 /// Per-layer kernel times of the device engines from device events: the paper's Tables 5–7,
 /// as rows of `pcnn bench` (the registry's generic T5-8 rows give the whole network, Table 8).
 public enum DeviceBenchmark {

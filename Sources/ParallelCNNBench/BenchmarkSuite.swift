@@ -1,3 +1,4 @@
+import ParallelCNN
 import Foundation
 
 /// One MPI configuration for the suite to time: the caller runs it under `mpirun` (the library

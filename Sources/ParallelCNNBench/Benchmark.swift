@@ -1,3 +1,4 @@
+import ParallelCNN
 /// One measured configuration of a benchmark table.
 public struct BenchmarkRow: Sendable {
     public var engine: String

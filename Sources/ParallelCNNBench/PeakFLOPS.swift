@@ -1,3 +1,4 @@
+import ParallelCNN
 import Foundation
 
 /// This machine's float32 peak, measured by a loop of independent fused multiply-adds: what

@@ -1,3 +1,4 @@
+import ParallelCNN
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,4 @@
+import ParallelCNN
 /// One configuration of `NetworkBenchmark.run`: seconds per training sample and the rate of work.
 public struct NetworkBenchmarkRow: Sendable {
     public var engine: String

@@ -1,3 +1,4 @@
+import ParallelCNN
 import Foundation
 
 /// SVG charts of a bench run. Every plotted value carries where it came from: `data-id` and

@@ -1,3 +1,4 @@
+import ParallelCNN
 import Foundation
 
 /// The machine and build a bench ran on, for the report's header: figures compare only within

@@ -1,3 +1,4 @@
+import ParallelCNN
 /// The paper's results tables, as `pcnn bench` reproduces them.
 ///
 /// Each measurement carries the table it belongs to; writers group rows by table and render
@@ -13,29 +14,6 @@ public enum BenchmarkTable: String, Codable, Sendable, CaseIterable {
     case layers = "T4"
     /// GPU engines: per-layer and whole-network times (Tables 5–8).
     case gpu = "T5-8"
-}
-
-/// The parts of a training step that `T4` splits an epoch into. A GPU engine uses the same names
-/// for its kernels, so its rows sit beside the CPU engines' in the per-layer table and chart.
-public enum LayerPhase: String, Codable, Sendable, CaseIterable {
-    case c1Forward = "c1.forward", s1Forward = "s1.forward", fForward = "f.forward"
-    case fBackward = "f.backward", s1Backward = "s1.backward", c1Backward = "c1.backward"
-    case update
-    /// The whole training step (a network row).
-    case network
-
-    /// The paper's layer name for the layer of this phase (`nil` for the update and the network).
-    public var layer: String? {
-        switch self {
-        case .c1Forward, .c1Backward: "c1"
-        case .s1Forward, .s1Backward: "s1"
-        case .fForward, .fBackward: "f"
-        case .update, .network: nil
-        }
-    }
-
-    /// The phases that add up to one training step, in the order they run.
-    public static let parts: [LayerPhase] = [.c1Forward, .s1Forward, .fForward, .fBackward, .s1Backward, .c1Backward, .update]
 }
 
 /// One measured configuration: what ran, on how much data, how long it took over several

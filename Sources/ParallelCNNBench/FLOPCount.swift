@@ -1,3 +1,4 @@
+import ParallelCNN
 // Shape letters (SPEC.md).
 private let C = Double(Network.channels)  // 6 feature maps
 private let K1 = Double(Network.convKernel)  // 5x5 c1 kernel

@@ -1,3 +1,4 @@
+import ParallelCNN
 import Foundation
 
 /// Writes a bench run as `report.md`, `results.csv`, `results.json` and SVG charts. Tables are
