@@ -85,4 +85,12 @@ pcnn_float16 pcnn_where_positive16(pcnn_float16 dy, pcnn_float16 y) {
     return (pcnn_float16)((pcnn_int16)dy & keep);
 }
 
+// The first n lanes of x (0 <= n <= 16), the others 0: one compare and one masked move.
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_first_lanes16(pcnn_float16 x, int n) {
+    const pcnn_int16 lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    pcnn_int16 keep = lanes < (pcnn_int16)n;
+    return (pcnn_float16)((pcnn_int16)x & keep);
+}
+
 #endif

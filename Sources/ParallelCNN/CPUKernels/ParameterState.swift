@@ -33,7 +33,7 @@ public final class ParameterState {
         count = Self.paddedCount(parameterCount)
         wideCount = count / 16 * 16
         // Allocated to whole 16-float vectors: gradients of a `CPUNetwork` are padded so.
-        let capacity = (count + 15) / 16 * 16
+        let capacity = (count + 15) / 16 * 16 + CPULayers.readSlack
         values = .allocate(capacity: capacity)
         velocity = .allocate(capacity: capacity)
         secondMoment = .allocate(capacity: capacity)

@@ -9,30 +9,57 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let col = b.col!
+        let x = UnsafePointer(b.x)
         for tap in taps {
             let c = tap / (K * K), ky = tap / K % K, kx = tap % K
             let row = col + tap * OH * OW
-            let plane = UnsafePointer(b.x) + c * H * W
-            for oy in 0..<OH {
-                let iy = oy * S + ky - P
-                let out = row + oy * OW
-                guard iy >= 0, iy < H else { out.update(repeating: 0, count: OW); continue }
-                let line = plane + iy * W
-                if S == 1 {
-                    // x range where ix = ox + kx - P lies inside the row.
-                    let first = max(0, P - kx), last = min(OW, W + P - kx)
-                    // Element loops: rows are short (28 floats or fewer), and memmove calls cost more.
+            let plane = x + c * H * W
+            if S == 1 {
+                // The output rows whose input row exists, and in them the columns whose input
+                // column exists, depend on the tap alone: zeros around one block copy per row.
+                let rows = max(0, P - ky)..<max(max(0, P - ky), min(OH, H + P - ky))
+                let first = max(0, P - kx), last = max(first, min(OW, W + P - kx))
+                row.update(repeating: 0, count: rows.lowerBound * OW)
+                (row + rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
+                for oy in rows {
+                    let out = row + oy * OW, source = plane + (oy + ky - P) * W + kx - P
                     for ox in 0..<first { out[ox] = 0 }
-                    let source = line + kx - P
-                    for ox in first..<max(first, last) { out[ox] = source[ox] }
-                    for ox in max(first, last)..<OW { out[ox] = 0 }
-                } else {
+                    copyShort(from: source + first, to: out + first, count: last - first)
+                    for ox in last..<OW { out[ox] = 0 }
+                }
+            } else {
+                for oy in 0..<OH {
+                    let iy = oy * S + ky - P
+                    let out = row + oy * OW
+                    guard iy >= 0, iy < H else {
+                        out.update(repeating: 0, count: OW)
+                        continue
+                    }
+                    let line = plane + iy * W
                     for ox in 0..<OW {
                         let ix = ox * S + kx - P
                         out[ox] = ix >= 0 && ix < W ? line[ix] : 0
                     }
                 }
             }
+        }
+    }
+
+    /// Copies `count` floats (rows of a few dozen) with whole vectors where it can: the last
+    /// vector overlaps the one before rather than running past the end.
+    @inline(__always) static func copyShort(from source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+        if count >= 16 {
+            var i = 0
+            while i + 16 <= count {
+                target.store(source.vec16(i), at: i)
+                i += 16
+            }
+            if i < count { target.store(source.vec16(count - 16), at: count - 16) }
+        } else if count >= 8 {
+            target.store(source.vec(0), at: 0)
+            target.store(source.vec(count - 8), at: count - 8)
+        } else {
+            for i in 0..<count { target[i] = source[i] }
         }
     }
 

@@ -142,19 +142,20 @@ enum CPULayers {
     }
 
     /// The lanes with the tail `wide..<length` (under 16 values) added as one more partial
-    /// vector, then summed.
+    /// vector, then summed. The tail is loaded as whole vectors whose lanes past `length` are
+    /// zeroed, so `a` and `b` must be readable 16 floats past `wide` (`CPUNetwork` and
+    /// `ParameterState` allocate that slack, `readSlack`).
     @inline(__always) private static func finish(
         _ lanes: Vec16, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
         _ wide: Int, _ length: Int
     ) -> Float {
         guard wide < length else { return lanes.sum() }
-        var ta = Vec16(), tb = Vec16()
-        for t in 0..<(length - wide) {
-            ta[t] = a[wide + t]
-            tb[t] = b[wide + t]
-        }
-        return fma(ta, tb, lanes).sum()
+        let n = Int32(length - wide)
+        return fma(pcnn_first_lanes16(a.vec16(wide), n), pcnn_first_lanes16(b.vec16(wide), n), lanes).sum()
     }
+
+    /// Floats a buffer read by `rowDots` must have after its last value.
+    static let readSlack = 16
 
     /// `Σ_n x[n]` over `length` values, 16 lanes at a time, then the tail.
     @inline(__always) static func sum(_ x: UnsafePointer<Float>, length: Int) -> Float {

@@ -54,7 +54,7 @@ final class CPUNetwork: SampleTrainer {
             }
             if case .maxPool = layer.spec { sizes.append(padded(layer.output.count)) }  // Int32s, same size
         }
-        let total = sizes.reduce(0, +)
+        let total = sizes.reduce(0, +) + CPULayers.readSlack
         storage = .allocate(byteCount: total * 4, alignment: 64)
         storage.initializeMemory(as: Float.self, repeating: 0, count: total)
         var cursor = storage.assumingMemoryBound(to: Float.self)
