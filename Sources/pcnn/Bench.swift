@@ -7,7 +7,8 @@ import Synchronization
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's results section (Tables 1-8) on this machine, with charts.",
-        discussion: "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each.",
+        discussion:
+            "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each; `net --net NAME` times any network.",
         subcommands: [
             BenchAll.self, BenchNet.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self,
             BenchDevice.self
