@@ -306,7 +306,7 @@ public final class DeviceEngine: Engine {
     // MARK: Layer strategy
 
     /// Workspace floats of the layer kernels (`WS_SIZE` in layer.cu).
-    static let layerWorkspaceFloats = 7380
+    static let layerWorkspaceFloats = KernelSource.LayerWorkspace.size
 
     /// The layer kernels of one sample, in launch order, with their grids (blocks x threads).
     static let layerKernels: [(name: String, groups: Int, groupSize: Int)] = [

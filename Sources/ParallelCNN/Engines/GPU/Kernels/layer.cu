@@ -7,15 +7,10 @@
  * bias terms at once, the s1 weights after the c1 errors have used them); apply = 0 writes the
  * sample's gradient to grads[slot] for batch_update. */
 
-/* Workspace layout (floats). */
-#define WS_C1 0            /* c1 outputs [6][24][24] */
-#define WS_S1 3456         /* s1 outputs [6][6][6] */
-#define WS_OUT 3672        /* outputs [10] */
-#define WS_ERR 3682        /* output errors [10] */
-#define WS_S1E 3692        /* s1 errors [216] */
-#define WS_C1E 3908        /* c1 errors [3456] */
-#define WS_GS1 7364        /* s1 weight gradient held until the c1 errors are computed [16] */
-#define WS_SIZE 7380
+/* Workspace layout (floats), defined by KernelSource.LayerWorkspace in Swift and passed to the
+ * compiler: WS_C1 c1 outputs [6][24][24], WS_S1 s1 outputs [6][6][6], WS_OUT outputs [10],
+ * WS_ERR output errors [10], WS_S1E s1 errors [216], WS_C1E c1 errors [3456], WS_GS1 the s1
+ * weight gradient held until the c1 errors are computed [16], WS_SIZE in all. */
 
 /* c1 forward, output-stationary: block c (6 blocks) of 576 threads; thread (y, x) = (t / 24, t % 24)
  * computes c1[c][y][x] from the 5x5 window of the input (kernel column outer, row inner). */

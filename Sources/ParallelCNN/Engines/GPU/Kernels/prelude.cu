@@ -46,22 +46,7 @@ typedef unsigned char u8;
 #define GROUP_SIZE 256
 #endif
 
-/* Shapes (SPEC.md) and offsets into the flat parameter vector (canonical order). */
-#define IMG 28
-#define PIXELS 784
-#define CH 6
-#define K1 5
-#define H1 24
-#define MAP1 576            /* 24 x 24 */
-#define C1_SIZE 3456        /* 6 x 24 x 24 */
-#define K2 4
-#define H2 6
-#define S1_SIZE 216         /* 6 x 6 x 6 */
-#define CLASSES 10
-#define OFF_C1W 0
-#define OFF_C1B 150
-#define OFF_S1W 156
-#define OFF_S1B 172
-#define OFF_FW 173
-#define OFF_FB 2333
-#define NPARAM 2343
+/* Shapes (SPEC.md) and offsets into the flat parameter vector (canonical order) come from
+ * Swift (KernelSource.defines), so that one definition serves both: IMG, PIXELS, CH, K1, H1,
+ * MAP1, C1_SIZE, K2, H2, S1_SIZE, CLASSES, OFF_C1W, OFF_C1B, OFF_S1W, OFF_S1B, OFF_FW, OFF_FB,
+ * NPARAM. */
