@@ -92,11 +92,9 @@ public final class ParameterState {
     /// Applies the update for a batch of `batchSize` samples whose summed ascent is `gradientSum`.
     package func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
-            let vector =
-                architecture.isPaper
-                ? rule.scaleVector()
-                : architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize)
-            vector.withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: parameterCount) }
+            architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize).withUnsafeBufferPointer {
+                scale.update(from: $0.baseAddress!, count: parameterCount)
+            }
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }

@@ -181,15 +181,11 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
     ) -> StepStatistics {
         let p = UnsafePointer(state.values)
-        let forwardCount = network.forwardPasses.count
         let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
-            let sample = Int(indices[k]), label = Int(labels[sample])
-            network.loadImage(images, sample: sample)
-            network.begin(recipe: rule.recipe, label: label)
-            run(network.forwardPasses, exchangesFrom: 0, p)
-            let wrong = network.predictedClass != label
-            run(network.backwardPasses, exchangesFrom: forwardCount, p)
-            return StepStatistics(lossSum: network.loss, misclassified: wrong ? 1 : 0, samples: 1)
+            let sample = Int(indices[k])
+            return network.trainSample(images, sample: sample, label: Int(labels[sample]), recipe: rule.recipe) { passes, first in
+                run(passes, exchangesFrom: first, p)
+            }
         }
         state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
         return stats

@@ -27,6 +27,8 @@ public final class ReferenceEngine: SteppedEngine {
     public let architecture: Architecture
     /// The generic layers, for every network but the paper's (nil for the paper's).
     private let network: ReferenceNetwork?
+    /// The generic step's per-parameter factors and the recipe and batch size they are for.
+    private var scale: (recipe: Recipe, batchSize: Int, factors: [Float])?
 
     private var p: [Float]
     private var velocity: [Float]?
@@ -313,9 +315,10 @@ public final class ReferenceEngine: SteppedEngine {
             stats.lossSum += network.backward(p, label: label, recipe: rule.recipe, grad: &grad)
             stats.samples += 1
         }
-        update(
-            ascent: grad, batchSize: Float(indices.count), rule: rule,
-            factor: architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize))
+        if scale?.recipe != rule.recipe || scale?.batchSize != rule.batchSize {
+            scale = (rule.recipe, rule.batchSize, architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize))
+        }
+        update(ascent: grad, batchSize: Float(indices.count), rule: rule, factor: scale!.factors)
         lap?(.update)
         return stats
     }

@@ -56,10 +56,7 @@ extension SequentialEngine {
         let stats = data.withImagePixels { images in
             workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p, recipe: recipe)
         }
-        let scale =
-            architecture.isPaper
-            ? UpdateRule(recipe: recipe).scaleVector()
-            : architecture.scaleVector(recipe: recipe, batchSize: 1)
+        let scale = architecture.scaleVector(recipe: recipe, batchSize: 1)
         return (Parameters(values: (0..<architecture.parameterCount).map { workspace.grad[$0] * scale[$0] }), stats.lossSum)
     }
 

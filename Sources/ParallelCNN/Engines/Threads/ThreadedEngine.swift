@@ -84,13 +84,10 @@ public final class ThreadedEngine: ParameterStateEngine {
     ) -> StepStatistics {
         let p = UnsafePointer(state.values)
         let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
-            let sample = Int(indices[k]), label = Int(labels[sample])
-            network.loadImage(images, sample: sample)
-            network.begin(recipe: rule.recipe, label: label)
-            run(network.forwardPasses, p)
-            let wrong = network.predictedClass != label
-            run(network.backwardPasses, p)
-            return StepStatistics(lossSum: network.loss, misclassified: wrong ? 1 : 0, samples: 1)
+            let sample = Int(indices[k])
+            return network.trainSample(images, sample: sample, label: Int(labels[sample]), recipe: rule.recipe) { passes, _ in
+                run(passes, p)
+            }
         }
         state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
         return stats

@@ -166,16 +166,24 @@ final class CPUNetwork: SampleTrainer {
         for pass in forwardPasses { pass.run(p, 0..<pass.items) }
     }
 
-    func backward(_ p: UnsafePointer<Float>) {
-        for pass in backwardPasses { pass.run(p, 0..<pass.items) }
+    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics {
+        trainSample(images, sample: sample, label: label, recipe: recipe) { passes, _ in
+            for pass in passes { pass.run(p, 0..<pass.items) }
+        }
     }
 
-    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics {
+    /// One training sample whose passes `run` executes: first the forward passes, then the
+    /// backward ones, each list with the index of its first pass among all of them (the layer
+    /// strategies split every pass across threads or ranks; the MPI one keys its exchanges so).
+    func trainSample(
+        _ images: ImagePixels, sample: Int, label: Int, recipe: Recipe,
+        running run: (_ passes: [LayerPass], _ firstIndex: Int) -> Void
+    ) -> StepStatistics {
         loadImage(images, sample: sample)
         begin(recipe: recipe, label: label)
-        forward(p, recipe: recipe)
+        run(forwardPasses, 0)
         let wrong = predictedClass != label
-        backward(p)
+        run(backwardPasses, forwardPasses.count)
         return StepStatistics(lossSum: loss, misclassified: wrong ? 1 : 0, samples: 1)
     }
 
