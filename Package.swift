@@ -62,7 +62,14 @@ let package = Package(
                 .embedInCode("Engines/GPU/Kernels/prelude.cu"),
                 .embedInCode("Engines/GPU/Kernels/network.cu"),
                 .embedInCode("Engines/GPU/Kernels/fused.cu"),
-                .embedInCode("Engines/GPU/Kernels/layer.cu")
+                .embedInCode("Engines/GPU/Kernels/layer.cu"),
+                .embedInCode("Layers/Network/Network+Device.cu"),
+                .embedInCode("Layers/Network/ParameterGradient+Device.cu"),
+                .embedInCode("Layers/Conv/Conv+Device.cu"),
+                .embedInCode("Layers/Subsample/Subsample+Device.cu"),
+                .embedInCode("Layers/Pool/Pool+Device.cu"),
+                .embedInCode("Layers/Dense/Dense+Device.cu"),
+                .embedInCode("Layers/Activation/Activation+Device.cu")
             ],
             swiftSettings: speedFlags
         ),

@@ -60,9 +60,7 @@ public final class DeviceEngine: Engine {
     private var batchSize = 1
     private var rule = UpdateRule(recipe: .original)
     private var epochStart = 0
-    /// Statistics of the epoch's steps before `statisticsEnd`, already read back.
-    private var accumulated = TrainingStatistics()
-    private var statisticsEnd = 0
+    private var readBack = DeviceStatisticsReader()
     public private(set) var position = 0
 
     // Prediction scratch.
@@ -173,8 +171,7 @@ public final class DeviceEngine: Engine {
         self.rule = rule
         epochStart = position
         self.position = position
-        accumulated = TrainingStatistics()
-        statisticsEnd = position
+        readBack = DeviceStatisticsReader(start: position, batchSize: batchSize)
     }
 
     /// Whether steps follow the SPEC's per-sample rule (biases updated while back-propagating).
@@ -254,28 +251,10 @@ public final class DeviceEngine: Engine {
         hasSecondMoment = rule.usesSecondMoment
     }
 
-    /// Statistics of the steps since `beginEpoch` (waits for them). The per-sample losses and
-    /// flags not read yet come back and are added in step order, as a CPU engine adds them.
+    /// Statistics of the steps since `beginEpoch` (waits for them).
     public func statistics() throws -> TrainingStatistics {
-        guard let losses, let wrong, position > statisticsEnd else { return accumulated }
-        let n = position - statisticsEnd
-        let loss = try device.read(losses, offset: statisticsEnd, count: n, as: Float.self, zero: 0)
-        let flags = try device.read(wrong, offset: statisticsEnd, count: n, as: UInt8.self, zero: 0)
-        var k = 0
-        while k < n {
-            // Steps start at epochStart + j * batchSize; every train(until:) ends on one.
-            let stepEnd = min(k + batchSize, n)
-            var step = StepStatistics()
-            for i in k..<stepEnd {
-                step.lossSum += Double(loss[i])
-                step.misclassified += Int(flags[i])
-            }
-            step.samples = stepEnd - k
-            accumulated.add(step, number: (statisticsEnd + k) / batchSize)
-            k = stepEnd
-        }
-        statisticsEnd = position
-        return accumulated
+        guard let losses, let wrong else { return readBack.accumulated }
+        return try readBack.read(device, losses: losses, wrong: wrong, upTo: position)
     }
 
     // MARK: Prediction

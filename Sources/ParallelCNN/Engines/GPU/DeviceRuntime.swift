@@ -99,6 +99,46 @@ extension ComputeDevice {
     }
 }
 
+/// An epoch's statistics as a device engine reads them back: per-sample losses and
+/// misclassified flags stay on the device (indexed by position in the epoch) until asked for,
+/// then come back and are added in step order, as a CPU engine adds them.
+struct DeviceStatisticsReader {
+    /// Statistics of the steps before `end`, already read back.
+    private(set) var accumulated = TrainingStatistics()
+    private var end = 0
+    private var batchSize = 1
+
+    init(start: Int = 0, batchSize: Int = 1) {
+        end = start
+        self.batchSize = batchSize
+    }
+
+    /// Reads the samples from the last read up to `position` (a step boundary or the epoch's end).
+    mutating func read(_ device: any ComputeDevice, losses: DeviceBuffer, wrong: DeviceBuffer, upTo position: Int) throws
+        -> TrainingStatistics
+    {
+        guard position > end else { return accumulated }
+        let n = position - end
+        let loss = try device.read(losses, offset: end, count: n, as: Float.self, zero: 0)
+        let flags = try device.read(wrong, offset: end, count: n, as: UInt8.self, zero: 0)
+        var k = 0
+        while k < n {
+            // Steps start at epochStart + j * batchSize, and every read ends on one.
+            let stepEnd = min(k + batchSize, n)
+            var step = StepStatistics()
+            for i in k..<stepEnd {
+                step.lossSum += Double(loss[i])
+                step.misclassified += Int(flags[i])
+            }
+            step.samples = stepEnd - k
+            accumulated.add(step, number: (end + k) / batchSize)
+            k = stepEnd
+        }
+        end = position
+        return accumulated
+    }
+}
+
 /// Opens a shared library by trying candidate paths in order; returns the handle, or the list
 /// of `dlerror` texts of all attempts.
 enum SharedLibrary {

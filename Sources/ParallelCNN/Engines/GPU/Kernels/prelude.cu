@@ -15,7 +15,10 @@
 #define GID ((int)get_group_id(0))
 #define NUM_GROUPS ((int)get_num_groups(0))
 #define GLOBAL_ID ((int)get_global_id(0))
+#define GLOBAL_SIZE ((int)get_global_size(0))
 #define EXPF(v) exp(v)
+#define TANHF(v) tanh(v)
+#define FABSF(v) fabs(v)
 #define NO_UNROLL
 #define LOGF(v) log(v)
 #define SQRTF(v) sqrt(v)
@@ -33,7 +36,10 @@ typedef unsigned char u8;
 #define GID ((int)blockIdx.x)
 #define NUM_GROUPS ((int)gridDim.x)
 #define GLOBAL_ID ((int)(blockIdx.x * blockDim.x + threadIdx.x))
+#define GLOBAL_SIZE ((int)(gridDim.x * blockDim.x))
 #define EXPF(v) expf(v)
+#define TANHF(v) tanhf(v)
+#define FABSF(v) fabsf(v)
 /* Keeps loops rolled: unrolled strided loops push the fused kernels into register spills. */
 #define NO_UNROLL _Pragma("unroll 1")
 #define LOGF(v) logf(v)
@@ -50,3 +56,35 @@ typedef unsigned char u8;
  * Swift (KernelSource.defines), so that one definition serves both: IMG, PIXELS, CH, K1, H1,
  * MAP1, C1_SIZE, K2, H2, S1_SIZE, CLASSES, OFF_C1W, OFF_C1B, OFF_S1W, OFF_S1B, OFF_FW, OFF_FB,
  * NPARAM. */
+
+/* The sum of every work-item's `value` in a fixed order, so that a run repeats bit for bit:
+ * CUDA adds within each warp by shuffles (distance 16, 8, 4, 2, 1), then the warps' sums the same
+ * way; OpenCL 1.2 has no portable shuffle and halves a tree in local memory. `scratch` holds
+ * GROUP_SIZE floats; every work-item gets the total, and may reuse `scratch` at once. */
+DEVICE_FN float group_sum(float value, LOCAL float* scratch) {
+#ifdef __OPENCL_VERSION__
+    scratch[LID] = value;
+    BARRIER();
+    for (int width = GROUP_SIZE / 2; width > 0; width >>= 1) {
+        if (LID < width) scratch[LID] += scratch[LID + width];
+        BARRIER();
+    }
+    float total = scratch[0];
+    BARRIER();
+    return total;
+#else
+    for (int d = 16; d > 0; d >>= 1) value += __shfl_down_sync(0xffffffffu, value, d);
+    if ((LID & 31) == 0) scratch[LID >> 5] = value;
+    __syncthreads();
+    float total = 0.0f;
+    if (LID < 32) {
+        float warp_sum = LID < GROUP_SIZE / 32 ? scratch[LID] : 0.0f;
+        for (int d = 16; d > 0; d >>= 1) warp_sum += __shfl_down_sync(0xffffffffu, warp_sum, d);
+        if (LID == 0) scratch[GROUP_SIZE / 32] = warp_sum;
+    }
+    __syncthreads();
+    total = scratch[GROUP_SIZE / 32];
+    __syncthreads();
+    return total;
+#endif
+}
