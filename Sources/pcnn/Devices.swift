@@ -7,8 +7,9 @@ struct Devices: ParsableCommand {
         abstract: "Show what this machine offers each engine (CPU, Open MPI, OpenCL, CUDA, NVRTC) and how to get what is missing.",
         discussion: """
             With --compile-cuda, compiles every CUDA kernel with NVRTC for the given architectures \
-            (no GPU needed) and prints ptxas's registers, shared memory and spills per kernel; \
-            any compile error fails the command.
+            (no GPU needed) and prints ptxas's registers, shared memory and spills per kernel: the \
+            paper network's own kernels, then the kernels generated for --net (default paper) on \
+            MNIST-shaped input. Any compile error fails the command.
             """)
 
     @Option(
@@ -16,13 +17,18 @@ struct Devices: ParsableCommand {
         help: ArgumentHelp("Comma-separated architectures to compile the CUDA kernels for.", valueName: "sm_75,sm_80,sm_90"))
     var compileCUDA: String?
 
+    @OptionGroup var network: NetworkOption
+
     func run() throws {
         if let compileCUDA {
             let architectures = compileCUDA.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard !architectures.isEmpty, architectures.allSatisfy({ $0.hasPrefix("sm_") && Int($0.dropFirst(3)) != nil }) else {
                 throw ValidationError("--compile-cuda takes architectures like sm_75,sm_80,sm_90")
             }
-            try Self.compileReport(architectures)
+            let description = try network.description() ?? .paper
+            let architecture: Architecture
+            do { architecture = try Architecture(description, input: .mnist) } catch { throw ValidationError("--net: \(error)") }
+            try Self.compileReport(architectures, network: NetworkKernels(architecture))
             return
         }
         Self.report()
@@ -73,33 +79,41 @@ struct Devices: ParsableCommand {
         }
     }
 
-    static func compileReport(_ architectures: [String]) throws {
+    static func compileReport(_ architectures: [String], network: NetworkKernels) throws {
         let nvrtc: NVRTC
         do { nvrtc = try NVRTC.shared.get() } catch { throw fail("\(error)") }
         print("NVRTC \(nvrtc.version) (\(nvrtc.path)), \(KernelSource.groupSize) threads per block, --fmad=false")
         print("arch    kernel                  registers  smem(B)  stack(B)  spill st(B)  spill ld(B)")
         var failed = false
+        let programs = [
+            ("the paper's kernels", KernelSource.text, KernelSource.defines, KernelSource.kernelNames.count),
+            ("generated for \(network.architecture.network)", network.source, network.defines, network.kernelNames.count)
+        ]
         for arch in architectures {
-            do {
-                let started = Date()
-                let (cubin, log) = try nvrtc.compile(source: KernelSource.text, architecture: arch, defines: KernelSource.defines)
-                let kernels = NVRTC.resources(fromLog: log)
-                for k in kernels {
+            for (program, source, defines, expected) in programs {
+                do {
+                    let started = Date()
+                    let (cubin, log) = try nvrtc.compile(source: source, architecture: arch, defines: defines)
+                    let kernels = NVRTC.resources(fromLog: log)
+                    for k in kernels {
+                        print(
+                            arch.padding(toLength: 8, withPad: " ", startingAt: 0)
+                                + k.name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                                + pad(k.registers, 9) + pad(k.sharedBytes, 9) + pad(k.stackBytes, 10) + pad(k.spillStores, 13)
+                                + pad(k.spillLoads, 13))
+                    }
+                    let spills = kernels.reduce(0) { $0 + $1.spillStores + $1.spillLoads }
                     print(
-                        arch.padding(toLength: 8, withPad: " ", startingAt: 0) + k.name.padding(toLength: 24, withPad: " ", startingAt: 0)
-                            + pad(k.registers, 9) + pad(k.sharedBytes, 9) + pad(k.stackBytes, 10) + pad(k.spillStores, 13)
-                            + pad(k.spillLoads, 13))
-                }
-                print(
-                    "\(arch): \(kernels.count) kernels, CUBIN \(cubin.count) bytes, \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
-                )
-                if kernels.count != KernelSource.kernelNames.count {
-                    note("\(arch): ptxas reported \(kernels.count) kernels, the source has \(KernelSource.kernelNames.count); log:\n\(log)")
+                        "\(arch), \(program): \(kernels.count) kernels, \(spills) bytes of spills, CUBIN \(cubin.count) bytes, \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
+                    )
+                    if kernels.count != expected {
+                        note("\(arch), \(program): ptxas reported \(kernels.count) kernels, the source has \(expected); log:\n\(log)")
+                        failed = true
+                    }
+                } catch {
+                    note("\(arch), \(program): \(error)")
                     failed = true
                 }
-            } catch {
-                note("\(arch): \(error)")
-                failed = true
             }
         }
         if failed { throw ExitCode.failure }

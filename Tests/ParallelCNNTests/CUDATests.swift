@@ -27,6 +27,29 @@ struct CUDACompileTests {
         }
     }
 
+    @Test(
+        "the kernels generated for paper, lenet5, CIFAR-shaped and random networks compile for sm_80 and sm_90, every one named, none spilling",
+        arguments: ["sm_80", "sm_90"])
+    func generatedCompile(architecture: String) throws {
+        let nvrtc = try NVRTC.shared.get()
+        let networks = [
+            Architecture.paper, try Architecture(.named("lenet5"), input: .mnist),
+            try Architecture(
+                .named("conv 8 3x3 pad=1 relu; maxpool 2x2; conv 16 3x3 stride=2 tanh; avgpool 2x2; dense 10"), input: .cifar10),
+            SmallNetworks.random(seed: 5, input: SmallNetworks.rgb)
+        ]
+        for network in networks {
+            let generated = NetworkKernels(network)
+            let (cubin, log) = try nvrtc.compile(source: generated.source, architecture: architecture, defines: generated.defines)
+            #expect(!cubin.isEmpty)
+            let kernels = NVRTC.resources(fromLog: log)
+            #expect(Set(kernels.map(\.name)) == Set(generated.kernelNames), "\(network): ptxas log:\n\(log)")
+            for kernel in kernels {
+                #expect(kernel.spillStores == 0 && kernel.spillLoads == 0, "\(architecture) \(network) \(kernel.name) spills: \(kernel)")
+            }
+        }
+    }
+
     @Test("a compile error carries NVRTC's log verbatim")
     func compileError() throws {
         let nvrtc = try NVRTC.shared.get()

@@ -81,14 +81,12 @@ public struct EngineDescriptor: Sendable {
     /// The launcher its processes are started with (`mpirun`), or `nil` for a plain process.
     public let launcher: String?
     public let availability: @Sendable () -> EngineAvailability
-    /// Whether the engine runs only the paper's network (the GPU engines, for now).
-    public let onlyThePaperNetwork: Bool
     /// The processes the engine will run on; for MPI this starts MPI, so every rank calls it first.
     public let processGroup: @Sendable () throws -> any ProcessGroup
     let make: @Sendable (EngineSettings, Parameters) throws -> any Engine
 
     public init(
-        kind: EngineKind, onlyThePaperNetwork: Bool = false, summary: String, strategies: [EngineStrategy] = [],
+        kind: EngineKind, summary: String, strategies: [EngineStrategy] = [],
         defaultThreads: @escaping @Sendable (EngineStrategy?) -> Int? = { _ in nil },
         takesDevice: Bool = false, launcher: String? = nil,
         availability: @escaping @Sendable () -> EngineAvailability = { .available(detail: "built in") },
@@ -96,7 +94,6 @@ public struct EngineDescriptor: Sendable {
         make: @escaping @Sendable (EngineSettings, Parameters) throws -> any Engine
     ) {
         self.kind = kind
-        self.onlyThePaperNetwork = onlyThePaperNetwork
         self.summary = summary
         self.strategies = strategies
         self.defaultThreads = defaultThreads
@@ -110,13 +107,6 @@ public struct EngineDescriptor: Sendable {
     /// `options` checked against what this engine takes and filled with its defaults.
     public func resolve(_ options: EngineOptions) throws(EngineError) -> EngineSettings {
         let name = kind.rawValue
-        if onlyThePaperNetwork, !options.architecture.isPaper {
-            throw .invalidOption(
-                engine: name,
-                message:
-                    "runs only the paper's network so far, not \(options.architecture.network); train other networks with --engine sequential, threads or mpi"
-            )
-        }
         var strategy = strategies.first
         if let requested = options.strategy {
             guard strategies.contains(requested) else {

@@ -11,7 +11,8 @@ extension EngineDescriptor {
     )
     static let cuda = device(
         .cuda,
-        summary: "an NVIDIA GPU through the driver API, kernels compiled by NVRTC for its sm_XY: --strategy fused, layer or data, --device N")
+        summary:
+            "an NVIDIA GPU through the driver API, kernels compiled by NVRTC for its sm_XY: --strategy fused, layer or data, --device N")
 
     private static func device(_ backend: DeviceBackend, summary: String) -> EngineDescriptor {
         EngineDescriptor(

@@ -353,8 +353,10 @@ public final class DeviceNetworkEngine: Engine {
             try launchForward(samples: n, pixels: pixels, fromBytes: fromBytes, order: identityOrder, at: 0)
             try launch(
                 "output_predict", items: n,
-                [.buffer(acts), .int32(offset(architecture.layers.count - 1)), .int32(Int32(n)), .int32(recipe == .modern ? 1 : 0),
-                 .buffer(predictClasses)])
+                [
+                    .buffer(acts), .int32(offset(architecture.layers.count - 1)), .int32(Int32(n)), .int32(recipe == .modern ? 1 : 0),
+                    .buffer(predictClasses)
+                ])
             let k = start - range.lowerBound
             try device.read(
                 predictClasses, offset: 0,

@@ -21,23 +21,36 @@ KERNEL input_gather(GLOBAL const u8* bytes, GLOBAL const float* floats, GLOBAL c
 }
 
 /* The recipe's output rule on the last layer's outputs z: sigmoid (original) or softmax
- * (modern), and the class with the largest value (ties to the lower class). */
-DEVICE_FN int output_rule(GLOBAL const float* z, float* out, int modern) {
-    if (modern) {
-        float largest = z[0], total = 0.0f;
-        for (int o = 1; o < NET_CLASSES; ++o)
-            if (z[o] > largest) largest = z[o];
-        for (int o = 0; o < NET_CLASSES; ++o) {
-            out[o] = EXPF(z[o] - largest);
-            total += out[o];
-        }
-        for (int o = 0; o < NET_CLASSES; ++o) out[o] /= total;
-    } else {
-        for (int o = 0; o < NET_CLASSES; ++o) out[o] = 1.0f / (1.0f + EXPF(-z[o]));
-    }
-    int best = 0;
+ * (modern). Each value is computed where it is used, from the softmax's largest input and total
+ * (no private array: PoCL's persistent kernels mishandle one). */
+typedef struct {
+    float largest, total;
+} softmax_sums;
+
+DEVICE_FN softmax_sums output_sums(GLOBAL const float* z, int modern) {
+    softmax_sums sums = {z[0], 0.0f};
+    if (!modern) return sums;
     for (int o = 1; o < NET_CLASSES; ++o)
-        if (out[best] < out[o]) best = o;
+        if (z[o] > sums.largest) sums.largest = z[o];
+    for (int o = 0; o < NET_CLASSES; ++o) sums.total += EXPF(z[o] - sums.largest);
+    return sums;
+}
+
+DEVICE_FN float output_value(GLOBAL const float* z, int o, int modern, softmax_sums sums) {
+    return modern ? EXPF(z[o] - sums.largest) / sums.total : 1.0f / (1.0f + EXPF(-z[o]));
+}
+
+/* The class with the largest output value (ties to the lower class). */
+DEVICE_FN int output_class(GLOBAL const float* z, int modern, softmax_sums sums) {
+    int best = 0;
+    float best_value = output_value(z, 0, modern, sums);
+    for (int o = 1; o < NET_CLASSES; ++o) {
+        float v = output_value(z, o, modern, sums);
+        if (best_value < v) {
+            best = o;
+            best_value = v;
+        }
+    }
     return best;
 }
 
@@ -46,17 +59,17 @@ DEVICE_FN int output_rule(GLOBAL const float* z, float* out, int modern) {
 DEVICE_FN void output_backward_items(GLOBAL const float* z, GLOBAL float* delta, GLOBAL const u8* labels, GLOBAL const int* order,
                                      int pos, int count, int modern, GLOBAL float* losses, GLOBAL u8* wrong, int first, int step) {
     for (int s = first; s < count; s += step) {
-        float out[NET_CLASSES];
-        int best = output_rule(z + s * NET_CLASSES, out, modern);
+        GLOBAL const float* zs = z + s * NET_CLASSES;
+        softmax_sums sums = output_sums(zs, modern);
         int label = labels[order[pos + s]];
         float squares = 0.0f;
         for (int o = 0; o < NET_CLASSES; ++o) {
-            float d = (o == label ? 1.0f : 0.0f) - out[o];
+            float d = (o == label ? 1.0f : 0.0f) - output_value(zs, o, modern, sums);
             delta[s * NET_CLASSES + o] = d;
             squares += d * d;
         }
-        losses[pos + s] = modern ? -LOGF(out[label]) : SQRTF(squares);
-        wrong[pos + s] = (u8)(best != label);
+        losses[pos + s] = modern ? -LOGF(output_value(zs, label, modern, sums)) : SQRTF(squares);
+        wrong[pos + s] = (u8)(output_class(zs, modern, sums) != label);
     }
 }
 
@@ -67,8 +80,8 @@ KERNEL output_backward(GLOBAL const float* z, int z_off, GLOBAL float* delta, in
 
 KERNEL output_predict(GLOBAL const float* z, int z_off, int count, int modern, GLOBAL u8* classes) {
     for (int s = GLOBAL_ID; s < count; s += GLOBAL_SIZE) {
-        float out[NET_CLASSES];
-        classes[s] = (u8)output_rule(z + z_off + s * NET_CLASSES, out, modern);
+        GLOBAL const float* zs = z + z_off + s * NET_CLASSES;
+        classes[s] = (u8)output_class(zs, modern, output_sums(zs, modern));
     }
 }
 

@@ -40,6 +40,8 @@ typedef unsigned char u8;
 #define EXPF(v) expf(v)
 #define TANHF(v) tanhf(v)
 #define FABSF(v) fabsf(v)
+/* NVRTC has no math.h: +infinity by its bits. */
+#define INFINITY __int_as_float(0x7f800000)
 /* Keeps loops rolled: unrolled strided loops push the fused kernels into register spills. */
 #define NO_UNROLL _Pragma("unroll 1")
 #define LOGF(v) logf(v)
