@@ -12,6 +12,36 @@ enum NVRTCSupport {
     static let driverPresent: Bool = dlopen("libcuda.so.1", RTLD_NOW) != nil
 }
 
+/// How NVRTC and a driver are matched, from fake versions: no GPU or NVRTC needed.
+@Suite("NVRTC choices")
+struct NVRTCChoiceTests {
+    @Test("a GPU's own CUBIN, else a binary-compatible one of its major, else PTX the driver compiles, else none")
+    func target() {
+        let supported = [75, 80, 86, 89, 90]
+        #expect(NVRTC.target(forDevice: 90, supported: supported) == .cubin("sm_90"))
+        #expect(NVRTC.target(forDevice: 87, supported: supported) == .cubin("sm_86"))
+        #expect(NVRTC.target(forDevice: 120, supported: supported) == .ptx("compute_90"))
+        #expect(NVRTC.target(forDevice: 103, supported: supported) == .ptx("compute_90"))
+        #expect(NVRTC.target(forDevice: 70, supported: supported) == nil)
+    }
+
+    @Test("the NVRTC no newer than the driver is tried first, the newest of those first")
+    func preferredByDriver() {
+        let candidates = [
+            "/env/nvidia/cu13/lib/libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.12", "/site/nvidia/cuda_nvrtc/lib/libnvrtc.so",
+            "/usr/lib/libnvrtc.so.11.2", "libnvrtc.so"
+        ]
+        #expect(NVRTC.preferred(candidates, driverMajor: nil) == candidates)
+        #expect(NVRTC.preferred(candidates, driverMajor: 13) == candidates)
+        #expect(
+            NVRTC.preferred(candidates, driverMajor: 12) == [
+                "/usr/local/cuda/lib64/libnvrtc.so.12", "/site/nvidia/cuda_nvrtc/lib/libnvrtc.so", "/usr/lib/libnvrtc.so.11.2",
+                "/env/nvidia/cu13/lib/libnvrtc.so.13", "libnvrtc.so"
+            ])
+        #expect(NVRTC.preferred(candidates, driverMajor: 11).first == "/usr/lib/libnvrtc.so.11.2")
+    }
+}
+
 @Suite("CUDA kernels through NVRTC", .serialized, NVRTCSupport.trait)
 struct CUDACompileTests {
     @Test("every kernel compiles to a CUBIN; the fused kernels do not spill", arguments: ["sm_75", "sm_80", "sm_90"])
@@ -48,6 +78,34 @@ struct CUDACompileTests {
                 #expect(kernel.spillStores == 0 && kernel.spillLoads == 0, "\(architecture) \(network) \(kernel.name) spills: \(kernel)")
             }
         }
+    }
+
+    @Test("a failure other than a compile error keeps NVRTC's log (an architecture it does not know)")
+    func otherFailureKeepsLog() throws {
+        let nvrtc = try NVRTC.shared.get()
+        #expect {
+            _ = try nvrtc.compile(source: KernelSource.text, architecture: "sm_9", defines: KernelSource.defines)
+        } throws: { error in
+            guard case DeviceError.driver(_, _, let code, let message) = error else { return false }
+            return code != 0 && message.contains("compiler log") && message.contains("--gpu-architecture")
+        }
+    }
+
+    @Test("PTX for a virtual architecture, for a GPU newer than this NVRTC")
+    func ptx() throws {
+        let generated = NetworkKernels(try Architecture(.named("lenet5"), input: .mnist))
+        let (ptx, _) = try NVRTC.shared.get().compile(source: generated.source, architecture: "compute_80", defines: generated.defines)
+        let text = String(decoding: ptx, as: UTF8.self)
+        #expect(text.contains(".target sm_80"))
+        #expect(text.contains(".entry conv_backward_1"))
+    }
+
+    @Test("this NVRTC lists what it supports, and its choice for each current GPU is a CUBIN")
+    func supported() throws {
+        let nvrtc = try NVRTC.shared.get()
+        let supported = try #require(nvrtc.supportedArchitectures)
+        #expect(supported.contains(90))
+        #expect(try nvrtc.target(forDevice: 90) == .cubin("sm_90"))
     }
 
     @Test("a compile error carries NVRTC's log verbatim")

@@ -122,9 +122,15 @@ final class CUDADriverAPI: @unchecked Sendable {
 
     /// "13.0" from the driver's integer version (13000).
     func version() throws -> String {
+        let v = try versionNumber()
+        return "\(v / 1000).\((v % 1000) / 10)"
+    }
+
+    /// The driver's integer version: 1000 * major + 10 * minor.
+    func versionNumber() throws -> Int {
         var v: Int32 = 0
         try check(driverVersion(&v), "cuDriverGetVersion")
-        return "\(v / 1000).\((v % 1000) / 10)"
+        return Int(v)
     }
 
     struct DeviceInfo {
@@ -134,6 +140,8 @@ final class CUDADriverAPI: @unchecked Sendable {
         let multiprocessors: Int32
         let memory: Int
         var architecture: String { "sm_\(major)\(minor)" }
+        /// 10 * major + minor, as NVRTC lists architectures.
+        var capability: Int { Int(10 * major + minor) }
     }
 
     func devices() throws -> [DeviceInfo] {

@@ -12,6 +12,8 @@ public final class CUDADevice: ComputeDevice {
     private let device: Int32
     private let context: UnsafeMutableRawPointer
     public let architecture: String
+    /// What NVRTC compiles for this device (its own CUBIN, a compatible one, or PTX).
+    public let target: NVRTC.Target
     private var module: UnsafeMutableRawPointer?
     private var functions: [UnsafeMutableRawPointer] = []
     private var functionNames: [String: UInt64] = [:]
@@ -65,7 +67,8 @@ public final class CUDADevice: ComputeDevice {
         self.device = info.ordinal
         self.context = context
         architecture = info.architecture
-        name = "\(info.name), \(info.architecture)"
+        target = try NVRTC.shared.get().target(forDevice: info.capability)
+        name = "\(info.name), \(info.architecture)" + (target == .cubin(info.architecture) ? "" : " (kernels built as \(target.option))")
     }
 
     deinit {
@@ -88,7 +91,10 @@ public final class CUDADevice: ComputeDevice {
     }
 
     public func free(_ buffer: DeviceBuffer) {
-        if sizes.removeValue(forKey: buffer.handle) != nil { _ = api.memFree(buffer.handle) }
+        guard sizes.removeValue(forKey: buffer.handle) != nil else { return }
+        // cuMemFree acts on the current context, which another device may have made current.
+        _ = try? makeCurrent()
+        _ = api.memFree(buffer.handle)
     }
 
     public func write(_ buffer: DeviceBuffer, offset: Int, from source: UnsafeRawBufferPointer) throws {
@@ -109,18 +115,21 @@ public final class CUDADevice: ComputeDevice {
 
     public func compile(source: String, defines: [String: String]) throws {
         let key =
-            architecture + "\u{0}" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            target.option + "\u{0}" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             + "\u{0}" + source
         let (cubin, log): ([UInt8], String)
         if let hit = Self.compiled.withLock({ $0[key] }) {
             (cubin, log) = hit
         } else {
-            (cubin, log) = try NVRTC.shared.get().compile(source: source, architecture: architecture, defines: defines)
+            (cubin, log) = try NVRTC.shared.get().compile(source: source, architecture: target.option, defines: defines)
             Self.compiled.withLock { $0[key] = (cubin, log) }
         }
         try makeCurrent()
         var loaded: UnsafeMutableRawPointer?
-        try cubin.withUnsafeBytes { try api.check(api.moduleLoadData(&loaded, $0.baseAddress!), "cuModuleLoadData(\(architecture) CUBIN)") }
+        // PTX is loaded as NUL-terminated text, which the driver compiles for the device.
+        var image = cubin
+        if case .ptx = target, image.last != 0 { image.append(0) }
+        try image.withUnsafeBytes { try api.check(api.moduleLoadData(&loaded, $0.baseAddress!), "cuModuleLoadData(\(target.option))") }
         if let module { _ = api.moduleUnload(module) }
         module = loaded
         functions = []
@@ -131,6 +140,7 @@ public final class CUDADevice: ComputeDevice {
     public func kernel(_ name: String) throws -> DeviceKernel {
         if let h = functionNames[name] { return DeviceKernel(name: name, handle: h) }
         guard let module else { throw DeviceError.usage("cuda: kernel \(name) requested before compile") }
+        try makeCurrent()
         var function: UnsafeMutableRawPointer?
         try api.check(api.moduleGetFunction(&function, module, name), "cuModuleGetFunction(\(name))")
         functions.append(function!)

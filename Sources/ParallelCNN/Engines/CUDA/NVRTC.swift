@@ -15,6 +15,7 @@ public final class NVRTC: @unchecked Sendable {
     typealias GetBytes = @convention(c) (Program, UnsafeMutablePointer<CChar>) -> Int32
     typealias Destroy = @convention(c) (UnsafeMutablePointer<Program>) -> Int32
     typealias ErrorString = @convention(c) (Int32) -> UnsafePointer<CChar>?
+    typealias IntOut = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
 
     private let versionFn: Version
     private let createProgram: CreateProgram
@@ -25,6 +26,11 @@ public final class NVRTC: @unchecked Sendable {
     private let cubin: GetBytes
     private let destroy: Destroy
     private let errorString: ErrorString
+    private let ptxSize: GetSize
+    private let ptx: GetBytes
+    /// `nvrtcGetNumSupportedArchs`/`nvrtcGetSupportedArchs` (NVRTC 11.2 and later).
+    private let supportedCount: IntOut?
+    private let supportedList: IntOut?
     /// The file that was loaded.
     public let path: String
 
@@ -70,7 +76,8 @@ public final class NVRTC: @unchecked Sendable {
     /// The loaded compiler, or why none could be loaded.
     public static let shared: Result<NVRTC, DeviceError> = {
         var tried: [String] = []
-        for path in candidates() {
+        let driverMajor = (try? CUDADriverAPI.shared.get().versionNumber()).map { $0 / 1000 }
+        for path in preferred(candidates(), driverMajor: driverMajor) {
             let (handle, errors) = SharedLibrary.open([path])
             tried += errors
             if let handle {
@@ -92,6 +99,81 @@ public final class NVRTC: @unchecked Sendable {
         cubin = try f("nvrtcGetCUBIN", GetBytes.self)
         destroy = try f("nvrtcDestroyProgram", Destroy.self)
         errorString = try f("nvrtcGetErrorString", ErrorString.self)
+        ptxSize = try f("nvrtcGetPTXSize", GetSize.self)
+        ptx = try f("nvrtcGetPTX", GetBytes.self)
+        supportedCount = try? f("nvrtcGetNumSupportedArchs", IntOut.self)
+        supportedList = try? f("nvrtcGetSupportedArchs", IntOut.self)
+    }
+
+    /// The major version of the library at `path`, from its name (libnvrtc.so.12, or the pip
+    /// wheel's directory: nvidia/cu13 is 13, nvidia/cuda_nvrtc is 12); nil if neither says.
+    public static func majorVersion(ofPath path: String) -> Int? {
+        if let r = path.range(of: "libnvrtc.so."), let major = Int(path[r.upperBound...].prefix { $0.isNumber }) { return major }
+        if let r = path.range(of: "/nvidia/cu"), let major = Int(path[r.upperBound...].prefix { $0.isNumber }) { return major }
+        if path.contains("/nvidia/cuda_nvrtc/") { return 12 }
+        return nil
+    }
+
+    /// `candidates` in the order to try them for a driver of major version `driverMajor`
+    /// (`cuDriverGetVersion` / 1000; nil without a driver): an NVRTC no newer than the driver
+    /// first, the newest of those first, since a CUBIN or PTX from a newer NVRTC may be refused
+    /// by an older driver; then the rest in their order. Without a driver the order stands.
+    public static func preferred(_ candidates: [String], driverMajor: Int?) -> [String] {
+        guard let driverMajor else { return candidates }
+        let fitting = candidates.enumerated().filter { (majorVersion(ofPath: $0.element) ?? Int.max) <= driverMajor }
+            .sorted { (majorVersion(ofPath: $0.element)!, -$0.offset) > (majorVersion(ofPath: $1.element)!, -$1.offset) }
+            .map(\.element)
+        return fitting + candidates.filter { !fitting.contains($0) }
+    }
+
+    /// What NVRTC compiles for a device: a CUBIN for an architecture the device runs, or PTX
+    /// that the driver compiles when it loads it.
+    public enum Target: Equatable, Sendable {
+        case cubin(String)
+        case ptx(String)
+        /// The `--gpu-architecture` value.
+        public var option: String {
+            switch self {
+            case .cubin(let sm): sm
+            case .ptx(let compute): compute
+            }
+        }
+    }
+
+    /// The target for a device of compute capability `major.minor` (as 10 * major + minor)
+    /// when this NVRTC supports the `supported` architectures (the same encoding): the device's
+    /// own CUBIN if supported; else the newest supported CUBIN of the same major and no newer
+    /// minor (binary compatible); else PTX of the newest supported architecture below the
+    /// device, which the driver compiles; nil if every supported architecture is newer.
+    public static func target(forDevice capability: Int, supported: [Int]) -> Target? {
+        if supported.contains(capability) { return .cubin("sm_\(capability)") }
+        if let same = supported.filter({ $0 / 10 == capability / 10 && $0 < capability }).max() { return .cubin("sm_\(same)") }
+        if let older = supported.filter({ $0 < capability }).max() { return .ptx("compute_\(older)") }
+        return nil
+    }
+
+    /// The architectures this NVRTC compiles for (10 * major + minor), or nil if it cannot say.
+    public var supportedArchitectures: [Int]? {
+        guard let supportedCount, let supportedList else { return nil }
+        var n: Int32 = 0
+        guard supportedCount(&n) == 0, n > 0 else { return nil }
+        var list = [Int32](repeating: 0, count: Int(n))
+        guard supportedList(&list) == 0 else { return nil }
+        return list.map(Int.init)
+    }
+
+    /// The target for a device of compute capability `capability` with this NVRTC; throws with
+    /// the architectures it does support when none fits.
+    public func target(forDevice capability: Int) throws -> Target {
+        guard let supported = supportedArchitectures else { return .cubin("sm_\(capability)") }
+        guard let target = Self.target(forDevice: capability, supported: supported) else {
+            throw DeviceError.noDevice(
+                backend: "nvrtc",
+                detail:
+                    "NVRTC \(version) (\(path)) compiles for \(supported.map { "sm_\($0)" }.joined(separator: ", ")), none of which an sm_\(capability) device runs; install an older NVRTC (PCNN_NVRTC)"
+            )
+        }
+        return target
     }
 
     /// "13.0" and so on.
@@ -108,15 +190,17 @@ public final class NVRTC: @unchecked Sendable {
         }
     }
 
-    /// Compiles `source` to a CUBIN for `architecture` (e.g. "sm_90"), returning it with the
-    /// compiler's log (ptxas's resource lines included). A rejected source throws
-    /// `DeviceError.compilation` with the log verbatim.
+    /// Compiles `source` to a CUBIN for `architecture` (e.g. "sm_90"), or to PTX for a virtual
+    /// one ("compute_90"), returning it with the compiler's log (ptxas's resource lines included
+    /// for a CUBIN). A rejected source throws `DeviceError.compilation` with the log verbatim;
+    /// any other failure keeps the log in its message.
     public func compile(source: String, architecture: String, defines: [String: String]) throws -> (cubin: [UInt8], log: String) {
         var program: Program = nil
         try check(createProgram(&program, source, "parallelcnn.cu", 0, nil, nil), "nvrtcCreateProgram")
         defer { _ = destroy(&program) }
+        let isPTX = architecture.hasPrefix("compute_")
         let options =
-            ["--gpu-architecture=\(architecture)", "--fmad=false", "--ptxas-options=-v", "-default-device"]
+            ["--gpu-architecture=\(architecture)", "--fmad=false", "-default-device"] + (isPTX ? [] : ["--ptxas-options=-v"])
             + defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" }
         let status = options.withCStrings { compileProgram(program, Int32(options.count), $0) }
         var size = 0
@@ -125,11 +209,14 @@ public final class NVRTC: @unchecked Sendable {
         if size > 0 { _ = log(program, &text) }
         let logText = String(nulTerminated: text)
         if status == 6 /* NVRTC_ERROR_COMPILATION */ { throw DeviceError.compilation(backend: "nvrtc \(architecture)", log: logText) }
-        try check(status, "nvrtcCompileProgram(\(architecture))")
+        if status != 0 {
+            let message = (errorString(status).map { String(cString: $0) } ?? "") + (logText.isEmpty ? "" : "; compiler log:\n" + logText)
+            throw DeviceError.driver(backend: "nvrtc", call: "nvrtcCompileProgram(\(architecture))", code: Int(status), message: message)
+        }
         var binarySize = 0
-        try check(cubinSize(program, &binarySize), "nvrtcGetCUBINSize")
+        try check((isPTX ? ptxSize : cubinSize)(program, &binarySize), isPTX ? "nvrtcGetPTXSize" : "nvrtcGetCUBINSize")
         var binary = [CChar](repeating: 0, count: binarySize)
-        try check(cubin(program, &binary), "nvrtcGetCUBIN")
+        try check((isPTX ? ptx : cubin)(program, &binary), isPTX ? "nvrtcGetPTX" : "nvrtcGetCUBIN")
         return (binary.map { UInt8(bitPattern: $0) }, logText)
     }
 

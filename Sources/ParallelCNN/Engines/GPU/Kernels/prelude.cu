@@ -24,7 +24,7 @@
 #define SQRTF(v) sqrt(v)
 typedef unsigned char u8;
 #else
-#define KERNEL extern "C" __global__ void __launch_bounds__(GROUP_SIZE)
+#define KERNEL extern "C" __global__ void __launch_bounds__(GROUP_SIZE, 1)
 /* A kernel launched with n threads per block rather than GROUP_SIZE. */
 #define KERNEL_SIZED(n) extern "C" __global__ void __launch_bounds__(n)
 #define DEVICE_FN __device__ __forceinline__
