@@ -12,6 +12,8 @@ public struct NetworkBenchmarkRow: Sendable {
     public var gflops: Double
     /// `gflops` as a fraction of the measured peak of the cores the row uses.
     public var peakFraction: Double
+    /// Kernel launches per epoch of 60,000 samples (device rows only).
+    public var launchesPerEpoch: Double? = nil
 }
 
 /// The bench for any network: sequential per sample and at a batch, the threads engine's layer
@@ -54,6 +56,52 @@ public enum NetworkBenchmark {
             _ = try add(
                 ThreadedEngine(parameters: start, threads: t, strategy: .data, architecture: architecture), "threads", "data", t, batch,
                 baseline: batched)
+        }
+        return rows
+    }
+}
+
+extension NetworkBenchmark {
+    /// The device rows for `backend`: the generated kernels' strategies (fused and layer per
+    /// sample, data per sample and at the batch), and for the paper's network its own kernels
+    /// (fused and layer per sample), each with its kernel launches per epoch.
+    public static func deviceRows(
+        _ architecture: Architecture, backend: DeviceBackend, data: Dataset, samples: Int, batch: Int, repeats: Int = 2,
+        progress: (String) -> Void = { _ in }
+    ) throws -> [NetworkBenchmarkRow] {
+        let start = Initialization.seeded(1).makeParameters(for: architecture)
+        let count = min(samples, data.count)
+        var configurations: [(strategy: EngineStrategy, batch: Int, paperKernels: Bool)] = [
+            (.fused, 1, false), (.layer, 1, false), (.data, 1, false), (.data, batch, false)
+        ]
+        if architecture.isPaper { configurations = [(.fused, 1, true), (.layer, 1, true)] + configurations }
+        var rows: [NetworkBenchmarkRow] = []
+        for (strategy, b, paperKernels) in configurations {
+            let device: any ComputeDevice
+            let engine: any Engine
+            if paperKernels {
+                let paper = try DeviceEngine(backend: backend, strategy: strategy, parameters: start)
+                (engine, device) = (paper, paper.device)
+            } else {
+                let generated = try DeviceNetworkEngine(backend: backend, strategy: strategy, architecture: architecture, parameters: start)
+                (engine, device) = (generated, generated.device)
+            }
+            let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: b)
+            // An untimed pass builds the kernels (PoCL compiles at the first launch) and counts launches.
+            let before = device.launches
+            _ = try Benchmark.time(engine, data: data, samples: count, batch: b, repeats: 1, start: start, rule: rule)
+            let launches = Double(device.launches - before) / Double(count) * 60_000
+            let s =
+                try Benchmark.time(engine, data: data, samples: count, batch: b, repeats: repeats, start: start, rule: rule) / Double(count)
+            let gflops = architecture.flopsPerTrainingSample / s / 1e9
+            let name = backend.rawValue + (paperKernels ? " (paper kernels)" : "")
+            rows.append(
+                NetworkBenchmarkRow(
+                    engine: name, strategy: strategy.rawValue, workers: 1, batch: b, secondsPerSample: s, speedup: 1, gflops: gflops,
+                    peakFraction: 0, launchesPerEpoch: launches))
+            progress(
+                String(format: "%@ %@ batch %d: %.1f µs per sample, %.0f launches per epoch", name, strategy.rawValue, b, s * 1e6, launches)
+            )
         }
         return rows
     }

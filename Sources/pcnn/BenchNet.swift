@@ -29,6 +29,9 @@ struct BenchNet: ParsableCommand {
     @Option(help: "Batch of the batched rows.")
     var batch: Int = 64
 
+    @Option(help: "Also time a GPU engine (opencl or cuda): its strategies per sample and at --batch, with kernel launches per epoch.")
+    var gpu: DeviceBackend?
+
     @Flag(help: "Print the rows as JSON on standard output.")
     var json = false
 
@@ -55,15 +58,23 @@ struct BenchNet: ParsableCommand {
         note(
             "Timing \(architecture.network) (\(String(format: "%.2f", architecture.flopsPerTrainingSample / 1e6)) MFLOP per training sample) on \(count) samples..."
         )
-        let rows = try NetworkBenchmark.run(
+        var rows = try NetworkBenchmark.run(
             architecture, data: data.train, samples: count, batch: batch, threads: threads,
             peak: peak, progress: note)
+        if let gpu {
+            if case .unavailable(let remedy) = gpu.availability() { throw fail("--gpu \(gpu.rawValue): \(remedy)") }
+            do {
+                rows += try NetworkBenchmark.deviceRows(
+                    architecture, backend: gpu, data: data.train, samples: count, batch: batch, progress: note)
+            } catch { throw fail("--gpu \(gpu.rawValue): \(error)") }
+        }
         if json {
             let objects: [[String: Any]] = rows.map {
                 [
                     "engine": $0.engine, "strategy": $0.strategy, "threads": $0.workers, "batch": $0.batch,
                     "seconds_per_sample": $0.secondsPerSample, "seconds_per_epoch_60000": $0.secondsPerSample * 60_000,
-                    "speedup": $0.speedup, "gflops": $0.gflops, "peak_fraction": $0.peakFraction
+                    "speedup": $0.speedup, "gflops": $0.gflops, "peak_fraction": $0.peakFraction,
+                    "launches_per_epoch_60000": $0.launchesPerEpoch ?? NSNull()
                 ]
             }
             let report: [String: Any] = [
@@ -79,6 +90,15 @@ struct BenchNet: ParsableCommand {
         )
         print("engine      strategy  threads  batch  µs/sample  s/epoch(60k)  speed-up  GFLOP/s  of peak")
         for r in rows {
+            if let launches = r.launchesPerEpoch {
+                print(
+                    r.engine.padding(toLength: 27, withPad: " ", startingAt: 0) + " "
+                        + r.strategy.padding(toLength: 6, withPad: " ", startingAt: 0)
+                        + String(
+                            format: " batch %5d  %9.1f µs/sample  %8.2f s/epoch  %7.1f GFLOP/s  %9.0f launches/epoch", r.batch,
+                            r.secondsPerSample * 1e6, r.secondsPerSample * 60_000, r.gflops, launches))
+                continue
+            }
             print(
                 (r.engine.padding(toLength: 11, withPad: " ", startingAt: 0)) + " "
                     + r.strategy.padding(toLength: 9, withPad: " ", startingAt: 0)

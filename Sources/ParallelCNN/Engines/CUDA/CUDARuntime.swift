@@ -149,7 +149,10 @@ public final class CUDADevice: ComputeDevice {
         return DeviceKernel(name: name, handle: h)
     }
 
+    public private(set) var launches = 0
+
     public func launch(_ kernel: DeviceKernel, groups: Int, groupSize: Int, arguments: [KernelArgument]) throws {
+        launches += 1
         try makeCurrent()
         // kernelParams: one pointer per argument, pointing at the argument's value.
         let storage = UnsafeMutableRawPointer.allocate(byteCount: 8 * max(arguments.count, 1), alignment: 8)

@@ -17,8 +17,6 @@ public final class DeviceNetworkEngine: Engine {
     public var architecture: Architecture { kernels.architecture }
     public var description: String { "\(device.backend)(\(strategy), \(architecture.network), \(device.name))" }
 
-    /// Kernel launches since the engine was made (the bench reports them per epoch).
-    public private(set) var launches = 0
     /// The persistent kernel runs at most this many steps per launch.
     public var stepsPerLaunch = 5_000
     /// A step's gradient of a parameter with fewer terms than this is summed by one work-item
@@ -218,7 +216,6 @@ public final class DeviceNetworkEngine: Engine {
     private func launch(_ name: String, groups: Int, _ arguments: [KernelArgument]) throws {
         guard let kernel = compiled[name] else { throw DeviceError.usage("no kernel \(name) in the generated program") }
         try device.launch(kernel, groups: groups, groupSize: groupSize, arguments: arguments)
-        launches += 1
     }
 
     /// Layer l's output (and error) offset in the activation buffers, in floats.

@@ -72,6 +72,8 @@ public protocol ComputeDevice: AnyObject {
     func launch(_ kernel: DeviceKernel, groups: Int, groupSize: Int, arguments: [KernelArgument]) throws
     /// Waits for all queued work.
     func synchronize() throws
+    /// Kernels launched since the device was opened (the bench reports them per epoch).
+    var launches: Int { get }
     /// Starts recording device time in `timeline` (one device timestamp per launch), or stops it (nil).
     var timeline: DeviceTimeline? { get set }
 }

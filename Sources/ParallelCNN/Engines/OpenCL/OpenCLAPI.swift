@@ -91,8 +91,8 @@ final class OpenCLAPI: @unchecked Sendable {
     static let shared: Result<OpenCLAPI, DeviceError> = {
         // PoCL's default work-group method on the CPU (loopvec, PoCL 3.1) corrupts the heap on
         // the persistent kernel of a described network (barriers inside loops of inlined passes);
-        // cbs runs it correctly. Set before the loader starts PoCL; a user's own choice stands.
-        setenv("POCL_WORK_GROUP_METHOD", "cbs", 0)
+        // loops runs it correctly. Set before the loader starts PoCL; a user's own choice stands.
+        setenv("POCL_WORK_GROUP_METHOD", "loops", 0)
         let (handle, errors) = SharedLibrary.open([library, "libOpenCL.so", "/System/Library/Frameworks/OpenCL.framework/OpenCL"])
         guard let handle else { return .failure(.libraryNotFound(library: library, tried: errors, remedy: remedy)) }
         do { return .success(try OpenCLAPI(handle)) } catch let e as DeviceError { return .failure(e) } catch {

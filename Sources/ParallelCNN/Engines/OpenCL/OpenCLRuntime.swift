@@ -157,7 +157,10 @@ public final class OpenCLDevice: ComputeDevice {
         return DeviceKernel(name: name, handle: h)
     }
 
+    public private(set) var launches = 0
+
     public func launch(_ kernel: DeviceKernel, groups: Int, groupSize: Int, arguments: [KernelArgument]) throws {
+        launches += 1
         let k = kernels[Int(kernel.handle)]
         for (i, argument) in arguments.enumerated() {
             let status: Int32
