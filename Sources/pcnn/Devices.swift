@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ParallelCNN
+import ParallelCNNBench
 
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,6 +11,13 @@ struct Devices: ParsableCommand {
             (no GPU needed) and prints ptxas's registers, shared memory and spills per kernel: the \
             paper network's own kernels, then the kernels generated for --net (default paper) on \
             MNIST-shaped input. Any compile error fails the command.
+
+            With --verify opencl|cuda, trains paper, lenet5 and a small network on 512 samples with \
+            every device strategy (the generated kernels) and the reference engine, twice, and \
+            prints PASS or FAIL per network and strategy: agreement within 5e-5 + 1e-3|ref| for \
+            all but 1 in 1000 parameters and within 1e-3 for all, and the same hash on both runs. \
+            Any FAIL fails the command. This is how a GPU machine without Swift runs the GPU \
+            tests (scripts/gpu-check).
             """)
 
     @Option(
@@ -18,6 +26,11 @@ struct Devices: ParsableCommand {
     var compileCUDA: String?
 
     @OptionGroup var network: NetworkOption
+
+    @Option(help: ArgumentHelp("Check a GPU engine against the reference engine (see above).", valueName: "opencl|cuda"))
+    var verify: DeviceBackend?
+
+    @OptionGroup var source: DataOptions
 
     func run() throws {
         if let compileCUDA {
@@ -29,6 +42,19 @@ struct Devices: ParsableCommand {
             let architecture: Architecture
             do { architecture = try Architecture(description, input: .mnist) } catch { throw ValidationError("--net: \(error)") }
             try Self.compileReport(architectures, network: NetworkKernels(architecture))
+            return
+        }
+        if let verify {
+            if case .unavailable(let remedy) = verify.availability() { throw fail("--verify \(verify.rawValue): \(remedy)") }
+            let data: DatasetPair
+            do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
+            let checks: [DeviceAgreement.Check]
+            do { checks = try DeviceAgreement.run(backend: verify, data: data.train, progress: { print($0) }) } catch {
+                throw fail("--verify \(verify.rawValue): \(error)")
+            }
+            let failed = checks.filter { !$0.passed }.count
+            print("\(verify.rawValue): \(checks.count - failed) of \(checks.count) checks passed")
+            if failed > 0 { throw ExitCode.failure }
             return
         }
         Self.report()
