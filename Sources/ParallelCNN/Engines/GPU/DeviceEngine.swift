@@ -46,7 +46,8 @@ public final class DeviceEngine: Engine {
     /// The optimizer kernels every minibatch step launches, looked up once.
     private let momentumUpdate: DeviceKernel
     private let adamUpdate: DeviceKernel
-    private var images: DeviceBuffer?
+    private var images: DeviceImages?
+    private let pixelTable, unused: DeviceBuffer
     private var labels: DeviceBuffer?
     private var trainingCount = 0
 
@@ -64,7 +65,6 @@ public final class DeviceEngine: Engine {
     public private(set) var position = 0
 
     // Prediction scratch.
-    private var predictImages: DeviceBuffer?
     private var predictClasses: DeviceBuffer?
 
     // The layer strategy's activations and errors of one sample.
@@ -81,6 +81,7 @@ public final class DeviceEngine: Engine {
         params = try device.allocate(bytes: Parameters.count * 4)
         velocity = try device.allocate(bytes: Parameters.count * 4)
         secondMoment = try device.allocate(bytes: Parameters.count * 4)
+        (pixelTable, unused) = try DeviceImages.tables(on: device)
         try load(parameters: parameters)
     }
 
@@ -90,7 +91,9 @@ public final class DeviceEngine: Engine {
     }
 
     deinit {
-        for b in [images, labels, order, losses, wrong, grads, predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
+        for b in [images?.buffer, labels, order, losses, wrong, grads, predictClasses].compactMap({ $0 }) { device.free(b) }
+        device.free(pixelTable)
+        device.free(unused)
         device.free(params)
         device.free(velocity)
         device.free(secondMoment)
@@ -101,11 +104,13 @@ public final class DeviceEngine: Engine {
 
     /// Uploads the training set; `beginEpoch` orders index into it.
     public func prepare(training data: Dataset) throws {
-        if let images { device.free(images) }
+        guard data.shape == .mnist else {
+            throw EngineError.misuse("\(device.backend): the paper's kernels take 1x28x28 images, not \(data.shape)")
+        }
+        if let images { device.free(images.buffer) }
         if let labels { device.free(labels) }
-        images = try device.allocate(bytes: data.images.count * 4)
-        labels = try device.allocate(bytes: data.count)
-        try device.write(images!, array: data.images)
+        images = try DeviceImages(data, range: 0..<data.count, on: device)
+        labels = try device.allocate(bytes: max(data.count, 1))
         try device.write(labels!, array: data.labels)
         trainingCount = data.count
     }
@@ -202,7 +207,9 @@ public final class DeviceEngine: Engine {
                 try device.launch(
                     kernel, groups: 1, groupSize: groupSize,
                     arguments: [
-                        .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(n)),
+                        .buffer(params)
+                    ] + images.arguments(pixelTable: pixelTable, unused: unused) + [
+                        .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(n)),
                         .buffer(losses), .buffer(wrong), .float(rule.learningRate), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern)
                     ])
                 position += n
@@ -214,7 +221,9 @@ public final class DeviceEngine: Engine {
                 try device.launch(
                     gradient, groups: n, groupSize: groupSize,
                     arguments: [
-                        .buffer(params), .buffer(images), .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
+                        .buffer(params)
+                    ] + images.arguments(pixelTable: pixelTable, unused: unused) + [
+                        .buffer(labels), .buffer(order), .int32(Int32(position)), .buffer(grads!),
                         .buffer(losses), .buffer(wrong), .float(c1Divisor), .float(s1BiasDivisor), .int32(modern)
                     ])
                 try launchUpdate(samples: n)
@@ -263,20 +272,16 @@ public final class DeviceEngine: Engine {
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) throws {
         guard !range.isEmpty else { return }
         let n = range.count
-        if (predictImages?.bytes ?? 0) < n * Network.imagePixels * 4 {
-            for b in [predictImages, predictClasses].compactMap({ $0 }) { device.free(b) }
-            predictImages = try device.allocate(bytes: n * Network.imagePixels * 4)
+        if (predictClasses?.bytes ?? 0) < n {
+            if let predictClasses { device.free(predictClasses) }
             predictClasses = try device.allocate(bytes: n)
         }
-        try data.images.withUnsafeBytes { all in
-            let bytes = UnsafeRawBufferPointer(
-                rebasing: all[(range.lowerBound * Network.imagePixels * 4)..<(range.upperBound * Network.imagePixels * 4)])
-            try device.write(predictImages!, offset: 0, from: bytes)
-        }
+        let images = try DeviceImages(data, range: range, on: device)
+        defer { device.free(images.buffer) }
         try device.launch(
             try device.kernel("fused_predict"), groups: min(n, 4096), groupSize: groupSize,
-            arguments: [
-                .buffer(params), .buffer(predictImages!), .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0)
+            arguments: [.buffer(params)] + images.arguments(pixelTable: pixelTable, unused: unused) + [
+                .int32(Int32(n)), .buffer(predictClasses!), .int32(recipe == .modern ? 1 : 0)
             ])
         try device.read(
             predictClasses!, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(predictions)[0..<n]))
@@ -296,6 +301,7 @@ public final class DeviceEngine: Engine {
     /// Eight launches per sample; with batches, one `batch_update` per step.
     private func trainLayers(until end: Int) throws {
         guard let order, let losses, let wrong, let images, let labels, let grads else { return }
+        let imageArguments = images.arguments(pixelTable: pixelTable, unused: unused)
         if workspace == nil { workspace = try device.allocate(bytes: Self.layerWorkspaceFloats * 4) }
         let ws = workspace!
         let k = try Self.layerKernels.map { try device.kernel($0.name) }
@@ -307,7 +313,7 @@ public final class DeviceEngine: Engine {
                 let pos = Int32(position + slot)
                 let s = Int32(slot)
                 let args: [[KernelArgument]] = [
-                    [.buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(ws)],
+                    [.buffer(params)] + imageArguments + [.buffer(order), .int32(pos), .buffer(ws)],
                     [.buffer(params), .buffer(ws)],
                     [
                         .buffer(params), .buffer(labels), .buffer(order), .int32(pos), .buffer(ws), .buffer(losses), .buffer(wrong),
@@ -318,7 +324,9 @@ public final class DeviceEngine: Engine {
                     [.buffer(params), .buffer(grads), .int32(s), .buffer(ws), .float(dt), .float(s1BiasDivisor), .int32(apply)],
                     [.buffer(params), .buffer(ws)],
                     [
-                        .buffer(params), .buffer(images), .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
+                        .buffer(params)
+                    ] + imageArguments + [
+                        .buffer(order), .int32(pos), .buffer(grads), .int32(s), .buffer(ws), .float(dt),
                         .float(c1Divisor), .int32(apply)
                     ]
                 ]

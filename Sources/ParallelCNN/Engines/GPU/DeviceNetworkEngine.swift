@@ -30,8 +30,7 @@ public final class DeviceNetworkEngine: Engine {
     private var hasVelocity = false, hasSecondMoment = false
 
     // The training set.
-    private var trainPixels: DeviceBuffer?
-    private var trainFromBytes = false
+    private var trainImages: DeviceImages?
     private var labels: DeviceBuffer?
     private var trainingCount = 0
 
@@ -62,9 +61,7 @@ public final class DeviceNetworkEngine: Engine {
         secondMoment = try device.allocate(bytes: parameterCount * 4)
         grads = try device.allocate(bytes: parameterCount * 4)
         scale = try device.allocate(bytes: parameterCount * 4)
-        pixelTable = try device.allocate(bytes: 256 * 4)
-        unused = try device.allocate(bytes: 4)
-        try device.write(pixelTable, array: Dataset.pixelTable)
+        (pixelTable, unused) = try DeviceImages.tables(on: device)
         try load(parameters: parameters)
     }
 
@@ -75,35 +72,21 @@ public final class DeviceNetworkEngine: Engine {
     }
 
     deinit {
-        let optional = [trainPixels, labels, order, losses, wrong, acts, errs, input, stepFactors, identityOrder, predictClasses]
+        let optional = [trainImages?.buffer, labels, order, losses, wrong, acts, errs, input, stepFactors, identityOrder, predictClasses]
         for b in optional.compactMap({ $0 }) + [params, velocity, secondMoment, grads, scale, pixelTable, unused] { device.free(b) }
     }
 
     // MARK: State
 
     public func prepare(training data: Dataset) throws {
-        for b in [trainPixels, labels].compactMap({ $0 }) { device.free(b) }
+        for b in [trainImages?.buffer, labels].compactMap({ $0 }) { device.free(b) }
         guard data.shape == architecture.input else {
             throw EngineError.misuse("\(device.backend): the data's images are \(data.shape), the network's input \(architecture.input)")
         }
-        (trainPixels, trainFromBytes) = try upload(pixelsOf: data, range: 0..<data.count)
+        trainImages = try DeviceImages(data, range: 0..<data.count, on: device)
         labels = try device.allocate(bytes: max(data.count, 1))
         try device.write(labels!, array: data.labels)
         trainingCount = data.count
-    }
-
-    /// The pixels of `data[range]` in a new buffer: its bytes where it has them, else its floats.
-    private func upload(pixelsOf data: Dataset, range: Range<Int>) throws -> (DeviceBuffer, fromBytes: Bool) {
-        let n = architecture.input.count
-        let bounds = (range.lowerBound * n)..<(range.upperBound * n)
-        if let bytes = data.pixelBytes {
-            let buffer = try device.allocate(bytes: max(bounds.count, 1))
-            try bytes[bounds].withUnsafeBytes { try device.write(buffer, offset: 0, from: $0) }
-            return (buffer, true)
-        }
-        let buffer = try device.allocate(bytes: max(bounds.count, 1) * 4)
-        try data.images[bounds].withUnsafeBytes { try device.write(buffer, offset: 0, from: $0) }
-        return (buffer, false)
     }
 
     public func load(parameters: Parameters, optimizerState: OptimizerState) throws {
@@ -152,7 +135,7 @@ public final class DeviceNetworkEngine: Engine {
     // MARK: Training
 
     public func beginEpoch(_ plan: EpochPlan, at position: Int) throws {
-        guard trainPixels != nil else { throw EngineError.misuse("\(device.backend): beginEpoch before prepare(training:)") }
+        guard trainImages != nil else { throw EngineError.misuse("\(device.backend): beginEpoch before prepare(training:)") }
         guard plan.order.allSatisfy({ $0 >= 0 && Int($0) < trainingCount }) else {
             throw EngineError.misuse("\(device.backend): the epoch order indexes outside the \(trainingCount) prepared samples")
         }
@@ -183,7 +166,7 @@ public final class DeviceNetworkEngine: Engine {
     }
 
     public func train(until end: Int) throws {
-        guard order != nil, trainPixels != nil else {
+        guard order != nil, trainImages != nil else {
             throw EngineError.misuse("\(device.backend): train before prepare(training:) and beginEpoch")
         }
         guard end <= orderCount, end >= position, end == orderCount || (end - epochStart) % batchSize == 0 else {
@@ -222,12 +205,11 @@ public final class DeviceNetworkEngine: Engine {
     private func offset(_ l: Int) -> Int32 { Int32(capacity * kernels.activationOffsets[l]) }
 
     /// Forward passes of `n` samples whose images are `pixels[order[pos ..< pos + n]]`.
-    private func launchForward(samples n: Int, pixels: DeviceBuffer, fromBytes: Bool, order: DeviceBuffer, at pos: Int) throws {
+    private func launchForward(samples n: Int, images: DeviceImages, order: DeviceBuffer, at pos: Int) throws {
         guard let acts, let input else { return }
         try launch(
             "input_gather", items: n * architecture.input.count,
-            [
-                .buffer(fromBytes ? pixels : unused), .buffer(fromBytes ? unused : pixels), .buffer(pixelTable), .int32(fromBytes ? 1 : 0),
+            images.arguments(pixelTable: pixelTable, unused: unused) + [
                 .buffer(order), .int32(Int32(pos)), .buffer(input), .int32(Int32(n))
             ])
         for (l, layer) in architecture.layers.enumerated() {
@@ -241,8 +223,8 @@ public final class DeviceNetworkEngine: Engine {
     /// One step's forward and backward passes for `n` samples from position `pos`; the
     /// parameter gradients are stored in `grads`, or added to them (`accumulate`).
     private func launchStep(samples n: Int, at pos: Int, accumulate: Bool) throws {
-        guard let acts, let errs, let input, let order, let losses, let wrong, let labels, let trainPixels else { return }
-        try launchForward(samples: n, pixels: trainPixels, fromBytes: trainFromBytes, order: order, at: pos)
+        guard let acts, let errs, let input, let order, let losses, let wrong, let labels, let trainImages else { return }
+        try launchForward(samples: n, images: trainImages, order: order, at: pos)
         let last = architecture.layers.count - 1
         try launch(
             "output_backward", items: n,
@@ -293,7 +275,7 @@ public final class DeviceNetworkEngine: Engine {
     /// The persistent kernel over whole steps, `stepsPerLaunch` at a time, with each step's Adam
     /// factors uploaded in front of its launch.
     private func trainFused(until end: Int) throws {
-        guard let acts, let errs, let input, let order, let losses, let wrong, let labels, let trainPixels else { return }
+        guard let acts, let errs, let input, let order, let losses, let wrong, let labels, let trainImages else { return }
         if (stepFactors?.bytes ?? 0) < 2 * stepsPerLaunch * 4 {
             if let stepFactors { device.free(stepFactors) }
             stepFactors = try device.allocate(bytes: 2 * stepsPerLaunch * 4)
@@ -313,9 +295,9 @@ public final class DeviceNetworkEngine: Engine {
             try launch(
                 NetworkKernels.fusedKernel, groups: 1,
                 [
-                    .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads), .buffer(scale),
-                    .buffer(trainFromBytes ? trainPixels : unused), .buffer(trainFromBytes ? unused : trainPixels), .buffer(pixelTable),
-                    .int32(trainFromBytes ? 1 : 0), .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(launchEnd)),
+                    .buffer(params), .buffer(velocity), .buffer(secondMoment), .buffer(grads), .buffer(scale)
+                ] + trainImages.arguments(pixelTable: pixelTable, unused: unused) + [
+                    .buffer(labels), .buffer(order), .int32(Int32(position)), .int32(Int32(launchEnd)),
                     .int32(Int32(batchSize)), .int32(modern), .buffer(losses), .buffer(wrong), .int32(rule.optimizer == .adam ? 1 : 0),
                     .float(rule.learningRate), .float(rule.momentum), .float(UpdateRule.adamBeta2), .float(UpdateRule.adamEpsilon),
                     .buffer(stepFactors!), .buffer(acts), .buffer(errs), .buffer(input)
@@ -345,9 +327,9 @@ public final class DeviceNetworkEngine: Engine {
         var start = range.lowerBound
         while start < range.upperBound {
             let n = min(chunk, range.upperBound - start)
-            let (pixels, fromBytes) = try upload(pixelsOf: data, range: start..<(start + n))
-            defer { device.free(pixels) }
-            try launchForward(samples: n, pixels: pixels, fromBytes: fromBytes, order: identityOrder, at: 0)
+            let images = try DeviceImages(data, range: start..<(start + n), on: device)
+            defer { device.free(images.buffer) }
+            try launchForward(samples: n, images: images, order: identityOrder, at: 0)
             try launch(
                 "output_predict", items: n,
                 [

@@ -101,6 +101,41 @@ extension ComputeDevice {
     }
 }
 
+/// A data set's images on a device, as the kernels' `IMAGE_ARGS` take them: its bytes where it
+/// has them (4 times smaller; the kernels read them through `Dataset.pixelTable`), else its floats.
+struct DeviceImages {
+    let buffer: DeviceBuffer
+    let fromBytes: Bool
+
+    /// Uploads the images of `data[range]` into a new buffer.
+    init(_ data: Dataset, range: Range<Int>, on device: any ComputeDevice) throws {
+        let n = data.shape.count
+        let bounds = (range.lowerBound * n)..<(range.upperBound * n)
+        let buffer: DeviceBuffer
+        if let bytes = data.pixelBytes {
+            buffer = try device.allocate(bytes: max(bounds.count, 1))
+            try bytes[bounds].withUnsafeBytes { try device.write(buffer, offset: 0, from: $0) }
+        } else {
+            buffer = try device.allocate(bytes: max(bounds.count, 1) * 4)
+            try data.images[bounds].withUnsafeBytes { try device.write(buffer, offset: 0, from: $0) }
+        }
+        self.buffer = buffer
+        fromBytes = data.pixelBytes != nil
+    }
+
+    /// The four arguments `IMAGE_ARGS`: bytes, floats (one of them `unused`), the pixel table, the flag.
+    func arguments(pixelTable: DeviceBuffer, unused: DeviceBuffer) -> [KernelArgument] {
+        [.buffer(fromBytes ? buffer : unused), .buffer(fromBytes ? unused : buffer), .buffer(pixelTable), .int32(fromBytes ? 1 : 0)]
+    }
+
+    /// A buffer holding `Dataset.pixelTable`, and a 4-byte buffer for the argument not used.
+    static func tables(on device: any ComputeDevice) throws -> (pixelTable: DeviceBuffer, unused: DeviceBuffer) {
+        let table = try device.allocate(bytes: 256 * 4)
+        try device.write(table, array: Dataset.pixelTable)
+        return (table, try device.allocate(bytes: 4))
+    }
+}
+
 /// An epoch's statistics as a device engine reads them back: per-sample losses and
 /// misclassified flags stay on the device (indexed by position in the epoch) until asked for,
 /// then come back and are added in step order, as a CPU engine adds them.

@@ -41,7 +41,7 @@ DEVICE_FN float c1_bias_terms(LOCAL const float* c1, int c, float start, float f
  * back-propagating, weights after). Launch with a grid of one group. Work-items split each layer
  * as in network.cu; the serial parts (bias terms, which the SPEC adds one at a time) go to
  * work-items that are otherwise idle at that point. */
-KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const u8* labels,
+KERNEL fused_sgd(GLOBAL float* params, IMAGE_ARGS, GLOBAL const u8* labels,
                  GLOBAL const int* order, int first, int count, GLOBAL float* losses, GLOBAL u8* wrong,
                  float dt, float c1_divisor, float s1_bias_divisor, int modern) {
     SHARED(float, p, NPARAM);
@@ -57,7 +57,7 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
         int pos = first + k;
         int sample = order[pos];
         BARRIER();
-        load_floats(in, images + (long)sample * PIXELS, PIXELS);
+        load_image(in, IMAGE_VALUES, sample);
         BARRIER();
         sample_errors(p, in, c1, s1, s1e, out, err, labels[sample], modern, losses, wrong, pos);
         /* Step 3 with step 10 for f (the f weights' old values were used above), and step 6. */
@@ -86,7 +86,7 @@ KERNEL fused_sgd(GLOBAL float* params, GLOBAL const float* images, GLOBAL const 
 /* Minibatch, gradient half: work-group g trains sample order[first + g] of the batch from the
  * parameters as they are (read-only) and writes its raw ascent direction (the recipe's per-term
  * divisors included) to grads[g][0 ..< 2343]. Launch with one group per sample of the batch. */
-KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* images, GLOBAL const u8* labels,
+KERNEL fused_batch_gradient(GLOBAL const float* params, IMAGE_ARGS, GLOBAL const u8* labels,
                             GLOBAL const int* order, int first, GLOBAL float* grads,
                             GLOBAL float* losses, GLOBAL u8* wrong,
                             float c1_divisor, float s1_bias_divisor, int modern) {
@@ -101,7 +101,7 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, GLOBAL const float* imag
     int sample = order[pos];
     GLOBAL float* g = grads + (long)GID * NPARAM;
     load_floats(p, params, NPARAM);
-    load_floats(in, images + (long)sample * PIXELS, PIXELS);
+    load_image(in, IMAGE_VALUES, sample);
     BARRIER();
     sample_errors(p, in, c1, s1, s1e, out, err, labels[sample], modern, losses, wrong, pos);
     NO_UNROLL
@@ -158,7 +158,7 @@ KERNEL adam_update(GLOBAL float* params, GLOBAL float* first_moment, GLOBAL floa
 
 /* Prediction: work-group g loads the parameters once and classifies samples g, g + groups, ...
  * of images[0 ..< count], writing one class byte per sample. */
-KERNEL fused_predict(GLOBAL const float* params, GLOBAL const float* images, int count,
+KERNEL fused_predict(GLOBAL const float* params, IMAGE_ARGS, int count,
                      GLOBAL u8* classes, int modern) {
     SHARED(float, p, NPARAM);
     SHARED(float, in, PIXELS);
@@ -169,7 +169,7 @@ KERNEL fused_predict(GLOBAL const float* params, GLOBAL const float* images, int
     NO_UNROLL
     for (int s = GID; s < count; s += NUM_GROUPS) {
         BARRIER();
-        load_floats(in, images + (long)s * PIXELS, PIXELS);
+        load_image(in, IMAGE_VALUES, s);
         BARRIER();
         forward(p, in, c1, s1, out, modern);
         if (LID == 0) classes[s] = (u8)predicted_class(out);

@@ -14,14 +14,14 @@
 
 /* c1 forward, output-stationary: block c (6 blocks) of 576 threads; thread (y, x) = (t / 24, t % 24)
  * computes c1[c][y][x] from the 5x5 window of the input (kernel column outer, row inner). */
-KERNEL_SIZED(576) layer_fp_c1(GLOBAL const float* p, GLOBAL const float* images, GLOBAL const int* order, int pos,
+KERNEL_SIZED(576) layer_fp_c1(GLOBAL const float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
                               GLOBAL float* ws) {
     int c = GID, y = LID / H1, x = LID % H1;
-    GLOBAL const float* in = images + (long)order[pos] * PIXELS;
+    long in = (long)order[pos] * PIXELS;
     float sum = 0.0f;
     for (int kc = 0; kc < K1; ++kc)
         for (int kr = 0; kr < K1; ++kr)
-            sum += p[OFF_C1W + (c * K1 + kr) * K1 + kc] * in[(y + kr) * IMG + x + kc];
+            sum += p[OFF_C1W + (c * K1 + kr) * K1 + kc] * PIXEL(in + (y + kr) * IMG + x + kc);
     ws[WS_C1 + c * MAP1 + LID] = sigmoid(sum + p[OFF_C1B + c]);
 }
 
@@ -141,10 +141,10 @@ KERNEL_SIZED(576) layer_bp_c1_error(GLOBAL const float* p, GLOBAL float* ws) {
  * gradient (c, k / 5, k % 5) over the 576 map positions column-major, each term divided; thread 25
  * takes channel c's bias terms one by one. With apply, block 0's threads 0..15 also add the s1 weight
  * step held since layer_bp_s1 (the c1 errors needed the old s1 weights). */
-KERNEL_SIZED(32) layer_bp_c1(GLOBAL float* p, GLOBAL const float* images, GLOBAL const int* order, int pos,
+KERNEL_SIZED(32) layer_bp_c1(GLOBAL float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
                              GLOBAL float* grads, int slot, GLOBAL const float* ws, float dt, float c1_divisor, int apply) {
     int c = GID;
-    GLOBAL const float* in = images + (long)order[pos] * PIXELS;
+    long in = (long)order[pos] * PIXELS;
     GLOBAL const float* e = ws + WS_C1E + c * MAP1;
     GLOBAL float* g = grads + (long)slot * NPARAM;
     if (apply && c == 0 && LID < K2 * K2) p[OFF_S1W + LID] += dt * ws[WS_GS1 + LID];
@@ -154,7 +154,7 @@ KERNEL_SIZED(32) layer_bp_c1(GLOBAL float* p, GLOBAL const float* images, GLOBAL
         NO_UNROLL
         for (int x = 0; x < H1; ++x)
             for (int y = 0; y < H1; ++y)
-                sum += e[y * H1 + x] * in[(y + kr) * IMG + x + kc] / c1_divisor;
+                sum += e[y * H1 + x] * PIXEL(in + (y + kr) * IMG + x + kc) / c1_divisor;
         if (apply) p[OFF_C1W + c * K1 * K1 + LID] += dt * sum; else g[OFF_C1W + c * K1 * K1 + LID] = sum;
     } else if (LID == K1 * K1) {
         float b = apply ? p[OFF_C1B + c] : 0.0f;
