@@ -38,11 +38,10 @@ public final class DeviceEngine: Engine {
     public var samplesPerLaunch = 20_000
 
     private let groupSize = KernelSource.groupSize
-    private let params: DeviceBuffer
-    private let velocity: DeviceBuffer
-    private var hasVelocity = false
-    private let secondMoment: DeviceBuffer
-    private var hasSecondMoment = false
+    private let buffers: DeviceParameterBuffers
+    private var params: DeviceBuffer { buffers.params }
+    private var velocity: DeviceBuffer { buffers.velocity }
+    private var secondMoment: DeviceBuffer { buffers.secondMoment }
     /// The optimizer kernels every minibatch step launches, looked up once.
     private let momentumUpdate: DeviceKernel
     private let adamUpdate: DeviceKernel
@@ -78,9 +77,7 @@ public final class DeviceEngine: Engine {
         try device.compile(source: KernelSource.text, defines: KernelSource.defines)
         momentumUpdate = try device.kernel("batch_update")
         adamUpdate = try device.kernel("adam_update")
-        params = try device.allocate(bytes: Parameters.count * 4)
-        velocity = try device.allocate(bytes: Parameters.count * 4)
-        secondMoment = try device.allocate(bytes: Parameters.count * 4)
+        buffers = try DeviceParameterBuffers(device: device, count: Parameters.count)
         (pixelTable, unused) = try DeviceImages.tables(on: device)
         try load(parameters: parameters)
     }
@@ -94,9 +91,6 @@ public final class DeviceEngine: Engine {
         for b in [images?.buffer, labels, order, losses, wrong, grads, predictClasses].compactMap({ $0 }) { device.free(b) }
         device.free(pixelTable)
         device.free(unused)
-        device.free(params)
-        device.free(velocity)
-        device.free(secondMoment)
         if let workspace { device.free(workspace) }
     }
 
@@ -115,27 +109,11 @@ public final class DeviceEngine: Engine {
         trainingCount = data.count
     }
 
-    public func load(parameters: Parameters, optimizerState: OptimizerState) throws {
-        let zero = [Float](repeating: 0, count: Parameters.count)
-        try device.write(params, array: parameters.values)
-        try device.write(velocity, array: optimizerState.velocity?.values ?? zero)
-        try device.write(secondMoment, array: optimizerState.secondMoment?.values ?? zero)
-        hasVelocity = optimizerState.velocity != nil
-        hasSecondMoment = optimizerState.secondMoment != nil
-    }
+    public func load(parameters: Parameters, optimizerState: OptimizerState) throws { try buffers.load(parameters, optimizerState) }
 
-    public func currentParameters() throws -> Parameters {
-        Parameters(values: try device.read(params, count: Parameters.count, as: Float.self, zero: 0))
-    }
+    public func currentParameters() throws -> Parameters { try buffers.parameters() }
 
-    public func currentOptimizerState() throws -> OptimizerState {
-        func read(_ buffer: DeviceBuffer) throws -> Parameters {
-            Parameters(values: try device.read(buffer, count: Parameters.count, as: Float.self, zero: 0))
-        }
-        return OptimizerState(
-            velocity: hasVelocity ? try read(velocity) : nil,
-            secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
-    }
+    public func currentOptimizerState() throws -> OptimizerState { try buffers.optimizerState() }
 
     public func synchronize() throws { try device.synchronize() }
 
@@ -169,9 +147,7 @@ public final class DeviceEngine: Engine {
             grads = try device.allocate(bytes: batchSize * Parameters.count * 4)
             gradsCapacity = batchSize
         }
-        let zero = [Float](repeating: 0, count: Parameters.count)
-        if rule.usesVelocity && !hasVelocity { try device.write(velocity, array: zero) }
-        if rule.usesSecondMoment && !hasSecondMoment { try device.write(secondMoment, array: zero) }
+        try buffers.prepare(for: rule)
         self.batchSize = batchSize
         self.rule = rule
         epochStart = position
@@ -256,8 +232,7 @@ public final class DeviceEngine: Engine {
                     .float(secondMomentFactor)
                 ])
         }
-        hasVelocity = rule.usesVelocity
-        hasSecondMoment = rule.usesSecondMoment
+        buffers.stepped(with: rule)
     }
 
     /// Statistics of the steps since `beginEpoch` (waits for them).

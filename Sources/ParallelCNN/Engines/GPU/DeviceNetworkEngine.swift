@@ -26,8 +26,11 @@ public final class DeviceNetworkEngine: Engine {
     private let groupSize = KernelSource.groupSize
     private let parameterCount: Int
     private var compiled: [String: DeviceKernel] = [:]
-    private let params, velocity, secondMoment, grads, scale, pixelTable, unused: DeviceBuffer
-    private var hasVelocity = false, hasSecondMoment = false
+    private let buffers: DeviceParameterBuffers
+    private var params: DeviceBuffer { buffers.params }
+    private var velocity: DeviceBuffer { buffers.velocity }
+    private var secondMoment: DeviceBuffer { buffers.secondMoment }
+    private let grads, scale, pixelTable, unused: DeviceBuffer
 
     // The training set.
     private var trainImages: DeviceImages?
@@ -56,9 +59,7 @@ public final class DeviceNetworkEngine: Engine {
         parameterCount = architecture.parameterCount
         try device.compile(source: kernels.source, defines: kernels.defines)
         for name in kernels.kernelNames { compiled[name] = try device.kernel(name) }
-        params = try device.allocate(bytes: parameterCount * 4)
-        velocity = try device.allocate(bytes: parameterCount * 4)
-        secondMoment = try device.allocate(bytes: parameterCount * 4)
+        buffers = try DeviceParameterBuffers(device: device, count: architecture.parameterCount)
         grads = try device.allocate(bytes: parameterCount * 4)
         scale = try device.allocate(bytes: parameterCount * 4)
         (pixelTable, unused) = try DeviceImages.tables(on: device)
@@ -73,7 +74,7 @@ public final class DeviceNetworkEngine: Engine {
 
     deinit {
         let optional = [trainImages?.buffer, labels, order, losses, wrong, acts, errs, input, stepFactors, identityOrder, predictClasses]
-        for b in optional.compactMap({ $0 }) + [params, velocity, secondMoment, grads, scale, pixelTable, unused] { device.free(b) }
+        for b in optional.compactMap({ $0 }) + [grads, scale, pixelTable, unused] { device.free(b) }
     }
 
     // MARK: State
@@ -89,26 +90,11 @@ public final class DeviceNetworkEngine: Engine {
         trainingCount = data.count
     }
 
-    public func load(parameters: Parameters, optimizerState: OptimizerState) throws {
-        let zero = [Float](repeating: 0, count: parameterCount)
-        try device.write(params, array: parameters.values)
-        try device.write(velocity, array: optimizerState.velocity?.values ?? zero)
-        try device.write(secondMoment, array: optimizerState.secondMoment?.values ?? zero)
-        hasVelocity = optimizerState.velocity != nil
-        hasSecondMoment = optimizerState.secondMoment != nil
-    }
+    public func load(parameters: Parameters, optimizerState: OptimizerState) throws { try buffers.load(parameters, optimizerState) }
 
-    public func currentParameters() throws -> Parameters {
-        Parameters(values: try device.read(params, count: parameterCount, as: Float.self, zero: 0))
-    }
+    public func currentParameters() throws -> Parameters { try buffers.parameters() }
 
-    public func currentOptimizerState() throws -> OptimizerState {
-        func read(_ buffer: DeviceBuffer) throws -> Parameters {
-            Parameters(values: try device.read(buffer, count: parameterCount, as: Float.self, zero: 0))
-        }
-        return OptimizerState(
-            velocity: hasVelocity ? try read(velocity) : nil, secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
-    }
+    public func currentOptimizerState() throws -> OptimizerState { try buffers.optimizerState() }
 
     public func synchronize() throws { try device.synchronize() }
 
@@ -155,9 +141,7 @@ public final class DeviceNetworkEngine: Engine {
             try device.write(scale, array: architecture.scaleVector(recipe: plan.rule.recipe, batchSize: plan.rule.batchSize))
             scaleFor = (plan.rule.recipe, plan.rule.batchSize)
         }
-        let zero = [Float](repeating: 0, count: parameterCount)
-        if plan.rule.usesVelocity && !hasVelocity { try device.write(velocity, array: zero) }
-        if plan.rule.usesSecondMoment && !hasSecondMoment { try device.write(secondMoment, array: zero) }
+        try buffers.prepare(for: plan.rule)
         batchSize = plan.batchSize
         rule = plan.rule
         epochStart = position
@@ -268,8 +252,7 @@ public final class DeviceNetworkEngine: Engine {
                 .int32(rule.optimizer == .adam ? 1 : 0), .float(rule.learningRate), .float(rule.momentum), .float(UpdateRule.adamBeta2),
                 .float(UpdateRule.adamEpsilon), .float(stepSize), .float(secondMomentFactor)
             ])
-        hasVelocity = rule.usesVelocity
-        hasSecondMoment = rule.usesSecondMoment
+        buffers.stepped(with: rule)
     }
 
     /// The persistent kernel over whole steps, `stepsPerLaunch` at a time, with each step's Adam
@@ -304,8 +287,7 @@ public final class DeviceNetworkEngine: Engine {
                 ])
             position = launchEnd
         }
-        hasVelocity = rule.usesVelocity
-        hasSecondMoment = rule.usesSecondMoment
+        buffers.stepped(with: rule)
     }
 
     public func statistics() throws -> TrainingStatistics {

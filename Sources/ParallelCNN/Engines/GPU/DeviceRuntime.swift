@@ -101,6 +101,60 @@ extension ComputeDevice {
     }
 }
 
+/// A device engine's parameters and optimizer buffers (velocity or Adam's first moment, Adam's
+/// second moment), with which of them hold state so far.
+final class DeviceParameterBuffers {
+    let device: any ComputeDevice
+    let count: Int
+    let params, velocity, secondMoment: DeviceBuffer
+    private(set) var hasVelocity = false, hasSecondMoment = false
+
+    init(device: any ComputeDevice, count: Int) throws {
+        self.device = device
+        self.count = count
+        params = try device.allocate(bytes: count * 4)
+        velocity = try device.allocate(bytes: count * 4)
+        secondMoment = try device.allocate(bytes: count * 4)
+    }
+
+    deinit {
+        for b in [params, velocity, secondMoment] { device.free(b) }
+    }
+
+    /// Replaces the parameters and the buffers (each `nil` one is zero).
+    func load(_ parameters: Parameters, _ state: OptimizerState) throws {
+        let zero = [Float](repeating: 0, count: count)
+        try device.write(params, array: parameters.values)
+        try device.write(velocity, array: state.velocity?.values ?? zero)
+        try device.write(secondMoment, array: state.secondMoment?.values ?? zero)
+        hasVelocity = state.velocity != nil
+        hasSecondMoment = state.secondMoment != nil
+    }
+
+    func parameters() throws -> Parameters { Parameters(values: try device.read(params, count: count, as: Float.self, zero: 0)) }
+
+    func optimizerState() throws -> OptimizerState {
+        func read(_ buffer: DeviceBuffer) throws -> Parameters {
+            Parameters(values: try device.read(buffer, count: count, as: Float.self, zero: 0))
+        }
+        return OptimizerState(
+            velocity: hasVelocity ? try read(velocity) : nil, secondMoment: hasSecondMoment ? try read(secondMoment) : nil)
+    }
+
+    /// Zeroes the buffers `rule` needs that hold no state yet.
+    func prepare(for rule: UpdateRule) throws {
+        let zero = [Float](repeating: 0, count: count)
+        if rule.usesVelocity && !hasVelocity { try device.write(velocity, array: zero) }
+        if rule.usesSecondMoment && !hasSecondMoment { try device.write(secondMoment, array: zero) }
+    }
+
+    /// Records that steps of `rule` have updated the buffers it uses.
+    func stepped(with rule: UpdateRule) {
+        hasVelocity = rule.usesVelocity
+        hasSecondMoment = rule.usesSecondMoment
+    }
+}
+
 /// A data set's images on a device, as the kernels' `IMAGE_ARGS` take them: its bytes where it
 /// has them (4 times smaller; the kernels read them through `Dataset.pixelTable`), else its floats.
 struct DeviceImages {
