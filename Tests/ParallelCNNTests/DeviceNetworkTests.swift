@@ -122,6 +122,25 @@ struct DeviceNetworkTests {
         }
     }
 
+    @Test("a device out of memory is a typed error with the driver's text, not a crash")
+    func outOfMemory() throws {
+        let device = try DeviceBackend.opencl.open()
+        #expect {
+            _ = try device.allocate(bytes: 1 << 44)
+        } throws: { error in
+            guard case DeviceError.driver(_, let call, let code, _) = error else { return false }
+            return call.hasPrefix("clCreateBuffer") && code != 0
+        }
+        // A batch whose activations do not fit 32-bit offsets is refused before anything is allocated.
+        let wide = SmallNetworks.architecture("conv 128 3x3 pad=1; dense 10", .mnist)
+        let engine = try DeviceNetworkEngine(
+            backend: .opencl, strategy: .data, architecture: wide, parameters: SmallNetworks.parameters(wide))
+        try engine.prepare(training: SmallNetworks.data(.mnist, count: 4))
+        #expect(throws: EngineError.self) {
+            try engine.beginEpoch(EpochPlan(order: [0], batchSize: 60_000, rule: UpdateRule(recipe: .modern)), at: 0)
+        }
+    }
+
     @Test("a mismatched data set and misuse are typed errors, not crashes")
     func misuse() throws {
         let architecture = SmallNetworks.architecture("dense 12 tanh; dense 10", SmallNetworks.grey)
