@@ -5,12 +5,12 @@ public enum DeviceBenchmark {
     /// The training phase a layer-strategy kernel belongs to (the CPU engines' T4 names).
     public static func phase(of kernel: String) -> LayerPhase {
         switch kernel {
-        case "layer_fp_c1": .c1Forward
-        case "layer_fp_s1": .s1Forward
-        case "layer_fp_f": .fForward
-        case "layer_bp_s1_error", "layer_bp_f": .fBackward  // error through f, f's gradient
-        case "layer_bp_s1", "layer_bp_c1_error": .s1Backward  // s1's gradient, error through s1
-        case "layer_bp_c1": .c1Backward
+        case "conv_forward_c1": .c1Forward
+        case "subsample_forward_s1": .s1Forward
+        case "dense_forward_f": .fForward
+        case "dense_backward_input_f", "dense_backward_f": .fBackward  // error through f, f's gradient
+        case "subsample_backward_s1", "subsample_backward_input_s1": .s1Backward  // s1's gradient, error through s1
+        case "conv_backward_c1": .c1Backward
         case "batch_update": .update
         default: .network
         }

@@ -51,8 +51,9 @@ struct BenchDevice: ParsableCommand {
     static func layer(of kernel: String) -> String {
         if kernel.hasPrefix("fused") { return "fused (all layers)" }
         if kernel == "batch_update" { return "update" }
-        if kernel.hasSuffix("c1") || kernel.hasSuffix("c1_error") { return "conv (c1)" }
-        if kernel.hasSuffix("s1") || kernel.hasSuffix("s1_error") { return "pooling (s1)" }
+        // The paper's layer kernels end in the layer they belong to: conv_forward_c1, subsample_backward_input_s1, dense_backward_f.
+        if kernel.hasSuffix("_c1") { return "conv (c1)" }
+        if kernel.hasSuffix("_s1") { return "pooling (s1)" }
         return "fc (f)"
     }
 

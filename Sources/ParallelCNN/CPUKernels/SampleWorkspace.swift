@@ -137,7 +137,7 @@ package final class SampleWorkspace {
     /// `shifted[kc][i + 24kr]` for every tap, one contiguous load per tap. Each output is summed
     /// over the taps in the same order whatever `rows` is; only taps whose input rows are all
     /// blank are left out, and those add exactly zero.
-    package func c1Forward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
+    package func convForward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
         var s = rows.lowerBound * H1
         let end = rows.upperBound * H1
         while Self.wideRegisterFile && s + 32 <= end {
@@ -250,7 +250,7 @@ package final class SampleWorkspace {
     /// `t[x] = Σ_kr w[kr][x % 4] · c1[c][4y + kr][x]` (into `s1Rows`); then each output is the sum
     /// of its group of four, `(t0 + t1) + (t2 + t3)`, taken for 16 outputs at once by two rounds
     /// of pairwise sums.
-    package func s1Forward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
+    package func subsampleForward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
         let w = p + Parameters.Offset.s1Weight
         let tile0 = s1WeightTile16(w), tile1 = s1WeightTile16(w + K2)
         let tile2 = s1WeightTile16(w + 2 * K2), tile3 = s1WeightTile16(w + 3 * K2)
@@ -302,7 +302,7 @@ package final class SampleWorkspace {
     }
 
     /// f pre-activations for outputs `outputs` (of 0..<10).
-    package func fForward(_ p: UnsafePointer<Float>, outputs: Range<Int>) {
+    package func denseForward(_ p: UnsafePointer<Float>, outputs: Range<Int>) {
         for o in outputs {
             let w = p + Parameters.Offset.fWeight + o * S
             var a = Vec(), b = Vec(), c = Vec()
@@ -358,7 +358,7 @@ package final class SampleWorkspace {
     // MARK: Backward
 
     /// f gradient rows `outputs` and their biases: `g[o][i] = δ[o] · s1Out[i]`.
-    package func fWeightGradient(outputs: Range<Int>) {
+    package func denseBackward(outputs: Range<Int>) {
         let s1 = UnsafePointer(s1Out)
         for o in outputs {
             let g = grad + Parameters.Offset.fWeight + o * S
@@ -370,7 +370,7 @@ package final class SampleWorkspace {
 
     /// s1 error for the vectors `chunks` (of 0..<27, 8 outputs each), through the f weights:
     /// `(Σ_o w[o][i] δ[o]) · o(1-o)`.
-    package func s1ErrorBackward(_ p: UnsafePointer<Float>, chunks: Range<Int>) {
+    package func denseBackwardInput(_ p: UnsafePointer<Float>, chunks: Range<Int>) {
         let w = p + Parameters.Offset.fWeight
         for chunk in chunks {
             let i = chunk * 8
@@ -393,7 +393,7 @@ package final class SampleWorkspace {
 
     /// s1 weight-gradient rows `kernelRows` (of 0..<4): `g[kr][kc] = Σ_{c,y,x} e[c][y][x] · c1Out[c][4y+kr][4x+kc]`.
     /// With `includeBias`, also the s1 bias gradient `Σ e`.
-    package func s1WeightGradient(kernelRows: Range<Int>, includeBias: Bool) {
+    package func subsampleBackward(kernelRows: Range<Int>, includeBias: Bool) {
         for kr in kernelRows {
             var acc = Vec()
             for pair in 0..<(C * H2) {
@@ -417,7 +417,7 @@ package final class SampleWorkspace {
 
     /// c1 error for the (map, s1 row) pairs `pairs` (of 0..<36): each covers 4 c1 rows,
     /// `w_s1[y%4][x%4] · e_s1[c][y/4][x/4] · o(1-o)`.
-    package func c1ErrorBackward(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
+    package func subsampleBackwardInput(_ p: UnsafePointer<Float>, pairs: Range<Int>) {
         for pair in pairs {
             let c = pair / H2, y = pair % H2
             let (e0, e1, e2) = spreadS1Error(pair: pair)
@@ -442,7 +442,7 @@ package final class SampleWorkspace {
     /// vectors; the extra terms have a blank input row and are exactly zero). Items of the same
     /// kr are taken three channels at a time, so that each input load feeds three FMAs. Every
     /// item is summed in the same order however `items` is split.
-    package func c1WeightGradient(items: Range<Int>) {
+    package func convBackward(items: Range<Int>) {
         for kr in 0..<K1 {
             // The channels c with item c * 5 + kr in `items`.
             var c = max(0, (items.lowerBound - kr + K1 - 1) / K1)
@@ -521,7 +521,7 @@ package final class SampleWorkspace {
 
     /// Adds up the lanes left by `c1WeightGradient` for the items `items` into `grad`.
     @inline(never)
-    package func finishC1WeightGradient(items: Range<Int>) {
+    package func finishConvBackward(items: Range<Int>) {
         for item in items {
             let partial = UnsafePointer(c1Partials + item * K1 * 16)
             let g = grad + Parameters.Offset.c1Weight + item * K1
@@ -537,20 +537,20 @@ package final class SampleWorkspace {
 
     /// Forward pass of the loaded image through all layers.
     func forward(_ p: UnsafePointer<Float>, recipe: Recipe) {
-        c1Forward(p, rows: 0..<H1)
-        s1Forward(p, pairs: 0..<(C * H2))
-        fForward(p, outputs: 0..<O)
+        convForward(p, rows: 0..<H1)
+        subsampleForward(p, pairs: 0..<(C * H2))
+        denseForward(p, outputs: 0..<O)
         fActivate(recipe: recipe)
     }
 
     /// Backward pass after `outputError`: fills `grad`.
     func backward(_ p: UnsafePointer<Float>) {
-        fWeightGradient(outputs: 0..<O)
-        s1ErrorBackward(p, chunks: 0..<(S / 8))
-        s1WeightGradient(kernelRows: 0..<K2, includeBias: true)
-        c1ErrorBackward(p, pairs: 0..<(C * H2))
-        c1WeightGradient(items: 0..<(C * K1))
-        finishC1WeightGradient(items: 0..<(C * K1))
+        denseBackward(outputs: 0..<O)
+        denseBackwardInput(p, chunks: 0..<(S / 8))
+        subsampleBackward(kernelRows: 0..<K2, includeBias: true)
+        subsampleBackwardInput(p, pairs: 0..<(C * H2))
+        convBackward(items: 0..<(C * K1))
+        finishConvBackward(items: 0..<(C * K1))
     }
 
     /// One training sample on this thread: load, forward, error, backward (fills `grad`); returns

@@ -269,8 +269,9 @@ public final class DeviceEngine: Engine {
 
     /// The layer kernels of one sample, in launch order, with their grids (blocks x threads).
     static let layerKernels: [(name: String, groups: Int, groupSize: Int)] = [
-        ("layer_fp_c1", 6, 576), ("layer_fp_s1", 6, 36), ("layer_fp_f", 1, 32), ("layer_bp_s1_error", 6, 36),
-        ("layer_bp_f", 10, 216), ("layer_bp_s1", 1, 32), ("layer_bp_c1_error", 6, 576), ("layer_bp_c1", 6, 32)
+        ("conv_forward_c1", 6, 576), ("subsample_forward_s1", 6, 36), ("dense_forward_f", 1, 32), ("dense_backward_input_f", 6, 36),
+        ("dense_backward_f", 10, 216), ("subsample_backward_s1", 1, 32), ("subsample_backward_input_s1", 6, 576),
+        ("conv_backward_c1", 6, 32)
     ]
 
     /// Eight launches per sample; with batches, one `batch_update` per step.

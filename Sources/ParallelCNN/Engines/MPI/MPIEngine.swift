@@ -152,19 +152,19 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
             let stats = StepStatistics(
                 lossSum: w.outputError(label: label, recipe: rule.recipe),
                 misclassified: wrong ? 1 : 0, samples: 1)
-            w.fWeightGradient(outputs: 0..<Network.classes)
-            w.s1ErrorBackward(p, chunks: 0..<(Network.poolOutputs / 8))
-            w.s1WeightGradient(
+            w.denseBackward(outputs: 0..<Network.classes)
+            w.denseBackwardInput(p, chunks: 0..<(Network.poolOutputs / 8))
+            w.subsampleBackward(
                 kernelRows: ShardPlan.share(of: Network.poolKernel, rank: rank, ranks: ranks),
                 includeBias: rank == 0)
             let rows = ShardPlan.share(of: Network.poolSide, rank: rank, ranks: ranks)
             for c in 0..<Network.channels {
-                w.c1ErrorBackward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
+                w.subsampleBackwardInput(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
             }
             exchanges[1]!.run(communicator, context: "exchanging c1 error and s1 gradient rows")
             let items = ShardPlan.share(of: Network.channels * Network.convKernel, rank: rank, ranks: ranks)
-            w.c1WeightGradient(items: items)
-            w.finishC1WeightGradient(items: items)
+            w.convBackward(items: items)
+            w.finishConvBackward(items: items)
             exchanges[2]!.run(communicator, context: "exchanging c1 gradient rows")
             return stats
         }
@@ -208,12 +208,12 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     private func forwardLayerParallel(_ p: UnsafePointer<Float>, recipe: Recipe) {
         let w = team.workspaces[0] as! SampleWorkspace
         let rows = ShardPlan.share(of: Network.poolSide, rank: communicator.rank, ranks: communicator.size)
-        w.c1Forward(p, rows: (rows.lowerBound * Network.poolKernel)..<(rows.upperBound * Network.poolKernel))
+        w.convForward(p, rows: (rows.lowerBound * Network.poolKernel)..<(rows.upperBound * Network.poolKernel))
         for c in 0..<Network.channels {
-            w.s1Forward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
+            w.subsampleForward(p, pairs: (c * Network.poolSide + rows.lowerBound)..<(c * Network.poolSide + rows.upperBound))
         }
         exchanges[0]!.run(communicator, context: "exchanging c1 and s1 output rows")
-        w.fForward(p, outputs: 0..<Network.classes)
+        w.denseForward(p, outputs: 0..<Network.classes)
         w.fActivate(recipe: recipe)
     }
 

@@ -116,12 +116,12 @@ public final class ThreadedEngine: ParameterStateEngine {
         let poolRows = Network.poolSide, k2 = Network.poolKernel
         pool.run { member in
             let rows = pool.share(of: poolRows, member: member)
-            w.c1Forward(p, rows: (rows.lowerBound * k2)..<(rows.upperBound * k2))
+            w.convForward(p, rows: (rows.lowerBound * k2)..<(rows.upperBound * k2))
             for c in 0..<Network.channels {
-                w.s1Forward(p, pairs: (c * poolRows + rows.lowerBound)..<(c * poolRows + rows.upperBound))
+                w.subsampleForward(p, pairs: (c * poolRows + rows.lowerBound)..<(c * poolRows + rows.upperBound))
             }
         }
-        w.fForward(p, outputs: 0..<Network.classes)
+        w.denseForward(p, outputs: 0..<Network.classes)
         w.fActivate(recipe: recipe)
     }
 
@@ -129,19 +129,19 @@ public final class ThreadedEngine: ParameterStateEngine {
     /// row) with the c1 error (by s1 row), and the c1 weight gradient (by map and kernel row).
     private func backwardLayerParallel(_ p: UnsafePointer<Float>) {
         let w = team.workspaces[0] as! SampleWorkspace, pool = self.pool
-        w.fWeightGradient(outputs: 0..<Network.classes)
-        w.s1ErrorBackward(p, chunks: 0..<(Network.poolOutputs / 8))
+        w.denseBackward(outputs: 0..<Network.classes)
+        w.denseBackwardInput(p, chunks: 0..<(Network.poolOutputs / 8))
         let poolRows = Network.poolSide
         pool.run { member in
-            w.s1WeightGradient(kernelRows: pool.share(of: Network.poolKernel, member: member), includeBias: member == 0)
+            w.subsampleBackward(kernelRows: pool.share(of: Network.poolKernel, member: member), includeBias: member == 0)
             let rows = pool.share(of: poolRows, member: member)
             for c in 0..<Network.channels {
-                w.c1ErrorBackward(p, pairs: (c * poolRows + rows.lowerBound)..<(c * poolRows + rows.upperBound))
+                w.subsampleBackwardInput(p, pairs: (c * poolRows + rows.lowerBound)..<(c * poolRows + rows.upperBound))
             }
         }
         let items = Network.channels * Network.convKernel
-        pool.run { member in w.c1WeightGradient(items: pool.share(of: items, member: member)) }
-        w.finishC1WeightGradient(items: 0..<items)
+        pool.run { member in w.convBackward(items: pool.share(of: items, member: member)) }
+        w.finishConvBackward(items: 0..<items)
     }
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {

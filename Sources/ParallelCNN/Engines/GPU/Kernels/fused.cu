@@ -8,7 +8,7 @@ DEVICE_FN void sample_errors(LOCAL const float* p, LOCAL const float* in, LOCAL 
     forward(p, in, c1, s1, out, modern);
     if (LID == 0) output_error(out, err, label, modern, losses, wrong, pos);
     BARRIER();
-    s1_error(p, s1, err, s1e);
+    dense_backward_input_f_items(p, s1, err, s1e);
     BARRIER();
 }
 
@@ -65,14 +65,14 @@ KERNEL fused_sgd(GLOBAL float* params, IMAGE_ARGS, GLOBAL const u8* labels,
         for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
             p[OFF_FW + j] += dt * (err[j / S1_SIZE] * s1[j % S1_SIZE]);
         if (LID < CLASSES) p[OFF_FB + LID] += dt * err[LID];
-        if (LID >= 32 && LID < 32 + K2 * K2) gs1[LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
+        if (LID >= 32 && LID < 32 + K2 * K2) gs1[LID - 32] = subsample_backward_s1_term(s1e, c1, LID - 32);
         if (LID == 64) p[OFF_S1B] = s1_bias_terms(s1e, p[OFF_S1B], dt, s1_bias_divisor);
         BARRIER();
-        c1_error(p, s1e, c1);
+        subsample_backward_input_s1_items(p, s1e, c1);
         BARRIER();
         if (LID < K2 * K2) p[OFF_S1W + LID] += dt * gs1[LID];
         if (LID < CH * K1 * K1) {
-            p[OFF_C1W + LID] += dt * c1_weight_gradient(c1, in, LID, c1_divisor);
+            p[OFF_C1W + LID] += dt * conv_backward_c1_term(c1, in, LID, c1_divisor);
         } else if (LID < CH * K1 * K1 + CH) {
             int c = LID - CH * K1 * K1;
             p[OFF_C1B + c] = c1_bias_terms(c1, c, p[OFF_C1B + c], dt, c1_divisor);
@@ -108,13 +108,13 @@ KERNEL fused_batch_gradient(GLOBAL const float* params, IMAGE_ARGS, GLOBAL const
     for (int j = LID; j < CLASSES * S1_SIZE; j += GROUP_SIZE)
         g[OFF_FW + j] = err[j / S1_SIZE] * s1[j % S1_SIZE];
     if (LID < CLASSES) g[OFF_FB + LID] = err[LID];
-    if (LID >= 32 && LID < 32 + K2 * K2) g[OFF_S1W + LID - 32] = s1_weight_gradient(s1e, c1, LID - 32);
+    if (LID >= 32 && LID < 32 + K2 * K2) g[OFF_S1W + LID - 32] = subsample_backward_s1_term(s1e, c1, LID - 32);
     if (LID == 64) g[OFF_S1B] = s1_bias_terms(s1e, 0.0f, 1.0f, s1_bias_divisor);
     BARRIER();
-    c1_error(p, s1e, c1);
+    subsample_backward_input_s1_items(p, s1e, c1);
     BARRIER();
     if (LID < CH * K1 * K1) {
-        g[OFF_C1W + LID] = c1_weight_gradient(c1, in, LID, c1_divisor);
+        g[OFF_C1W + LID] = conv_backward_c1_term(c1, in, LID, c1_divisor);
     } else if (LID < CH * K1 * K1 + CH) {
         int c = LID - CH * K1 * K1;
         g[OFF_C1B + c] = c1_bias_terms(c1, c, 0.0f, 1.0f, c1_divisor);

@@ -14,7 +14,7 @@
 
 /* c1 forward, output-stationary: block c (6 blocks) of 576 threads; thread (y, x) = (t / 24, t % 24)
  * computes c1[c][y][x] from the 5x5 window of the input (kernel column outer, row inner). */
-KERNEL_SIZED(576) layer_fp_c1(GLOBAL const float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
+KERNEL_SIZED(576) conv_forward_c1(GLOBAL const float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
                               GLOBAL float* ws) {
     int c = GID, y = LID / H1, x = LID % H1;
     long in = (long)order[pos] * PIXELS;
@@ -26,7 +26,7 @@ KERNEL_SIZED(576) layer_fp_c1(GLOBAL const float* p, IMAGE_ARGS, GLOBAL const in
 }
 
 /* s1 forward: block c (6 blocks) of 36 threads; thread (y, x) computes s1[c][y][x] (4x4 window, stride 4). */
-KERNEL_SIZED(36) layer_fp_s1(GLOBAL const float* p, GLOBAL float* ws) {
+KERNEL_SIZED(36) subsample_forward_s1(GLOBAL const float* p, GLOBAL float* ws) {
     int c = GID, y = LID / H2, x = LID % H2;
     float sum = 0.0f;
     for (int kc = 0; kc < K2; ++kc)
@@ -38,7 +38,7 @@ KERNEL_SIZED(36) layer_fp_s1(GLOBAL const float* p, GLOBAL float* ws) {
 /* f forward and output error: one block of 32 threads; thread o < 10 computes output o (input
  * column slowest, row, channel fastest); then thread 0 takes the softmax (modern), the error
  * target - output, the sample's loss and whether it was misclassified. */
-KERNEL_SIZED(32) layer_fp_f(GLOBAL const float* p, GLOBAL const u8* labels, GLOBAL const int* order, int pos,
+KERNEL_SIZED(32) dense_forward_f(GLOBAL const float* p, GLOBAL const u8* labels, GLOBAL const int* order, int pos,
                             GLOBAL float* ws, GLOBAL float* losses, GLOBAL u8* wrong, int modern) {
     GLOBAL float* out = ws + WS_OUT;
     GLOBAL float* err = ws + WS_ERR;
@@ -78,7 +78,7 @@ KERNEL_SIZED(32) layer_fp_f(GLOBAL const float* p, GLOBAL const u8* labels, GLOB
 
 /* Steps 4-5: block c (6 blocks) of 36 threads; thread (y, x) computes the error at s1[c][y][x]
  * through the f weights before this step's update. */
-KERNEL_SIZED(36) layer_bp_s1_error(GLOBAL const float* p, GLOBAL float* ws) {
+KERNEL_SIZED(36) dense_backward_input_f(GLOBAL const float* p, GLOBAL float* ws) {
     int i = GID * H2 * H2 + LID;
     float sum = 0.0f;
     for (int o = 0; o < CLASSES; ++o) sum += p[OFF_FW + o * S1_SIZE + i] * ws[WS_ERR + o];
@@ -87,7 +87,7 @@ KERNEL_SIZED(36) layer_bp_s1_error(GLOBAL const float* p, GLOBAL float* ws) {
 }
 
 /* Step 3 (and 10 for f): block o (10 blocks) of 216 threads; thread i owns f.w[o][i], thread 0 also f.b[o]. */
-KERNEL_SIZED(216) layer_bp_f(GLOBAL float* p, GLOBAL float* grads, int slot, GLOBAL const float* ws, float dt, int apply) {
+KERNEL_SIZED(216) dense_backward_f(GLOBAL float* p, GLOBAL float* grads, int slot, GLOBAL const float* ws, float dt, int apply) {
     int o = GID, i = LID;
     float e = ws[WS_ERR + o];
     float d = e * ws[WS_S1 + i];
@@ -103,7 +103,7 @@ KERNEL_SIZED(216) layer_bp_f(GLOBAL float* p, GLOBAL float* grads, int slot, GLO
 
 /* Step 6: one block of 32 threads; thread k < 16 sums dW_s1[k] over 216 terms (input column
  * slowest, row, channel fastest); thread 16 takes the s1 bias terms one by one in the same order. */
-KERNEL_SIZED(32) layer_bp_s1(GLOBAL float* p, GLOBAL float* grads, int slot, GLOBAL float* ws,
+KERNEL_SIZED(32) subsample_backward_s1(GLOBAL float* p, GLOBAL float* grads, int slot, GLOBAL float* ws,
                              float dt, float s1_bias_divisor, int apply) {
     GLOBAL float* g = grads + (long)slot * NPARAM;
     if (LID < K2 * K2) {
@@ -130,7 +130,7 @@ KERNEL_SIZED(32) layer_bp_s1(GLOBAL float* p, GLOBAL float* grads, int slot, GLO
 
 /* Steps 7-8: block c (6 blocks) of 576 threads; thread (y, x) computes the error at c1[c][y][x]
  * through the s1 weights before this step's update. */
-KERNEL_SIZED(576) layer_bp_c1_error(GLOBAL const float* p, GLOBAL float* ws) {
+KERNEL_SIZED(576) subsample_backward_input_s1(GLOBAL const float* p, GLOBAL float* ws) {
     int c = GID, y = LID / H1, x = LID % H1;
     float upstream = p[OFF_S1W + (y % K2) * K2 + x % K2] * ws[WS_S1E + (c * H2 + y / K2) * H2 + x / K2];
     float o1 = ws[WS_C1 + c * MAP1 + LID];
@@ -140,8 +140,8 @@ KERNEL_SIZED(576) layer_bp_c1_error(GLOBAL const float* p, GLOBAL float* ws) {
 /* Step 9 (and 10 for s1 and c1): block c (6 blocks) of 32 threads; thread k < 25 sums the c1 weight
  * gradient (c, k / 5, k % 5) over the 576 map positions column-major, each term divided; thread 25
  * takes channel c's bias terms one by one. With apply, block 0's threads 0..15 also add the s1 weight
- * step held since layer_bp_s1 (the c1 errors needed the old s1 weights). */
-KERNEL_SIZED(32) layer_bp_c1(GLOBAL float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
+ * step held since subsample_backward_s1 (the c1 errors needed the old s1 weights). */
+KERNEL_SIZED(32) conv_backward_c1(GLOBAL float* p, IMAGE_ARGS, GLOBAL const int* order, int pos,
                              GLOBAL float* grads, int slot, GLOBAL const float* ws, float dt, float c1_divisor, int apply) {
     int c = GID;
     long in = (long)order[pos] * PIXELS;

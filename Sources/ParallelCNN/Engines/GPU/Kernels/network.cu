@@ -26,7 +26,7 @@ DEVICE_FN void load_image(LOCAL float* dst, IMAGE_ARGS, long sample) {
 
 /* c1 (SPEC forward): work-item t computes the outputs t, t + G, ... of the 6x24x24 map,
  * each a 25-term sum, kernel column outer, kernel row inner, bias after. */
-DEVICE_FN void forward_c1(LOCAL const float* p, LOCAL const float* in, LOCAL float* c1) {
+DEVICE_FN void conv_forward_c1_items(LOCAL const float* p, LOCAL const float* in, LOCAL float* c1) {
     NO_UNROLL
     for (int i = LID; i < C1_SIZE; i += GROUP_SIZE) {
         int c = i / MAP1, y = (i / H1) % H1, x = i % H1;
@@ -39,7 +39,7 @@ DEVICE_FN void forward_c1(LOCAL const float* p, LOCAL const float* in, LOCAL flo
 }
 
 /* s1: work-item t < 216 computes one subsampling output from a 4x4 window (stride 4). */
-DEVICE_FN void forward_s1(LOCAL const float* p, LOCAL const float* c1, LOCAL float* s1) {
+DEVICE_FN void subsample_forward_s1_items(LOCAL const float* p, LOCAL const float* c1, LOCAL float* s1) {
     NO_UNROLL
     for (int i = LID; i < S1_SIZE; i += GROUP_SIZE) {
         int c = i / (H2 * H2), y = (i / H2) % H2, x = i % H2;
@@ -53,7 +53,7 @@ DEVICE_FN void forward_s1(LOCAL const float* p, LOCAL const float* c1, LOCAL flo
 
 /* f: work-item o < 10 computes output o (input column slowest, row, channel fastest). The modern
  * recipe's softmax is then taken by work-item 0 over the ten logits. */
-DEVICE_FN void forward_f(LOCAL const float* p, LOCAL const float* s1, LOCAL float* out, int modern) {
+DEVICE_FN void dense_forward_f_items(LOCAL const float* p, LOCAL const float* s1, LOCAL float* out, int modern) {
     if (LID < CLASSES) {
         int o = LID;
         float sum = 0.0f;
@@ -79,11 +79,11 @@ DEVICE_FN void forward_f(LOCAL const float* p, LOCAL const float* s1, LOCAL floa
 /* The whole forward pass; ends with a barrier so every work-item sees the outputs. */
 DEVICE_FN void forward(LOCAL const float* p, LOCAL const float* in, LOCAL float* c1, LOCAL float* s1,
                        LOCAL float* out, int modern) {
-    forward_c1(p, in, c1);
+    conv_forward_c1_items(p, in, c1);
     BARRIER();
-    forward_s1(p, c1, s1);
+    subsample_forward_s1_items(p, c1, s1);
     BARRIER();
-    forward_f(p, s1, out, modern);
+    dense_forward_f_items(p, s1, out, modern);
     BARRIER();
 }
 
@@ -110,7 +110,7 @@ DEVICE_FN void output_error(LOCAL const float* out, LOCAL float* err, int label,
 
 /* Steps 4-5: work-item t < 216 computes the error at one s1 output through the f weights as they
  * were before this step, times the recomputed sigmoid derivative (left to right). */
-DEVICE_FN void s1_error(LOCAL const float* p, LOCAL const float* s1, LOCAL const float* err, LOCAL float* s1e) {
+DEVICE_FN void dense_backward_input_f_items(LOCAL const float* p, LOCAL const float* s1, LOCAL const float* err, LOCAL float* s1e) {
     NO_UNROLL
     for (int i = LID; i < S1_SIZE; i += GROUP_SIZE) {
         float sum = 0.0f;
@@ -121,7 +121,7 @@ DEVICE_FN void s1_error(LOCAL const float* p, LOCAL const float* s1, LOCAL const
 }
 
 /* Step 6 for one s1 weight k (one work-item): 216 terms, input column slowest, row, channel fastest. */
-DEVICE_FN float s1_weight_gradient(LOCAL const float* s1e, LOCAL const float* c1, int k) {
+DEVICE_FN float subsample_backward_s1_term(LOCAL const float* s1e, LOCAL const float* c1, int k) {
     int kr = k / K2, kc = k % K2;
     float sum = 0.0f;
     NO_UNROLL
@@ -134,7 +134,7 @@ DEVICE_FN float s1_weight_gradient(LOCAL const float* s1e, LOCAL const float* c1
 
 /* Steps 7-8, in place: work-item t turns the c1 outputs t, t + G, ... into c1 errors, through the
  * s1 weights as they were before this step. Call only after every reader of the c1 outputs. */
-DEVICE_FN void c1_error(LOCAL const float* p, LOCAL const float* s1e, LOCAL float* c1) {
+DEVICE_FN void subsample_backward_input_s1_items(LOCAL const float* p, LOCAL const float* s1e, LOCAL float* c1) {
     NO_UNROLL
     for (int i = LID; i < C1_SIZE; i += GROUP_SIZE) {
         int c = i / MAP1, y = (i / H1) % H1, x = i % H1;
@@ -146,7 +146,7 @@ DEVICE_FN void c1_error(LOCAL const float* p, LOCAL const float* s1e, LOCAL floa
 
 /* Step 9 for one c1 weight j = (c, kr, kc) (one work-item): 576 terms over the map column-major
  * (x slowest, y fastest), each divided by the recipe's divisor. */
-DEVICE_FN float c1_weight_gradient(LOCAL const float* c1e, LOCAL const float* in, int j, float divisor) {
+DEVICE_FN float conv_backward_c1_term(LOCAL const float* c1e, LOCAL const float* in, int j, float divisor) {
     int c = j / (K1 * K1), kr = (j / K1) % K1, kc = j % K1;
     float sum = 0.0f;
     NO_UNROLL
