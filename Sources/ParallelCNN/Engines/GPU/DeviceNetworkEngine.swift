@@ -24,7 +24,7 @@ public final class DeviceNetworkEngine: Engine {
     static let workGroupSumThreshold = 64
 
     private let groupSize = KernelSource.groupSize
-    private let parameterCount: Int
+    private var parameterCount: Int { architecture.parameterCount }
     private var compiled: [String: DeviceKernel] = [:]
     private let buffers: DeviceParameterBuffers
     private var params: DeviceBuffer { buffers.params }
@@ -49,19 +49,18 @@ public final class DeviceNetworkEngine: Engine {
 
     // Activations and errors of `capacity` samples: layer l's at capacity * activationOffsets[l].
     private var capacity = 0
-    private var acts, errs, input, stepFactors, identityOrder, predictClasses: DeviceBuffer?
+    private var acts, errs, input, stepFactors, predictClasses: DeviceBuffer?
 
     /// Compiles the network's kernels for `device` and holds `parameters` (zero optimizer state).
     public init(device: any ComputeDevice, strategy: EngineStrategy, architecture: Architecture, parameters: Parameters) throws {
         self.device = device
         self.strategy = strategy
         kernels = NetworkKernels(architecture)
-        parameterCount = architecture.parameterCount
         try device.compile(source: kernels.source, defines: kernels.defines)
         for name in kernels.kernelNames { compiled[name] = try device.kernel(name) }
         buffers = try DeviceParameterBuffers(device: device, count: architecture.parameterCount)
-        grads = try device.allocate(bytes: parameterCount * 4)
-        scale = try device.allocate(bytes: parameterCount * 4)
+        grads = try device.allocate(bytes: architecture.parameterCount * 4)
+        scale = try device.allocate(bytes: architecture.parameterCount * 4)
         (pixelTable, unused) = try DeviceImages.tables(on: device)
         try load(parameters: parameters)
     }
@@ -73,7 +72,7 @@ public final class DeviceNetworkEngine: Engine {
     }
 
     deinit {
-        let optional = [trainImages?.buffer, labels, order, losses, wrong, acts, errs, input, stepFactors, identityOrder, predictClasses]
+        let optional = [trainImages?.buffer, labels, order, losses, wrong, acts, errs, input, stepFactors, predictClasses]
         for b in optional.compactMap({ $0 }) + [grads, scale, pixelTable, unused] { device.free(b) }
     }
 
@@ -106,12 +105,10 @@ public final class DeviceNetworkEngine: Engine {
             throw EngineError.invalidOption(
                 engine: device.backend, message: "\(samples) samples of \(architecture.network) do not fit the device's 32-bit offsets")
         }
-        for b in [acts, errs, input, identityOrder].compactMap({ $0 }) { device.free(b) }
+        for b in [acts, errs, input].compactMap({ $0 }) { device.free(b) }
         acts = try device.allocate(bytes: floats * 4)
         errs = try device.allocate(bytes: floats * 4)
         input = try device.allocate(bytes: samples * architecture.input.count * 4)
-        identityOrder = try device.allocate(bytes: samples * 4)
-        try device.write(identityOrder!, array: (0..<Int32(samples)).map { $0 })
         capacity = samples
     }
 
@@ -305,13 +302,18 @@ public final class DeviceNetworkEngine: Engine {
         let chunk = predictionChunk
         try reserve(samples: chunk)
         if predictClasses == nil { predictClasses = try device.allocate(bytes: chunk) }
-        guard let acts, let identityOrder, let predictClasses else { return }
+        guard let acts, let predictClasses else { return }
+        // The range's images and an identity order over them, uploaded once per call; each
+        // chunk starts at its own position in that order.
+        let images = try DeviceImages(data, range: range, on: device)
+        defer { device.free(images.buffer) }
+        let order = try device.allocate(bytes: range.count * 4)
+        defer { device.free(order) }
+        try device.write(order, array: (0..<Int32(range.count)).map { $0 })
         var start = range.lowerBound
         while start < range.upperBound {
             let n = min(chunk, range.upperBound - start)
-            let images = try DeviceImages(data, range: start..<(start + n), on: device)
-            defer { device.free(images.buffer) }
-            try launchForward(samples: n, images: images, order: identityOrder, at: 0)
+            try launchForward(samples: n, images: images, order: order, at: start - range.lowerBound)
             try launch(
                 "output_predict", items: n,
                 [
