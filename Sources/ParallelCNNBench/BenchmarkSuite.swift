@@ -11,8 +11,14 @@ public struct MPIRequest: Sendable, Equatable {
     public var repeats: Int
     public var warmupPasses: Int
     public var warmupSamples: Int
+    /// Threads per rank (the data strategy; more than one makes it hybrid MPI × threads).
+    public var threads: Int
 
-    public init(strategy: EngineStrategy, ranks: Int, batch: Int, samples: Int, repeats: Int, warmupPasses: Int, warmupSamples: Int) {
+    public init(
+        strategy: EngineStrategy, ranks: Int, batch: Int, samples: Int, repeats: Int, warmupPasses: Int, warmupSamples: Int,
+        threads: Int = 1
+    ) {
+        self.threads = threads
         self.strategy = strategy
         self.ranks = ranks
         self.batch = batch
@@ -25,7 +31,8 @@ public struct MPIRequest: Sendable, Equatable {
     /// `mpirun` options for this request: Open MPI's root permission when running as root, and
     /// oversubscription when there are more ranks than cores (Open MPI refuses both otherwise).
     public func launcherOptions(cores: Int, root: Bool) -> [String] {
-        (root ? ["--allow-run-as-root"] : []) + (ranks > cores ? ["--oversubscribe"] : []) + ["-np", "\(ranks)"]
+        (root ? ["--allow-run-as-root"] : []) + (ranks * threads > cores ? ["--oversubscribe"] : [])
+            + (threads > 1 ? ["--bind-to", "none"] : []) + ["-np", "\(ranks)"]
     }
 }
 

@@ -8,9 +8,9 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reproduce the paper's results section (Tables 1-8) on this machine, with charts.",
         discussion:
-            "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each; `net --net NAME` times any network.",
+            "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each; `net --net NAME` times any network; `sweep` (or `pcnn bench --sweep`) finds which strategy wins for which network and worker count, with a cost model.",
         subcommands: [
-            BenchAll.self, BenchNet.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self,
+            BenchAll.self, BenchNet.self, BenchSweep.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self,
             BenchDevice.self
         ],
         defaultSubcommand: BenchAll.self)
@@ -195,6 +195,9 @@ struct BenchMPIWorker: ParsableCommand {
     @Option var repeats: Int = 2
     @Option(name: .customLong("warmup-passes")) var warmupPasses: Int = 0
     @Option(name: .customLong("warmup-samples")) var warmupSamples: Int = 0
+    @Option var threads: Int?
+    /// A network of the sweep: timed with the modern recipe (Adam), best of --repeats passes.
+    @Option var net: String?
 
     func run() throws {
         let descriptor = try EngineRegistry.descriptor(.mpi)
@@ -204,10 +207,24 @@ struct BenchMPIWorker: ParsableCommand {
         let (failed, error) = group.agree(loaded.map { _ in () }, context: "loading the benchmark data")
         if failed { if let error { throw fail("\(error)") }; throw ExitCode.failure }
         let data = try loaded.get()
-        let engine = try descriptor.makeEngine(EngineOptions(strategy: strategy), parameters: Initialization.original.makeParameters())
-        let (seconds, _) = try Benchmark.passes(
-            engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
-            warmupPasses: warmupPasses, warmupSamples: warmupSamples)
+        let seconds: [Double]
+        if let net {
+            let architecture = try Architecture(NetworkDescription.named(net), input: data.train.shape)
+            let start = Initialization.seeded(1).makeParameters(for: architecture)
+            let engine = try descriptor.makeEngine(
+                EngineOptions(threads: threads, strategy: strategy, architecture: architecture), parameters: start)
+            let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: batch)
+            seconds = [
+                try Benchmark.time(engine, data: data.train, samples: samples, batch: batch, repeats: repeats, start: start, rule: rule)
+            ]
+        } else {
+            let engine = try descriptor.makeEngine(
+                EngineOptions(threads: threads, strategy: strategy), parameters: Initialization.original.makeParameters())
+            seconds = try Benchmark.passes(
+                engine, data: data.train, samples: samples, batch: batch, repeats: repeats,
+                warmupPasses: warmupPasses, warmupSamples: warmupSamples
+            ).seconds
+        }
         if group.rank == 0 {
             let line = try JSONSerialization.data(withJSONObject: ["ranks": group.size, "seconds": seconds], options: [.sortedKeys])
             print(String(decoding: line, as: UTF8.self))
@@ -239,7 +256,9 @@ struct MPILauncher {
         return found ? nil : "`\(mpirun)` was not found on PATH (Open MPI's launcher: apt-get install openmpi-bin)"
     }
 
-    func measure(_ request: MPIRequest) throws -> [Double] {
+    /// The passes' seconds of `request`; with `network`, of that network (modern recipe), every
+    /// message delayed by `delayMicroseconds` (`PCNN_MPI_DELAY_US`).
+    func measure(_ request: MPIRequest, network: String? = nil, delayMicroseconds: Double = 0) throws -> [Double] {
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -250,7 +269,10 @@ struct MPILauncher {
                 "--strategy", request.strategy.rawValue, "--batch", "\(request.batch)", "--samples", "\(request.samples)",
                 "--repeats", "\(request.repeats)", "--warmup-passes", "\(request.warmupPasses)", "--warmup-samples",
                 "\(request.warmupSamples)"
-            ]
+            ] + (request.threads > 1 ? ["--threads", "\(request.threads)"] : []) + (network.map { ["--net", $0] } ?? [])
+        var environment = ProcessInfo.processInfo.environment
+        environment[MessageDelay.variable] = delayMicroseconds > 0 ? "\(delayMicroseconds)" : nil
+        process.environment = environment
         let pipe = Pipe(), errors = Pipe()
         process.standardOutput = pipe
         process.standardError = errors
@@ -323,6 +345,12 @@ struct BenchAll: ParsableCommand {
     @Option(help: "The mpirun to start the MPI measurements with.")
     var mpirun: String = "mpirun"
 
+    @Flag(help: "Run the strategy sweep and cost model instead (`pcnn bench sweep`; its options there).")
+    var sweep = false
+
+    @Flag(help: "With --sweep: its quick mode.")
+    var quick = false
+
     func validate() throws {
         if let samples { guard samples >= 1 else { throw ValidationError("--samples must be at least 1") } }
         if let referenceSamples { guard referenceSamples >= 1 else { throw ValidationError("--reference-samples must be at least 1") } }
@@ -331,6 +359,12 @@ struct BenchAll: ParsableCommand {
     }
 
     func run() throws {
+        if sweep {
+            var command = try BenchSweep.parse(
+                ["--out", out ?? "sweep", "--batch", "\(batch)", "--mpirun", mpirun] + (quick ? ["--quick"] : []))
+            command.source = source
+            return try command.run()
+        }
         let data: DatasetPair
         do { data = try source.load(download: true, log: note) } catch { throw fail("\(error)") }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

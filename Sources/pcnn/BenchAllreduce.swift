@@ -28,13 +28,14 @@ func printAllreduceTimes(mpirun: String, repetitions: Int = 5_000) throws {
 }
 
 /// Runs `pcnn bench mpi-allreduce-worker` under `mpirun -np ranks` with the `mca` options.
-func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: Int) throws -> [AllreduceTiming] {
+func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: Int, floats: [Int] = []) throws -> [AllreduceTiming] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     process.arguments =
         [mpirun, "--oversubscribe", "-np", "\(ranks)"] + mca
         + [me, "bench", "mpi-allreduce-worker", "--repetitions", "\(repetitions)"]
+        + (floats.isEmpty ? [] : ["--floats"] + floats.map(String.init))
     var environment = ProcessInfo.processInfo.environment
     if getuid() == 0 {
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
@@ -53,7 +54,7 @@ func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: In
         else { return nil }
         return AllreduceTiming(count: count, type: String(f[1]), repetitions: n, median: median, mean: mean)
     }
-    guard process.terminationStatus == 0, timings.count == 2 else {
+    guard process.terminationStatus == 0, timings.count == (floats.isEmpty ? 2 : 2 * floats.count) else {
         throw fail(
             "mpirun \(mca.joined(separator: " ")) -np \(ranks) (allreduce timing) failed with status "
                 + "\(process.terminationStatus)\n\(output)")
@@ -69,10 +70,17 @@ struct BenchMPIAllreduceWorker: ParsableCommand {
         shouldDisplay: false)
 
     @Option var repetitions: Int = 5_000
+    /// Message sizes of the cost model's fit: time allreduce and allgather of each.
+    @Option(parsing: .upToNextOption) var floats: [Int] = []
 
     func run() throws {
         let timings: [AllreduceTiming]?
-        do { timings = try AllreduceTiming.measureWorld(repetitions: max(1, repetitions)) } catch { throw fail("\(error)") }
+        do {
+            timings =
+                floats.isEmpty
+                ? try AllreduceTiming.measureWorld(repetitions: max(1, repetitions))
+                : try AllreduceTiming.measureCollectives(floatCounts: floats, repetitions: max(1, repetitions))
+        } catch { throw fail("\(error)") }
         for t in timings ?? [] {
             print("allreduce \(t.type) \(t.count) \(t.repetitions) \(t.median) \(t.mean)")
         }

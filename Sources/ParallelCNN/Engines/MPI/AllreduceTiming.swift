@@ -38,6 +38,22 @@ public struct AllreduceTiming: Sendable {
         throw EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy)
         #endif
     }
+
+    /// Times `MPI_Allreduce` (type "float") and `MPI_Allgatherv` (type "allgather", `count` the
+    /// floats every rank ends with, split evenly) of each of `floatCounts` floats on the world
+    /// communicator: the points the cost model fits α + β·bytes to. Returns the timings on rank
+    /// 0, nil on the others.
+    public static func measureCollectives(floatCounts: [Int], repetitions: Int) throws -> [AllreduceTiming]? {
+        #if MPI
+        let world = try Communicator.world()
+        let timings = floatCounts.flatMap { count in
+            [world.timeAllreduce(floats: count, doubles: 1, repetitions: repetitions)[0], world.timeAllgather(floats: count, repetitions: repetitions)]
+        }
+        return world.rank == 0 ? timings : nil
+        #else
+        throw EngineError.unavailable(engine: "mpi", remedy: MPIAvailability.remedy)
+        #endif
+    }
 }
 
 #if MPI
@@ -81,6 +97,39 @@ extension Communicator {
             doubles.update(repeating: 1, count: doubleCount)
         }
         return [gradient, statistics]
+    }
+
+    /// Times `MPI_Allgatherv` of `count` floats in all, split evenly over the ranks, as the layer
+    /// strategy's exchanges call it (in place). Collective.
+    public func timeAllgather(floats count: Int, repetitions: Int) -> AllreduceTiming {
+        precondition(count >= 1 && repetitions >= 1)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        buffer.initialize(repeating: 1, count: count)
+        let counts = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        let displacements = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        defer {
+            buffer.deallocate()
+            counts.deallocate()
+            displacements.deallocate()
+        }
+        for r in 0..<size {
+            let share = ShardPlan.share(of: count, rank: r, ranks: size)
+            counts[r] = Int32(share.count)
+            displacements[r] = Int32(share.lowerBound)
+        }
+        for _ in 0..<max(1, repetitions / 10) { allgatherv(buffer, counts: counts, displacements: displacements, context: "timing the allgather") }
+        let code = MPI_Barrier(comm)
+        if code != pcnn_mpi_success() { fail(MPIBarrierFailure(code: code)) }
+        var seconds = [Double](repeating: 0, count: repetitions)
+        for i in 0..<repetitions {
+            let start = MPI_Wtime()
+            allgatherv(buffer, counts: counts, displacements: displacements, context: "timing the allgather")
+            seconds[i] = MPI_Wtime() - start
+        }
+        seconds.sort()
+        return AllreduceTiming(
+            count: count, type: "allgather", repetitions: repetitions,
+            median: seconds[repetitions / 2], mean: seconds.reduce(0, +) / Double(repetitions))
     }
 }
 

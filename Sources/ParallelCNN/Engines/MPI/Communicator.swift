@@ -22,6 +22,8 @@ public struct MPIError: Error, CustomStringConvertible {
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
+    /// Seconds each training message waits before it is sent (`MessageDelay`, a test aid).
+    public var messageDelay = 0.0
     /// Internal, not private: the allreduce timing (AllreduceTiming.swift) uses it too.
     let comm: MPI_Comm
 
@@ -86,6 +88,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// In-place sum over all ranks of `count` floats.
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, context: @autoclosure () -> String) {
+        MessageDelay.wait(messageDelay)
         check(
             MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_float(), pcnn_mpi_sum(), comm),
             "MPI_Allreduce", context())
@@ -93,6 +96,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// In-place sum over all ranks of `count` doubles.
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int, context: @autoclosure () -> String) {
+        MessageDelay.wait(messageDelay)
         check(
             MPI_Allreduce(pcnn_mpi_in_place(), buffer, Int32(count), pcnn_mpi_double(), pcnn_mpi_sum(), comm),
             "MPI_Allreduce", context())
@@ -119,6 +123,7 @@ public final class Communicator: @unchecked Sendable {
         _ buffer: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
         displacements: UnsafePointer<Int32>, context: @autoclosure () -> String
     ) {
+        MessageDelay.wait(messageDelay)
         check(
             MPI_Allgatherv(pcnn_mpi_in_place(), 0, pcnn_mpi_float(), buffer, counts, displacements, pcnn_mpi_float(), comm),
             "MPI_Allgatherv", context())

@@ -27,8 +27,10 @@ extension EngineDescriptor {
         },
         make: { settings, parameters in
             #if MPI
-            MPIEngine(
-                parameters: parameters, communicator: try Communicator.world(),
+            let world = try Communicator.world()
+            world.messageDelay = try MessageDelay.seconds()
+            return MPIEngine(
+                parameters: parameters, communicator: world,
                 strategy: settings.strategy ?? .data, threads: settings.threads,
                 architecture: settings.architecture)
             #else
