@@ -107,4 +107,44 @@ public enum Benchmark {
         for _ in 0..<regions { pool.run { counter[$0 * 16] += 1 } }
         return (Trainer.now() - began) / Double(regions)
     }
+
+    /// Seconds per byte of moving data that one core wrote to another core that reads it next:
+    /// thread 0 writes `floats` floats in one region, thread 1 sums them in the next, against
+    /// the same two regions with each thread reading its own writes. The layer strategy pays
+    /// this after each split pass, when every thread reads the others' share.
+    public static func coreTransferPerByte(floats: Int = 8_192, rounds: Int = 5_000) -> Double {
+        let pool = WorkerPool(size: 2)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        let sink = UnsafeMutablePointer<Float>.allocate(capacity: 32)
+        defer {
+            buffer.deallocate()
+            sink.deallocate()
+        }
+        buffer.initialize(repeating: 1, count: floats)
+        sink.initialize(repeating: 0, count: 32)
+        func round(writer: Int, reader: Int, _ k: Int) {
+            pool.run { member in
+                if member == writer { for i in 0..<floats { buffer[i] = Float(k &+ i) } }
+            }
+            pool.run { member in
+                if member == reader {
+                    var sum: Float = 0
+                    for i in 0..<floats { sum += buffer[i] }
+                    sink[member * 16] = sum
+                }
+            }
+        }
+        func time(writer: Int, reader: Int) -> Double {
+            for k in 0..<100 { round(writer: writer, reader: reader, k) }
+            var best = Double.infinity
+            for _ in 0..<3 {
+                let began = Trainer.now()
+                for k in 0..<rounds { round(writer: writer, reader: reader, k) }
+                best = min(best, (Trainer.now() - began) / Double(rounds))
+            }
+            return best
+        }
+        let across = time(writer: 0, reader: 1), local = time(writer: 1, reader: 1)
+        return max(0, across - local) / Double(floats * 4)
+    }
 }

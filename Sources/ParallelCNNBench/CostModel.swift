@@ -69,7 +69,7 @@ public enum CollectiveAlgorithm: String, Sendable, Codable, CaseIterable {
     }
 }
 
-func log2Ceiling(_ n: Int) -> Double { n <= 1 ? 0 : Double(Int.bitWidth - (n - 1).leadingZeroBitCount) }
+package func log2Ceiling(_ n: Int) -> Double { n <= 1 ? 0 : Double(Int.bitWidth - (n - 1).leadingZeroBitCount) }
 
 /// The terms the model measures on this machine (`SweepMeasurement.machineCosts`).
 public struct MachineCosts: Sendable, Codable, Equatable {
@@ -81,6 +81,9 @@ public struct MachineCosts: Sendable, Codable, Equatable {
     public var allgatherSharedMemory: MessageCost
     public var allreduceTCP: MessageCost
     public var allgatherTCP: MessageCost
+    /// Seconds per byte for a core to read what another core just wrote
+    /// (`Benchmark.coreTransferPerByte`).
+    public var coreTransferPerByte: Double
 
     public struct ThreadsCost: Sendable, Codable, Equatable {
         public var threads: Int
@@ -90,8 +93,9 @@ public struct MachineCosts: Sendable, Codable, Equatable {
 
     public init(
         cores: Int, forkJoin: [ThreadsCost], allreduceSharedMemory: MessageCost, allgatherSharedMemory: MessageCost,
-        allreduceTCP: MessageCost, allgatherTCP: MessageCost
+        allreduceTCP: MessageCost, allgatherTCP: MessageCost, coreTransferPerByte: Double
     ) {
+        self.coreTransferPerByte = coreTransferPerByte
         self.cores = cores
         self.forkJoin = forkJoin
         self.allreduceSharedMemory = allreduceSharedMemory
@@ -197,15 +201,17 @@ public struct CostModel: Sendable {
             let t = c.threads
             let passes = cost.passes.reduce(0.0) { sum, pass in
                 guard pass.splitByThreads, t > 1 else { return sum + pass.seconds }
-                return sum + pass.seconds * split(pass.items, t) * crowding + machine.forkJoin(threads: t)
+                return sum + pass.shareSeconds(workers: min(t, machine.cores)) * crowding + machine.forkJoin(threads: t)
+                    + crossCore(floats: pass.exchangedFloats, workers: t)
             }
             return passes + cost.otherSeconds + cost.updateSeconds
         case ("mpi", "layer"):
             let r = c.ranks
             let passes = cost.passes.reduce(0.0) { sum, pass in
                 guard pass.splitByRanks else { return sum + pass.seconds * (r > machine.cores ? crowding : 1) }
-                return sum + pass.seconds * split(pass.items, r) * crowding
-                    + localCollective(machine.allgatherSharedMemory, ranks: r, bytes: Double(pass.exchangedFloats * 4)) + messageDelay
+                return sum + pass.shareSeconds(workers: min(r, machine.cores)) * crowding
+                    + localCollective(machine.allgatherSharedMemory, ranks: r, bytes: Double(pass.exchangedFloats * 4))
+                    + crossCore(floats: pass.exchangedFloats, workers: r) + messageDelay
             }
             return passes + cost.otherSeconds + cost.updateSeconds
         case ("threads", "data"):
@@ -233,9 +239,12 @@ public struct CostModel: Sendable {
         return compute + Double(blocks - 1) * cost.accumulateSeconds + machine.forkJoin(threads: threads) + cost.updateSeconds
     }
 
-    /// The fraction of a pass of `items` items that the busiest of `workers` workers computes.
-    func split(_ items: Int, _ workers: Int) -> Double {
-        Double((items + workers - 1) / workers) / Double(items)
+    /// Seconds for each worker to read the others' shares of a split pass's output: the
+    /// `(W-1)/W` of its bytes that another core wrote (for ranks, the copy out of the gathered
+    /// block, written by the other rank's core).
+    func crossCore(floats: Int, workers: Int) -> Double {
+        guard workers > 1 else { return 0 }
+        return Double(floats * 4) * Double(workers - 1) / Double(workers) * machine.coreTransferPerByte
     }
 
     /// A collective among `ranks` ranks of this machine, from its 2-rank cost: ⌈log2 R⌉ rounds.

@@ -128,7 +128,9 @@ public struct Sweep {
 
     /// The configurations measured for each network.
     public func configurations() -> [SweepConfiguration] {
-        var list = [SweepConfiguration(engine: "sequential", strategy: "-", batch: 1), .init(engine: "sequential", strategy: "-", batch: batch)]
+        var list = [
+            SweepConfiguration(engine: "sequential", strategy: "-", batch: 1), .init(engine: "sequential", strategy: "-", batch: batch)
+        ]
         for w in workerCounts where w > 1 {
             list.append(.init(engine: "threads", strategy: "layer", threads: w, batch: 1))
             list.append(.init(engine: "threads", strategy: "data", threads: w, batch: batch))
@@ -152,7 +154,9 @@ public struct Sweep {
         for (name, architecture) in networks {
             let start = Initialization.seeded(1).makeParameters(for: architecture)
             let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: 1)
-            let cost = PassProfile.measure(architecture, data: data, samples: quick ? 200 : 1000, parameters: start, rule: rule)
+            let cost = PassProfile.measure(
+                architecture, data: data, samples: quick ? 300 : 1500, parameters: start, rule: rule,
+                workers: workerCounts.map { min($0, cores) })
             results.networks.append(
                 .init(
                     name: name, description: architecture.network.text, parameters: architecture.parameterCount,
@@ -177,10 +181,12 @@ public struct Sweep {
                         c.engine == "sequential"
                         ? SequentialEngine(parameters: start, architecture: architecture)
                         : ThreadedEngine(
-                            parameters: start, threads: c.threads, strategy: c.strategy == "layer" ? .layer : .data, architecture: architecture)
+                            parameters: start, threads: c.threads, strategy: c.strategy == "layer" ? .layer : .data,
+                            architecture: architecture)
                     let batchRule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: c.batch)
                     seconds =
-                        try Benchmark.time(engine, data: data, samples: samples, batch: c.batch, repeats: repeats, start: start, rule: batchRule)
+                        try Benchmark.time(
+                            engine, data: data, samples: samples, batch: c.batch, repeats: repeats, start: start, rule: batchRule)
                         / Double(samples)
                 }
                 if c.engine == "sequential" { baselines[c.batch] = seconds }
@@ -193,7 +199,8 @@ public struct Sweep {
                 results.points.append(point)
                 progress(
                     String(
-                        format: "  %@ R=%d T=%d b=%d: measured %.3f s/epoch, predicted %.3f (%+.0f%%)", c.label, c.ranks, c.threads, c.batch,
+                        format: "  %@ R=%d T=%d b=%d: measured %.3f s/epoch, predicted %.3f (%+.0f%%)", c.label, c.ranks, c.threads,
+                        c.batch,
                         point.measuredSeconds, point.predictedSeconds, 100 * point.relativeError))
             }
             for strategy in ["data", "layer"] {
@@ -227,7 +234,8 @@ public struct Sweep {
         var points: [DelayPoint] = []
         for delay in delays {
             model.messageDelay = delay / 1e6
-            let request = MPIRequest(strategy: .layer, ranks: 2, batch: 1, samples: samples, repeats: repeats, warmupPasses: 0, warmupSamples: 0)
+            let request = MPIRequest(
+                strategy: .layer, ranks: 2, batch: 1, samples: samples, repeats: repeats, warmupPasses: 0, warmupSamples: 0)
             let seconds = try mpi(request, architecture.network.text, delay) / Double(samples)
             let point = DelayPoint(
                 network: name, ranks: 2, delayMicroseconds: delay, messagesPerSample: messages, samples: samples,

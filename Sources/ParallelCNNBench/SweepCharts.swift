@@ -32,7 +32,9 @@ public enum SweepCharts {
             title: "Speed-up against network size, \(workers) workers (measured)",
             subtitle: "\(r.machine); layer strategies at batch 1, data strategies at batch 64, each against sequential at its batch",
             xLabel: "FLOPs per training sample", yLabel: "speed-up over sequential", series: series, xLog: true, yLog: false, ideal: nil,
-            footnote: "Each point is measured (best of the timed passes, same samples as its sequential baseline). Above 1 the strategy pays off; the layer strategies cross 1 as the network grows.")
+            footnote:
+                "Each point is measured (best of the timed passes, same samples as its sequential baseline). Above 1 the strategy pays off; the layer strategies cross 1 as the network grows."
+        )
     }
 
     /// A grid: networks (by FLOPs) down, worker counts across, each cell the fastest measured
@@ -79,13 +81,16 @@ public enum SweepCharts {
         var series: [C.Series] = []
         for (k, network) in r.networks.map(\.name).enumerated() {
             for (f, fabric) in Fabric.all.enumerated() {
-                let points = r.predictions.filter { $0.network == network && $0.strategy == "data" && $0.fabric == fabric.name && $0.algorithm == "ring" }
+                let points = r.predictions.filter {
+                    $0.network == network && $0.strategy == "data" && $0.fabric == fabric.name && $0.algorithm == "ring"
+                }
                 guard !points.isEmpty else { continue }
                 series.append(
                     C.Series(
                         label: "\(network), \(fabric.name)", color: palette[k % palette.count], dashed: f == 0,
                         points: points.map {
-                            C.Point(x: Double($0.ranks), y: 100 * $0.efficiency, source: "data-predicted=\"\(C.number($0.secondsPerEpoch))\"")
+                            C.Point(
+                                x: Double($0.ranks), y: 100 * $0.efficiency, source: "data-predicted=\"\(C.number($0.secondsPerEpoch))\"")
                         }))
             }
         }
@@ -93,6 +98,8 @@ public enum SweepCharts {
             title: "PREDICTED by the cost model: data strategy efficiency beyond this machine",
             subtitle: "batch 64, ring allreduce, one core per rank at this machine's measured speed; not measured",
             xLabel: "ranks", yLabel: "efficiency (%)", series: series, xLog: true, yLog: false, ideal: nil,
-            footnote: "Model only: α + β·bytes per link (25GbE: 20 µs, 2.94 GB/s; InfiniBand HDR: 1 µs, 24 GB/s). Efficiency = one rank's time / (ranks × time). See sweep.md for tree collectives, the layer strategy and the batch each network needs for 80%.")
+            footnote:
+                "Model only: α + β·bytes per link (25GbE: 20 µs, 2.94 GB/s; InfiniBand HDR: 1 µs, 24 GB/s). Efficiency = one rank's time / (ranks × time). See sweep.md for tree collectives, the layer strategy and the batch each network needs for 80%."
+        )
     }
 }

@@ -10,7 +10,8 @@ struct Bench: ParsableCommand {
         discussion:
             "`pcnn bench` runs every table (`pcnn bench all`); `threads`, `mpi` and `device` run one table each; `net --net NAME` times any network; `sweep` (or `pcnn bench --sweep`) finds which strategy wins for which network and worker count, with a cost model.",
         subcommands: [
-            BenchAll.self, BenchNet.self, BenchSweep.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self, BenchMPIAllreduceWorker.self,
+            BenchAll.self, BenchNet.self, BenchSweep.self, BenchThreads.self, BenchMPI.self, BenchMPIWorker.self,
+            BenchMPIAllreduceWorker.self,
             BenchDevice.self
         ],
         defaultSubcommand: BenchAll.self)

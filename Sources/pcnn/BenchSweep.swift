@@ -33,7 +33,8 @@ struct BenchSweep: ParsableCommand {
 
     @Option(
         name: .customLong("net"),
-        help: ArgumentHelp("One more network for the sweep: a preset or a description (see `pcnn train --help`).", valueName: "name|description"))
+        help: ArgumentHelp(
+            "One more network for the sweep: a preset or a description (see `pcnn train --help`).", valueName: "name|description"))
     var net: String?
 
     @Flag(help: "1 and 2 workers only, shorter passes: about two minutes on 2 cores.")
@@ -98,15 +99,17 @@ struct BenchSweep: ParsableCommand {
         let none = MessageCost(alpha: 0, beta: 0)
         let machineCosts = MachineCosts(
             cores: cores, forkJoin: forkJoin,
-            allreduceSharedMemory: collectives["float shared memory"] ?? none, allgatherSharedMemory: collectives["allgather shared memory"] ?? none,
-            allreduceTCP: collectives["float TCP loopback"] ?? none, allgatherTCP: collectives["allgather TCP loopback"] ?? none)
+            allreduceSharedMemory: collectives["float shared memory"] ?? none,
+            allgatherSharedMemory: collectives["allgather shared memory"] ?? none,
+            allreduceTCP: collectives["float TCP loopback"] ?? none, allgatherTCP: collectives["allgather TCP loopback"] ?? none,
+            coreTransferPerByte: cores > 1 ? Benchmark.coreTransferPerByte(rounds: quick ? 2_000 : 10_000) : 0)
         print(SweepReport.machineTerms(machineCosts))
 
         var sweep = Sweep(networks: networks, workerCounts: workers, cores: cores, machineCosts: machineCosts)
         sweep.batch = batch
         sweep.quick = quick
         sweep.repeats = repeats
-        sweep.targetSeconds = seconds ?? (quick ? 0.25 : 1)
+        sweep.targetSeconds = seconds ?? (quick ? 0.4 : 1)
         sweep.progress = note
         if let mpiProblem {
             sweep.mpiSkipReason = mpiProblem
@@ -121,14 +124,17 @@ struct BenchSweep: ParsableCommand {
         let began = Trainer.now()
         let machine = MachineInfo.current(pcnnVersion: PCNN.configuration.version, sourceDirectory: "")
         let results: SweepResults
-        do { results = try sweep.run(data: data.train, machine: "\(machine.cpuModel), \(machine.cores) cores") } catch { throw fail("\(error)") }
+        do { results = try sweep.run(data: data.train, machine: "\(machine.cpuModel), \(machine.cores) cores") } catch {
+            throw fail("\(error)")
+        }
         note(String(format: "sweep done in %.0f s", Trainer.now() - began))
         let command = (["pcnn"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         let directory = URL(fileURLWithPath: out)
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let files: [(String, String)] = [
-                ("sweep.csv", results.csv), ("sweep.json", try results.json()), ("sweep.md", SweepReport.markdown(results, command: command)),
+                ("sweep.csv", results.csv), ("sweep.json", try results.json()),
+                ("sweep.md", SweepReport.markdown(results, command: command)),
                 ("sweep-speedup.svg", SweepCharts.speedup(results)), ("sweep-winners.svg", SweepCharts.winners(results)),
                 ("sweep-predicted.svg", SweepCharts.predicted(results))
             ]

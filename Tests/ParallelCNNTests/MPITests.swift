@@ -23,7 +23,7 @@ enum MPIRun {
 
     static func run(
         ranks: Int, _ arguments: [String], transport: MPITransport = .defaultTransport,
-        mca: [String] = [], perRankData: (good: String, badOnRank: Int)? = nil
+        mca: [String] = [], perRankData: (good: String, badOnRank: Int)? = nil, environment extra: [String: String] = [:]
     ) throws
         -> (status: Int32, output: String, seconds: Double)
     {
@@ -34,6 +34,7 @@ enum MPIRun {
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["PCNN_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
+        environment.merge(extra) { $1 }
         var command = ["--oversubscribe", "-np", "\(ranks)"] + transport.options + mca
         if let perRankData {
             // One rank gets a data directory that does not exist, as if its node lacked the files.
@@ -180,6 +181,22 @@ struct MPITests {
     /// The TCP runs above only test TCP if Open MPI honours `--mca btl`: it does not when a
     /// transport outside the BTL framework (UCX, OFI) is chosen. Offering only `self` (no way to
     /// reach another rank) must therefore fail, and the TCP BTL must report its own set-up.
+    @Test("PCNN_MPI_DELAY_US delays every training message; a bad value is refused before training")
+    func messageDelay() throws {
+        let data = try TestData.requireMNISTDirectory()
+        let common = ["train", "--data", data, "--no-save", "--json", "--limit", "100", "--engine", "mpi", "--strategy", "layer"]
+        let plain = try MPIRun.run(ranks: 2, common)
+        #expect(plain.status == 0, "\(plain.output)")
+        // 100 samples × 3 allgathers × 2 ms: at least 0.6 s more than nothing at all, and the same result.
+        let delayed = try MPIRun.run(ranks: 2, common, environment: [MessageDelay.variable: "2000"])
+        #expect(delayed.status == 0, "\(delayed.output)")
+        #expect(delayed.seconds >= 0.6)
+        #expect(try MPIRun.json(delayed.output)["param_hash"] as? String == MPIRun.json(plain.output)["param_hash"] as? String)
+        let bad = try MPIRun.run(ranks: 2, common, environment: [MessageDelay.variable: "soon"])
+        #expect(bad.status != 0)
+        #expect(bad.output.contains("PCNN_MPI_DELAY_US must be a delay in microseconds"), "\(bad.output)")
+    }
+
     @Test("--mca btl decides the transport: TCP is used when asked for, 'self' alone cannot connect 2 ranks")
     func btlIsHonoured() throws {
         let data = try TestData.requireMNISTDirectory()

@@ -47,7 +47,10 @@ public struct AllreduceTiming: Sendable {
         #if MPI
         let world = try Communicator.world()
         let timings = floatCounts.flatMap { count in
-            [world.timeAllreduce(floats: count, doubles: 1, repetitions: repetitions)[0], world.timeAllgather(floats: count, repetitions: repetitions)]
+            [
+                world.timeAllreduce(floats: count, doubles: 1, repetitions: repetitions)[0],
+                world.timeAllgather(floats: count, repetitions: repetitions)
+            ]
         }
         return world.rank == 0 ? timings : nil
         #else
@@ -117,7 +120,9 @@ extension Communicator {
             counts[r] = Int32(share.count)
             displacements[r] = Int32(share.lowerBound)
         }
-        for _ in 0..<max(1, repetitions / 10) { allgatherv(buffer, counts: counts, displacements: displacements, context: "timing the allgather") }
+        for _ in 0..<max(1, repetitions / 10) {
+            allgatherv(buffer, counts: counts, displacements: displacements, context: "timing the allgather")
+        }
         let code = MPI_Barrier(comm)
         if code != pcnn_mpi_success() { fail(MPIBarrierFailure(code: code)) }
         var seconds = [Double](repeating: 0, count: repetitions)

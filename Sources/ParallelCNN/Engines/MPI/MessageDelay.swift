@@ -25,7 +25,7 @@ public enum MessageDelay {
 
     /// Waits `seconds` by spinning on the monotonic clock: a sleep would wake tens of
     /// microseconds late, which at 10 µs is the whole effect being measured.
-    @inline(never) static func wait(_ seconds: Double) {
+    @inline(never) package static func wait(_ seconds: Double) {
         guard seconds > 0 else { return }
         let end = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
         while DispatchTime.now().uptimeNanoseconds < end {}

@@ -14,6 +14,24 @@ public struct PassCost: Sendable, Codable, Equatable {
     public var splitByRanks: Bool
     /// Floats that allgather delivers to every rank (the whole pass's output); 0 when not split.
     public var exchangedFloats: Int
+    /// Seconds per sample of the first worker's share when the pass is split among `workers`
+    /// (`ShardPlan`'s first share, the largest): measured, since a smaller share of a matrix
+    /// product is not proportionally faster.
+    public var shares: [Share] = []
+
+    public struct Share: Sendable, Codable, Equatable {
+        public var workers: Int
+        public var seconds: Double
+        public init(workers: Int, seconds: Double) { (self.workers, self.seconds) = (workers, seconds) }
+    }
+
+    /// Seconds of the busiest worker's share among `workers`: measured where profiled, else in
+    /// proportion to its items.
+    public func shareSeconds(workers: Int) -> Double {
+        guard workers > 1 else { return seconds }
+        if let share = shares.first(where: { $0.workers == workers }) { return share.seconds }
+        return seconds * Double((items + workers - 1) / workers) / Double(items)
+    }
 
     public init(name: String, items: Int, seconds: Double, splitByThreads: Bool, splitByRanks: Bool, exchangedFloats: Int) {
         (self.name, self.items, self.seconds) = (name, items, seconds)
@@ -49,34 +67,49 @@ public enum PassProfile {
     /// Profiles `samples` samples of `data` (file order) under `parameters`, with the update of
     /// `rule`. The paper's network is profiled as its specialised kernels run in the layer
     /// strategies: three split stages and one serial stage.
+    /// `workers`: the split counts whose first share is timed too. A first, untimed pass over a
+    /// few samples warms the caches and the branch predictors.
     public static func measure(
-        _ architecture: Architecture, data: Dataset, samples: Int, parameters: Parameters, rule: UpdateRule
+        _ architecture: Architecture, data: Dataset, samples: Int, parameters: Parameters, rule: UpdateRule, workers: [Int] = []
     ) -> SampleCost {
         let count = max(1, min(samples, data.count))
         let state = ParameterState(parameters, architecture: architecture)
-        let (passes, other) =
+        let splits = workers.filter { $0 > 1 }
+        func profile(_ n: Int) -> ([PassCost], Double) {
             architecture.isPaper
-            ? paperPasses(data: data, samples: count, state: state, recipe: rule.recipe)
-            : genericPasses(architecture, data: data, samples: count, state: state, recipe: rule.recipe)
-        // The gradient sum and the update alone, on a zero gradient (the cost does not depend on
-        // the values; a zero step leaves the parameters as they are).
-        let zero = UnsafeMutablePointer<Float>.allocate(capacity: state.count)
+                ? paperPasses(data: data, samples: n, state: state, recipe: rule.recipe, workers: splits)
+                : genericPasses(architecture, data: data, samples: n, state: state, recipe: rule.recipe, workers: splits)
+        }
+        _ = profile(min(count, 20))
+        let (passes, other) = profile(count)
+        // The gradient sum and the update alone, on a small constant gradient (this profile's own
+        // copy of the parameters moves; nothing else sees it). Best of three rounds: a shared
+        // machine only ever adds time.
+        let gradient = UnsafeMutablePointer<Float>.allocate(capacity: state.count)
         let sum = UnsafeMutablePointer<Float>.allocate(capacity: state.count)
         defer {
-            zero.deallocate()
+            gradient.deallocate()
             sum.deallocate()
         }
-        zero.initialize(repeating: 0, count: state.count)
+        gradient.initialize(repeating: 1e-4, count: state.count)
         sum.initialize(repeating: 0, count: state.count)
-        let repetitions = max(200, min(20_000, 4_000_000 / state.count))
-        var began = now()
-        for _ in 0..<repetitions { ParameterState.accumulate(zero, into: sum, count: state.count, first: false) }
-        let accumulate = (now() - began) / Double(repetitions)
-        began = now()
-        for _ in 0..<repetitions { state.apply(gradientSum: zero, batchSize: 1, rule: rule) }
-        let update = (now() - began) / Double(repetitions)
+        let repetitions = max(100, min(10_000, 2_000_000 / state.count))
+        func best(_ body: () -> Void) -> Double {
+            (0..<3).map { _ in
+                let began = now()
+                for _ in 0..<repetitions { body() }
+                return (now() - began) / Double(repetitions)
+            }.min()!
+        }
+        let accumulate = best { ParameterState.accumulate(gradient, into: sum, count: state.count, first: false) }
+        let update = best { state.apply(gradientSum: gradient, batchSize: 1, rule: rule) }
         return SampleCost(
-            passes: passes.map { var p = $0; p.seconds /= Double(count); return p }, otherSeconds: other / Double(count),
+            passes: passes.map { pass in
+                var p = pass
+                p.seconds /= Double(count)
+                p.shares = pass.shares.map { .init(workers: $0.workers, seconds: $0.seconds / Double(count)) }
+                return p
+            }, otherSeconds: other / Double(count),
             accumulateSeconds: accumulate, updateSeconds: update, gradientFloats: state.count)
     }
 
@@ -84,50 +117,76 @@ public enum PassProfile {
 
     /// The generic layers: every `LayerPass` of `CPUNetwork`, timed where the engines run it.
     private static func genericPasses(
-        _ architecture: Architecture, data: Dataset, samples: Int, state: ParameterState, recipe: Recipe
+        _ architecture: Architecture, data: Dataset, samples: Int, state: ParameterState, recipe: Recipe, workers: [Int]
     ) -> ([PassCost], Double) {
         let network = CPUNetwork(architecture)
         let all = network.forwardPasses + network.backwardPasses
         var spent = [Double](repeating: 0, count: all.count)
-        var total = 0.0
+        var shareSpent = [[Double]](repeating: [Double](repeating: 0, count: workers.count), count: all.count)
+        var total = 0.0, shareTotal = 0.0
         let p = UnsafePointer(state.values)
         data.withImagePixels { images in
             for sample in 0..<samples {
                 let began = now()
+                var inShares = 0.0
                 _ = network.trainSample(images, sample: sample, label: Int(data.labels[sample]), recipe: recipe) { passes, first in
                     for (i, pass) in passes.enumerated() {
+                        // The first share before the whole pass, which then overwrites its items.
+                        for (k, w) in workers.enumerated() where pass.items >= 2 {
+                            let t = now()
+                            pass.run(p, ShardPlan.share(of: pass.items, rank: 0, ranks: w))
+                            let dt = now() - t
+                            shareSpent[first + i][k] += dt
+                            inShares += dt
+                        }
                         let t = now()
                         pass.run(p, 0..<pass.items)
                         spent[first + i] += now() - t
                     }
                 }
                 total += now() - began
+                shareTotal += inShares
             }
         }
         let passes = all.enumerated().map { i, pass in
-            PassCost(
+            var cost = PassCost(
                 name: pass.name, items: pass.items, seconds: spent[i], splitByThreads: pass.items >= 2,
                 splitByRanks: !pass.replicated,
                 exchangedFloats: pass.replicated ? 0 : pass.produced!(0..<pass.items).reduce(0) { $0 + $1.count })
+            if pass.items >= 2 { cost.shares = workers.enumerated().map { .init(workers: $1, seconds: shareSpent[i][$0]) } }
+            return cost
         }
-        return (passes, max(0, total - spent.reduce(0, +)))
+        return (passes, max(0, total - shareTotal - spent.reduce(0, +)))
     }
 
     /// The paper's specialised kernels, in the stages `ThreadedEngine` and `MPIEngine` split
     /// them into: c1 and s1 forward by s1 row; f forward and backward with the s1 input error
     /// (serial); s1 backward with the c1 error; c1 backward by (map, kernel row).
-    private static func paperPasses(data: Dataset, samples: Int, state: ParameterState, recipe: Recipe) -> ([PassCost], Double) {
+    private static func paperPasses(
+        data: Dataset, samples: Int, state: ParameterState, recipe: Recipe, workers: [Int]
+    ) -> ([PassCost], Double) {
         let w = SampleWorkspace()
         let p = UnsafePointer(state.values)
         let c = Network.channels, rows = Network.poolSide, k2 = Network.poolKernel
         let items = Network.channels * Network.convKernel
         var spent = [Double](repeating: 0, count: 4)
+        var shareSpent = [[Double]](repeating: [Double](repeating: 0, count: workers.count), count: 4)
         var other = 0.0
+        func share(_ n: Int, _ workers: Int) -> Range<Int> { ShardPlan.share(of: n, rank: 0, ranks: workers) }
         data.withImagePixels { images in
             for sample in 0..<samples {
                 let t0 = now()
                 w.loadImage(images, sample: sample)
                 let t1 = now()
+                // Each split stage's first share, timed before the whole stage (which overwrites it).
+                for (k, n) in workers.enumerated() {
+                    let t = now()
+                    let r = share(rows, n)
+                    w.convForward(p, rows: (r.lowerBound * k2)..<(r.upperBound * k2))
+                    for ch in 0..<c { w.subsampleForward(p, pairs: (ch * rows + r.lowerBound)..<(ch * rows + r.upperBound)) }
+                    shareSpent[0][k] += now() - t
+                }
+                let t1s = now()
                 w.convForward(p, rows: 0..<Network.convSide)
                 w.subsampleForward(p, pairs: 0..<(c * rows))
                 let t2 = now()
@@ -137,34 +196,51 @@ public enum PassProfile {
                 _ = w.outputError(label: Int(data.labels[sample]), recipe: recipe)
                 w.denseBackward(outputs: 0..<Network.classes)
                 w.denseBackwardInput(p, chunks: 0..<(Network.poolOutputs / 8))
+                for (k, n) in workers.enumerated() {
+                    let t = now()
+                    let r = share(rows, n)
+                    w.subsampleBackward(kernelRows: share(k2, n), includeBias: true)
+                    for ch in 0..<c { w.subsampleBackwardInput(p, pairs: (ch * rows + r.lowerBound)..<(ch * rows + r.upperBound)) }
+                    shareSpent[2][k] += now() - t
+                }
                 let t3 = now()
                 w.subsampleBackward(kernelRows: 0..<k2, includeBias: true)
                 w.subsampleBackwardInput(p, pairs: 0..<(c * rows))
                 let t4 = now()
+                for (k, n) in workers.enumerated() {
+                    let t = now()
+                    w.convBackward(items: share(items, n))
+                    w.finishConvBackward(items: share(items, n))
+                    shareSpent[3][k] += now() - t
+                }
+                let t4s = now()
                 w.convBackward(items: 0..<items)
                 w.finishConvBackward(items: 0..<items)
                 let t5 = now()
                 other += t1 - t0
-                spent[0] += t2 - t1
+                spent[0] += t2 - t1s
                 spent[1] += t3 - t2
                 spent[2] += t4 - t3
-                spent[3] += t5 - t4
+                spent[3] += t5 - t4s
             }
         }
         let map = Network.convMapSize
-        return (
+        func shares(_ stage: Int) -> [PassCost.Share] { workers.enumerated().map { .init(workers: $1, seconds: shareSpent[stage][$0]) } }
+        var stages: [PassCost] =
             [
                 PassCost(
                     name: "c1+s1 forward", items: rows, seconds: spent[0], splitByThreads: true, splitByRanks: true,
                     exchangedFloats: c * map + Network.poolOutputs),
-                PassCost(name: "f forward+backward", items: 1, seconds: spent[1], splitByThreads: false, splitByRanks: false, exchangedFloats: 0),
+                PassCost(
+                    name: "f forward+backward", items: 1, seconds: spent[1], splitByThreads: false, splitByRanks: false, exchangedFloats: 0),
                 PassCost(
                     name: "s1 backward", items: rows, seconds: spent[2], splitByThreads: true, splitByRanks: true,
                     exchangedFloats: c * map + k2 * k2 + 1),
                 PassCost(
                     name: "c1 backward", items: items, seconds: spent[3], splitByThreads: true, splitByRanks: true,
                     exchangedFloats: items * Network.convKernel + c)
-            ], other
-        )
+            ]
+        for stage in [0, 2, 3] { stages[stage].shares = shares(stage) }
+        return (stages, other)
     }
 }
