@@ -147,4 +147,43 @@ public enum Benchmark {
         let across = time(writer: 0, reader: 1), local = time(writer: 1, reader: 1)
         return max(0, across - local) / Double(floats * 4)
     }
+
+    /// Seconds a parallel region costs beyond its work when every member has `workSeconds` of
+    /// work in it, as in training (each member's share of a pass): the fork-join plus the wait
+    /// for the slowest member (a shared machine delays one of them now and then). Measured as
+    /// the region's time minus the same work run alone.
+    public static func loadedRegionOverhead(threads: Int, workSeconds: Double = 5e-6, regions: Int = 20_000) -> Double {
+        guard threads > 1 else { return 0 }
+        let pool = WorkerPool(size: threads)
+        let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads * 16)
+        defer { sink.deallocate() }
+        sink.initialize(repeating: 0, count: threads * 16)
+        func work(_ iterations: Int, _ member: Int) {
+            var x: Float = 1
+            for i in 0..<iterations { x = x * 0.999_9 + Float(i & 7) }
+            sink[member * 16] = x
+        }
+        // Iterations of the dependent chain that take about `workSeconds` on one core.
+        var iterations = 1_000
+        while true {
+            let began = Trainer.now()
+            for _ in 0..<100 { work(iterations, 0) }
+            let each = (Trainer.now() - began) / 100
+            if each >= workSeconds || iterations > 100_000_000 {
+                iterations = max(1, Int(Double(iterations) * workSeconds / each))
+                break
+            }
+            iterations *= 4
+        }
+        func best(_ body: () -> Void) -> Double {
+            (0..<3).map { _ in
+                let began = Trainer.now()
+                for _ in 0..<regions { body() }
+                return (Trainer.now() - began) / Double(regions)
+            }.min()!
+        }
+        let alone = best { work(iterations, 0) }
+        let together = best { pool.run { work(iterations, $0) } }
+        return max(0, together - alone)
+    }
 }

@@ -74,7 +74,7 @@ package func log2Ceiling(_ n: Int) -> Double { n <= 1 ? 0 : Double(Int.bitWidth 
 /// The terms the model measures on this machine (`SweepMeasurement.machineCosts`).
 public struct MachineCosts: Sendable, Codable, Equatable {
     public var cores: Int
-    /// Seconds of one empty parallel region (fork + join) per thread count.
+    /// Seconds of one parallel region (fork + join) per thread count.
     public var forkJoin: [ThreadsCost]
     /// 2-rank collectives on shared memory (the transport of ranks on one node) and on TCP.
     public var allreduceSharedMemory: MessageCost
@@ -84,11 +84,20 @@ public struct MachineCosts: Sendable, Codable, Equatable {
     /// Seconds per byte for a core to read what another core just wrote
     /// (`Benchmark.coreTransferPerByte`).
     public var coreTransferPerByte: Double
+    /// A core's speed while every core computes, over its speed alone (`PeakFLOPS`: all cores'
+    /// FMA rate / (cores × one core's)); below 1 where cores share a clock budget or a host.
+    public var concurrentSpeed: Double = 1
 
     public struct ThreadsCost: Sendable, Codable, Equatable {
         public var threads: Int
+        /// A region with about 5 µs of work on every member, beyond that work
+        /// (`Benchmark.loadedRegionOverhead`): what the model charges per region.
         public var seconds: Double
-        public init(threads: Int, seconds: Double) { (self.threads, self.seconds) = (threads, seconds) }
+        /// An empty region, back to back (`Benchmark.regionOverhead`), for comparison.
+        public var emptySeconds: Double
+        public init(threads: Int, seconds: Double, emptySeconds: Double? = nil) {
+            (self.threads, self.seconds, self.emptySeconds) = (threads, seconds, emptySeconds ?? seconds)
+        }
     }
 
     public init(
@@ -191,7 +200,8 @@ public struct CostModel: Sendable {
     /// Predicted seconds per training sample of `c` for a network of cost `cost`.
     public func secondsPerSample(_ c: SweepConfiguration, _ cost: SampleCost) -> Double {
         let share = Double(c.workers) / Double(max(1, machine.cores))
-        let crowding = max(1, share)  // more workers than cores: they share the cores
+        // More workers than cores share the cores; several busy cores each run a little slower.
+        let crowding = max(1, share) / (c.workers > 1 ? max(0.1, min(1, machine.concurrentSpeed)) : 1)
         switch (c.engine, c.strategy) {
         case ("sequential", _):
             return c.batch == 1
@@ -202,7 +212,7 @@ public struct CostModel: Sendable {
             let passes = cost.passes.reduce(0.0) { sum, pass in
                 guard pass.splitByThreads, t > 1 else { return sum + pass.seconds }
                 return sum + pass.shareSeconds(workers: min(t, machine.cores)) * crowding + machine.forkJoin(threads: t)
-                    + crossCore(floats: pass.exchangedFloats, workers: t)
+                    + crossCore(floats: pass.writtenFloats, workers: t)
             }
             return passes + cost.otherSeconds + cost.updateSeconds
         case ("mpi", "layer"):

@@ -154,47 +154,64 @@ public struct Sweep {
         for (name, architecture) in networks {
             let start = Initialization.seeded(1).makeParameters(for: architecture)
             let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: 1)
-            let cost = PassProfile.measure(
-                architecture, data: data, samples: quick ? 300 : 1500, parameters: start, rule: rule,
-                workers: workerCounts.map { min($0, cores) })
-            results.networks.append(
-                .init(
-                    name: name, description: architecture.network.text, parameters: architecture.parameterCount,
-                    flopsPerSample: architecture.flopsPerTrainingSample, cost: cost))
+            func profile() -> SampleCost {
+                PassProfile.measure(
+                    architecture, data: data, samples: quick ? 300 : 1500, parameters: start, rule: rule,
+                    workers: workerCounts.map { min($0, cores) })
+            }
+            var cost = profile()
             let perSample = cost.sampleSeconds + cost.updateSeconds
             // Whole batches, at least 4 of them, about `targetSeconds` of one-core work.
             let samples = min(data.count, max(4 * batch, Int(targetSeconds / perSample) / batch * batch))
             progress(
                 String(
-                    format: "%@: %.2f MFLOP per sample, %.1f µs per sample on one core (profile); timing %d samples per point", name,
-                    architecture.flopsPerTrainingSample / 1e6, perSample * 1e6, samples))
-            var baselines: [Int: Double] = [:]
-            for c in configurations() {
-                let seconds: Double
-                if c.engine == "mpi" {
-                    let request = MPIRequest(
-                        strategy: c.strategy == "layer" ? .layer : .data, ranks: c.ranks, batch: c.batch, samples: samples,
-                        repeats: repeats, warmupPasses: 0, warmupSamples: 0, threads: c.threads)
-                    seconds = try mpi!(request, architecture.network.text, 0) / Double(samples)
-                } else {
-                    let engine: any Engine =
-                        c.engine == "sequential"
-                        ? SequentialEngine(parameters: start, architecture: architecture)
-                        : ThreadedEngine(
-                            parameters: start, threads: c.threads, strategy: c.strategy == "layer" ? .layer : .data,
-                            architecture: architecture)
-                    let batchRule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: c.batch)
-                    seconds =
-                        try Benchmark.time(
-                            engine, data: data, samples: samples, batch: c.batch, repeats: repeats, start: start, rule: batchRule)
-                        / Double(samples)
+                    format: "%@: %.2f MFLOP per sample, %.1f µs per sample on one core (profile); timing %d samples per point, %d rounds",
+                    name, architecture.flopsPerTrainingSample / 1e6, perSample * 1e6, samples, repeats))
+            // Rounds over all configurations (and the profile), each point the fastest of its
+            // rounds: a machine whose speed drifts over minutes affects every point alike.
+            var fastest: [SweepConfiguration: Double] = [:]
+            // One engine per configuration for all rounds, so that only the first pass is cold.
+            var engines: [SweepConfiguration: any Engine] = [:]
+            for c in configurations() where c.engine != "mpi" {
+                engines[c] =
+                    c.engine == "sequential"
+                    ? SequentialEngine(parameters: start, architecture: architecture)
+                    : ThreadedEngine(
+                        parameters: start, threads: c.threads, strategy: c.strategy == "layer" ? .layer : .data, architecture: architecture)
+            }
+            for round in 0..<repeats {
+                if round > 0 { cost = cost.fastest(profile()) }
+                for c in configurations() {
+                    let seconds: Double
+                    if c.engine == "mpi" {
+                        let request = MPIRequest(
+                            strategy: c.strategy == "layer" ? .layer : .data, ranks: c.ranks, batch: c.batch, samples: samples,
+                            repeats: 2, warmupPasses: 0, warmupSamples: 0, threads: c.threads)
+                        seconds = try mpi!(request, architecture.network.text, 0) / Double(samples)
+                    } else {
+                        let engine = engines[c]!
+                        let batchRule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: c.batch)
+                        seconds =
+                            try Benchmark.time(
+                                engine, data: data, samples: samples, batch: c.batch, repeats: round == 0 ? 2 : 1, start: start,
+                                rule: batchRule)
+                            / Double(samples)
+                    }
+                    fastest[c] = min(fastest[c] ?? .infinity, seconds)
                 }
-                if c.engine == "sequential" { baselines[c.batch] = seconds }
+            }
+            results.networks.append(
+                .init(
+                    name: name, description: architecture.network.text, parameters: architecture.parameterCount,
+                    flopsPerSample: architecture.flopsPerTrainingSample, cost: cost))
+            for c in configurations() {
+                let seconds = fastest[c]!
+                let baseline = fastest[SweepConfiguration(engine: "sequential", strategy: "-", batch: c.batch)] ?? seconds
                 let predicted = model.secondsPerSample(c, cost)
                 let point = SweepPoint(
                     network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
                     measuredSeconds: seconds * Double(epoch), predictedSeconds: predicted * Double(epoch),
-                    speedup: (baselines[c.batch] ?? seconds) / seconds, oversubscribed: c.workers > cores,
+                    speedup: baseline / seconds, oversubscribed: c.workers > cores,
                     synchronisations: model.synchronisations(c, cost))
                 results.points.append(point)
                 progress(

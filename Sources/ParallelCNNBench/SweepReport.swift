@@ -6,8 +6,13 @@ import ParallelCNN
 public enum SweepReport {
     public static func machineTerms(_ m: MachineCosts) -> String {
         var lines = ["Cost model terms measured on this machine (\(m.cores) cores):"]
+        lines.append(String(format: "  a core's speed while all %d compute, over its speed alone: %.2f", m.cores, m.concurrentSpeed))
         for f in m.forkJoin {
-            lines.append(String(format: "  fork-join of an empty parallel region, %d threads: %.2f µs", f.threads, f.seconds * 1e6))
+            lines.append(
+                String(
+                    format: "  fork-join, %d threads: %.2f µs with 5 µs of work per thread (empty region: %.2f µs)", f.threads,
+                    f.seconds * 1e6,
+                    f.emptySeconds * 1e6))
         }
         func cost(_ name: String, _ c: MessageCost) {
             lines.append(
@@ -20,9 +25,9 @@ public enum SweepReport {
                 format: "  one core reading what another wrote: %.3f ns/B (%.1f GB/s)", m.coreTransferPerByte * 1e9,
                 m.coreTransferPerByte > 0 ? 1e-9 / m.coreTransferPerByte : 0))
         cost("allreduce, 2 ranks, shared memory", m.allreduceSharedMemory)
-        cost("allgather, 2 ranks, shared memory", m.allgatherSharedMemory)
+        cost("allgather, 2 ranks, shared memory, 5 µs of work between calls", m.allgatherSharedMemory)
         cost("allreduce, 2 ranks, TCP loopback ", m.allreduceTCP)
-        cost("allgather, 2 ranks, TCP loopback ", m.allgatherTCP)
+        cost("allgather, 2 ranks, TCP loopback, 5 µs of work between calls", m.allgatherTCP)
         return lines.joined(separator: "\n")
     }
 

@@ -54,7 +54,7 @@ func measureAllreduce(mpirun: String, ranks: Int, mca: [String], repetitions: In
         else { return nil }
         return AllreduceTiming(count: count, type: String(f[1]), repetitions: n, median: median, mean: mean)
     }
-    guard process.terminationStatus == 0, timings.count == (floats.isEmpty ? 2 : 2 * floats.count) else {
+    guard process.terminationStatus == 0, timings.count == (floats.isEmpty ? 2 : 3 * floats.count) else {
         throw fail(
             "mpirun \(mca.joined(separator: " ")) -np \(ranks) (allreduce timing) failed with status "
                 + "\(process.terminationStatus)\n\(output)")

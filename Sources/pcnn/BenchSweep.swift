@@ -14,7 +14,8 @@ struct BenchSweep: ParsableCommand {
             given. Strategies: sequential (batch 1 and --batch), threads layer (batch 1) and data \
             (--batch), mpi layer and data, hybrid mpi x threads, at 1, 2 and the machine's cores \
             workers, and (full mode) twice the cores as a labelled oversubscribed extra. Each point \
-            is timed on the same samples, best of --repeats passes, and scaled to an epoch.
+            is timed on the same samples in --repeats rounds over all points (the fastest round \
+            counts, so a drifting machine affects every point alike) and scaled to an epoch.
 
             The cost model's terms are measured first and printed: each pass of each network on one \
             core (the network's profile), the gradient sum and the update, the fork-join of a thread \
@@ -46,10 +47,10 @@ struct BenchSweep: ParsableCommand {
     @Option(help: "Batch of the data strategies (and of their sequential baseline).")
     var batch: Int = 64
 
-    @Option(help: "Timed passes per point (best of them); default 2.")
-    var repeats: Int = 2
+    @Option(help: "Rounds over every point of a network, each point the fastest of its rounds (default: 2 quick, 3 full).")
+    var repeats: Int?
 
-    @Option(help: "Seconds of one-core work each timed pass aims at (default: 0.25 quick, 1 full).")
+    @Option(help: "Seconds of one-core work each timed pass aims at (default: 0.4 quick, 1 full).")
     var seconds: Double?
 
     @Option(help: "The mpirun to start the MPI points with.")
@@ -57,7 +58,7 @@ struct BenchSweep: ParsableCommand {
 
     func validate() throws {
         guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
-        guard (1...20).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 20") }
+        if let repeats, !(1...20).contains(repeats) { throw ValidationError("--repeats must be between 1 and 20") }
         if let seconds { guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be above 0 and at most 600") } }
         if let net {
             do { _ = try NetworkDescription.named(net) } catch { throw ValidationError("--net: \(error)") }
@@ -81,7 +82,9 @@ struct BenchSweep: ParsableCommand {
 
         note("Measuring the model's machine terms: fork-join at \(workers.filter { $0 > 1 }) threads...")
         let forkJoin = workers.filter { $0 > 1 }.map {
-            MachineCosts.ThreadsCost(threads: $0, seconds: Benchmark.regionOverhead(threads: $0, regions: quick ? 50_000 : 200_000))
+            MachineCosts.ThreadsCost(
+                threads: $0, seconds: Benchmark.loadedRegionOverhead(threads: $0, regions: quick ? 5_000 : 20_000),
+                emptySeconds: Benchmark.regionOverhead(threads: $0, regions: quick ? 50_000 : 200_000))
         }
         let mpiProblem = MPILauncher.unavailableReason(mpirun: mpirun)
         var collectives: [String: MessageCost] = [:]
@@ -90,25 +93,31 @@ struct BenchSweep: ParsableCommand {
             for (transport, mca) in allreduceTransports {
                 note("... allreduce and allgather of \(sizes) floats on 2 ranks, \(transport)")
                 let timings = try measureAllreduce(mpirun: mpirun, ranks: 2, mca: mca, repetitions: quick ? 300 : 2_000, floats: sizes)
-                for type in ["float", "allgather"] {
+                for type in ["float", "allgather", "allgather-loaded"] {
                     let points = timings.filter { $0.type == type }.map { (bytes: Double($0.count * 4), seconds: $0.median) }
                     collectives["\(type) \(transport)"] = MessageCost.fit(points[0], points[1])
+                    if type != "float" {
+                        let c = MessageCost.fit(points[0], points[1])
+                        note(String(format: "    %@: α = %.2f µs, β = %.3f ns/B", type, c.alpha * 1e6, c.beta * 1e9))
+                    }
                 }
             }
         }
         let none = MessageCost(alpha: 0, beta: 0)
-        let machineCosts = MachineCosts(
+        var machineCosts = MachineCosts(
             cores: cores, forkJoin: forkJoin,
             allreduceSharedMemory: collectives["float shared memory"] ?? none,
-            allgatherSharedMemory: collectives["allgather shared memory"] ?? none,
-            allreduceTCP: collectives["float TCP loopback"] ?? none, allgatherTCP: collectives["allgather TCP loopback"] ?? none,
+            allgatherSharedMemory: collectives["allgather-loaded shared memory"] ?? none,
+            allreduceTCP: collectives["float TCP loopback"] ?? none, allgatherTCP: collectives["allgather-loaded TCP loopback"] ?? none,
             coreTransferPerByte: cores > 1 ? Benchmark.coreTransferPerByte(rounds: quick ? 2_000 : 10_000) : 0)
+        let peak = PeakFLOPS.measure(seconds: 0.3, cores: cores)
+        machineCosts.concurrentSpeed = peak.allCoresGFLOPS / (Double(cores) * peak.perCoreGFLOPS)
         print(SweepReport.machineTerms(machineCosts))
 
         var sweep = Sweep(networks: networks, workerCounts: workers, cores: cores, machineCosts: machineCosts)
         sweep.batch = batch
         sweep.quick = quick
-        sweep.repeats = repeats
+        sweep.repeats = repeats ?? (quick ? 2 : 3)
         sweep.targetSeconds = seconds ?? (quick ? 0.4 : 1)
         sweep.progress = note
         if let mpiProblem {

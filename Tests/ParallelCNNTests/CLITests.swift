@@ -78,7 +78,11 @@ struct CLITests {
             (["train", "--engine", "threads", "--threads", "100000"], "--threads"),
             (["train", "--engine", "threads", "--threads", "two"], "--threads"),
             (["train", "--engine", "threads", "--strategy", "model"], "strategy"),
-            (["predict", "--model", "/nonexistent.safetensors", "--index", "0"], "nonexistent")
+            (["predict", "--model", "/nonexistent.safetensors", "--index", "0"], "nonexistent"),
+            (["bench", "sweep", "--net", "conv 0 5x5; dense 10"], "--net"),
+            (["bench", "sweep", "--repeats", "0"], "--repeats"),
+            (["bench", "sweep", "--batch", "0"], "--batch"),
+            (["bench", "sweep", "--seconds", "-1"], "--seconds")
         ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])

@@ -40,7 +40,8 @@ public struct AllreduceTiming: Sendable {
     }
 
     /// Times `MPI_Allreduce` (type "float") and `MPI_Allgatherv` (type "allgather", `count` the
-    /// floats every rank ends with, split evenly) of each of `floatCounts` floats on the world
+    /// floats every rank ends with, split evenly; type "allgather-loaded" with 5 µs of work on
+    /// every rank before each call, as in training) of each of `floatCounts` floats on the world
     /// communicator: the points the cost model fits α + β·bytes to. Returns the timings on rank
     /// 0, nil on the others.
     public static func measureCollectives(floatCounts: [Int], repetitions: Int) throws -> [AllreduceTiming]? {
@@ -49,7 +50,8 @@ public struct AllreduceTiming: Sendable {
         let timings = floatCounts.flatMap { count in
             [
                 world.timeAllreduce(floats: count, doubles: 1, repetitions: repetitions)[0],
-                world.timeAllgather(floats: count, repetitions: repetitions)
+                world.timeAllgather(floats: count, repetitions: repetitions),
+                world.timeAllgather(floats: count, repetitions: repetitions, workSeconds: 5e-6)
             ]
         }
         return world.rank == 0 ? timings : nil
@@ -104,7 +106,11 @@ extension Communicator {
 
     /// Times `MPI_Allgatherv` of `count` floats in all, split evenly over the ranks, as the layer
     /// strategy's exchanges call it (in place). Collective.
-    public func timeAllgather(floats count: Int, repetitions: Int) -> AllreduceTiming {
+    ///
+    /// With `workSeconds`, every rank first spins that long before each call, as a rank computes
+    /// between two exchanges in training: the ranks then arrive at slightly different times, and
+    /// the call's time includes the wait for the later one.
+    public func timeAllgather(floats count: Int, repetitions: Int, workSeconds: Double = 0) -> AllreduceTiming {
         precondition(count >= 1 && repetitions >= 1)
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
         buffer.initialize(repeating: 1, count: count)
@@ -127,13 +133,14 @@ extension Communicator {
         if code != pcnn_mpi_success() { fail(MPIBarrierFailure(code: code)) }
         var seconds = [Double](repeating: 0, count: repetitions)
         for i in 0..<repetitions {
+            MessageDelay.wait(workSeconds)
             let start = MPI_Wtime()
             allgatherv(buffer, counts: counts, displacements: displacements, context: "timing the allgather")
             seconds[i] = MPI_Wtime() - start
         }
         seconds.sort()
         return AllreduceTiming(
-            count: count, type: "allgather", repetitions: repetitions,
+            count: count, type: workSeconds > 0 ? "allgather-loaded" : "allgather", repetitions: repetitions,
             median: seconds[repetitions / 2], mean: seconds.reduce(0, +) / Double(repetitions))
     }
 }

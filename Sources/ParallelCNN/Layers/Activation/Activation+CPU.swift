@@ -36,12 +36,12 @@ extension CPULayers {
     static func activationPasses(_ b: LayerBuffers, _ activation: Activation) -> (forward: [LayerPass], backward: [LayerPass]) {
         let chunks = (b.layer.output.count + 15) / 16
         let forward = [
-            LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true) { _, r in
+            LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true, writes: b.layer.output.count) { _, r in
                 activationForward(b, activation, chunks: r)
             }
         ]
         let backward = [
-            LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true) { _, r in
+            LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true, writes: b.layer.output.count) { _, r in
                 activationBackward(b, activation, chunks: r)
             }
         ]

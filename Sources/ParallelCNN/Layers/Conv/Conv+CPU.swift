@@ -115,7 +115,7 @@ extension CPULayers {
         guard case .conv(let F, let K, _, _) = b.layer.spec else { preconditionFailure() }
         let C = b.layer.input.channels, M = b.layer.output.planeSize, D = b.layer.fanIn
         let forward = [
-            LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true) { _, taps in convUnfold(b, taps: taps) },
+            LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true, writes: D * M) { _, taps in convUnfold(b, taps: taps) },
             LayerPass(name: "\(b.layer.name) forward", items: F, produced: { [BufferSegment(b.y, $0.lowerBound * M, $0.count * M)] }) {
                 p, filters in convForward(b, p, filters: filters)
             }

@@ -29,10 +29,15 @@ struct LayerPass {
     let items: Int
     let replicated: Bool
     let produced: ((Range<Int>) -> [BufferSegment])?
+    /// Floats the whole pass writes: what other threads read after the `threads` layer strategy
+    /// splits it (the cost model's cross-core traffic).
+    let writtenFloats: Int
     let run: (UnsafePointer<Float>, Range<Int>) -> Void
 
+    /// `writes`: the floats a replicated pass writes (a pass that is not replicated writes what
+    /// it `produced`).
     init(
-        name: String, items: Int, replicated: Bool = false, produced: ((Range<Int>) -> [BufferSegment])? = nil,
+        name: String, items: Int, replicated: Bool = false, writes: Int = 0, produced: ((Range<Int>) -> [BufferSegment])? = nil,
         run: @escaping (UnsafePointer<Float>, Range<Int>) -> Void
     ) {
         precondition(replicated || produced != nil, "\(name): a pass that is not replicated names what it produces")
@@ -40,6 +45,7 @@ struct LayerPass {
         self.items = items
         self.replicated = replicated
         self.produced = produced
+        writtenFloats = produced.map { $0(0..<items).reduce(0) { $0 + $1.count } } ?? writes
         self.run = run
     }
 }

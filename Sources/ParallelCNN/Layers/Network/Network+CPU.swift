@@ -97,12 +97,12 @@ final class CPUNetwork: SampleTrainer {
             backward.append(passes.backward)
         }
         forwardPasses.append(
-            LayerPass(name: "output forward", items: 1, replicated: true) { [unowned self] _, _ in
+            LayerPass(name: "output forward", items: 1, replicated: true, writes: architecture.classes) { [unowned self] _, _ in
                 outputForward()
             })
         backwardPasses =
             [
-                LayerPass(name: "output backward", items: 1, replicated: true) { [unowned self] _, _ in
+                LayerPass(name: "output backward", items: 1, replicated: true, writes: architecture.classes) { [unowned self] _, _ in
                     loss = outputBackward()
                 }
             ] + backward.reversed().flatMap { $0 }

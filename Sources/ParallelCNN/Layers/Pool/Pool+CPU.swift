@@ -100,7 +100,7 @@ extension CPULayers {
     static func poolPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
         let C = b.layer.input.channels, plane = b.layer.input.planeSize
         let forward = [
-            LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true) { _, channels in
+            LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true, writes: b.layer.output.count) { _, channels in
                 poolForward(b, channels: channels)
             }
         ]
