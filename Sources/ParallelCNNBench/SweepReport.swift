@@ -14,11 +14,12 @@ public enum SweepReport {
                     f.seconds * 1e6,
                     f.emptySeconds * 1e6))
         }
-        func cost(_ name: String, _ c: MessageCost) {
+        func cost(_ name: String, _ c: ProtocolCost) {
             lines.append(
                 String(
-                    format: "  %@: α = %.2f µs, β = %.3f ns/B (%.2f GB/s)", name, c.alpha * 1e6, c.beta * 1e9,
-                    c.beta > 0 ? 1e-9 / c.beta : 0))
+                    format: "  %@: up to %.0f KB α = %.2f µs, β = %.3f ns/B; above α = %.2f µs, β = %.3f ns/B (%.2f GB/s)", name,
+                    c.eagerLimit / 1024, c.eager.alpha * 1e6, c.eager.beta * 1e9, c.rendezvous.alpha * 1e6, c.rendezvous.beta * 1e9,
+                    c.rendezvous.beta > 0 ? 1e-9 / c.rendezvous.beta : 0))
         }
         lines.append(
             String(

@@ -87,23 +87,20 @@ struct BenchSweep: ParsableCommand {
                 emptySeconds: Benchmark.regionOverhead(threads: $0, regions: quick ? 50_000 : 200_000))
         }
         let mpiProblem = MPILauncher.unavailableReason(mpirun: mpirun)
-        var collectives: [String: MessageCost] = [:]
+        var collectives: [String: ProtocolCost] = [:]
         if mpiProblem == nil {
-            let sizes = [8, 65_536]
-            for (transport, mca) in allreduceTransports {
+            // Sizes on both sides of each transport's eager limit (shared memory 4 KB, TCP 64 KB).
+            let sizes = [8, 1_024, 2_048, 16_384, 65_536, 131_072]
+            for ((transport, mca), limit) in zip(allreduceTransports, [4_096.0, 65_536.0]) {
                 note("... allreduce and allgather of \(sizes) floats on 2 ranks, \(transport)")
                 let timings = try measureAllreduce(mpirun: mpirun, ranks: 2, mca: mca, repetitions: quick ? 300 : 2_000, floats: sizes)
                 for type in ["float", "allgather", "allgather-loaded"] {
                     let points = timings.filter { $0.type == type }.map { (bytes: Double($0.count * 4), seconds: $0.median) }
-                    collectives["\(type) \(transport)"] = MessageCost.fit(points[0], points[1])
-                    if type != "float" {
-                        let c = MessageCost.fit(points[0], points[1])
-                        note(String(format: "    %@: α = %.2f µs, β = %.3f ns/B", type, c.alpha * 1e6, c.beta * 1e9))
-                    }
+                    collectives["\(type) \(transport)"] = ProtocolCost.fit(points, eagerLimit: limit)
                 }
             }
         }
-        let none = MessageCost(alpha: 0, beta: 0)
+        let none = ProtocolCost.free
         var machineCosts = MachineCosts(
             cores: cores, forkJoin: forkJoin,
             allreduceSharedMemory: collectives["float shared memory"] ?? none,
