@@ -118,9 +118,6 @@ public struct MachineCosts: Sendable, Codable, Equatable {
     /// Seconds per byte for a core to read what another core just wrote
     /// (`Benchmark.coreTransferPerByte`).
     public var coreTransferPerByte: Double
-    /// A core's speed while every core computes, over its speed alone (`PeakFLOPS`: all cores'
-    /// FMA rate / (cores × one core's)); below 1 where cores share a clock budget or a host.
-    public var concurrentSpeed: Double = 1
 
     public struct ThreadsCost: Sendable, Codable, Equatable {
         public var threads: Int
@@ -234,8 +231,7 @@ public struct CostModel: Sendable {
     /// Predicted seconds per training sample of `c` for a network of cost `cost`.
     public func secondsPerSample(_ c: SweepConfiguration, _ cost: SampleCost) -> Double {
         let share = Double(c.workers) / Double(max(1, machine.cores))
-        // More workers than cores share the cores; several busy cores each run a little slower.
-        let crowding = max(1, share) / (c.workers > 1 ? max(0.1, min(1, machine.concurrentSpeed)) : 1)
+        let crowding = max(1, share)  // more workers than cores: they share the cores
         switch (c.engine, c.strategy) {
         case ("sequential", _):
             return c.batch == 1

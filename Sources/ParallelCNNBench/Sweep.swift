@@ -9,14 +9,17 @@ public struct SweepPoint: Sendable, Codable, Equatable {
     public var samples: Int
     /// Seconds per epoch (`epochSamples` samples), measured and predicted.
     public var measuredSeconds: Double
-    public var predictedSeconds: Double
+    /// nil for a GPU point: the model covers the CPU strategies.
+    public var predictedSeconds: Double?
     /// Sequential at the same batch over this point, measured in the same run.
     public var speedup: Double
     /// More workers than cores: a labelled extra, outside the model's accuracy target.
     public var oversubscribed: Bool
     public var synchronisations: SynchronisationCount
 
-    public var relativeError: Double { (predictedSeconds - measuredSeconds) / measuredSeconds }
+    public var relativeError: Double? { predictedSeconds.map { ($0 - measuredSeconds) / measuredSeconds } }
+    /// A GPU engine's point (no worker count, no prediction).
+    public var onDevice: Bool { !["sequential", "threads", "mpi"].contains(configuration.engine) }
 }
 
 /// The latency check: the mpi layer strategy with every message delayed by a set time.
@@ -55,15 +58,15 @@ public struct SweepResults: Sendable, Codable {
 
     /// Points within ±`tolerance` of the measurement, among the ones on at most the machine's cores.
     public var accuracy: (within: Int, of: Int) {
-        let inRange = points.filter { !$0.oversubscribed }
-        return (inRange.filter { abs($0.relativeError) <= 0.25 }.count, inRange.count)
+        let inRange = points.compactMap { $0.oversubscribed ? nil : $0.relativeError }
+        return (inRange.filter { abs($0) <= 0.25 }.count, inRange.count)
     }
 
-    /// The fastest measured configuration per network and worker count (the winner map's cells).
+    /// The fastest measured CPU configuration per network and worker count (the winner map's cells).
     public var winners: [(network: String, workers: Int, point: SweepPoint)] {
         var result: [(String, Int, SweepPoint)] = []
         for network in networks.map(\.name) {
-            let mine = points.filter { $0.network == network }
+            let mine = points.filter { $0.network == network && !$0.onDevice }
             for workers in Set(mine.map(\.configuration.workers)).sorted() {
                 if let best = mine.filter({ $0.configuration.workers == workers }).min(by: { $0.measuredSeconds < $1.measuredSeconds }) {
                     result.append((network, workers, best))
@@ -84,8 +87,9 @@ public struct SweepResults: Sendable, Codable {
             lines.append(
                 [
                     p.network, String(format: "%.0f", p.flopsPerSample), c.engine, c.strategy, "\(c.workers)", "\(c.ranks)", "\(c.threads)",
-                    "\(c.batch)", "\(p.samples)", String(format: "%.4f", p.measuredSeconds), String(format: "%.4f", p.predictedSeconds),
-                    String(format: "%.4f", p.relativeError), String(format: "%.4f", p.speedup), p.oversubscribed ? "1" : "0",
+                    "\(c.batch)", "\(p.samples)", String(format: "%.4f", p.measuredSeconds),
+                    p.predictedSeconds.map { String(format: "%.4f", $0) } ?? "", p.relativeError.map { String(format: "%.4f", $0) } ?? "",
+                    String(format: "%.4f", p.speedup), p.oversubscribed ? "1" : "0",
                     "\(s.forkJoinsPerSample)", "\(s.forkJoinsPerStep)", "\(s.messagesPerSample)", "\(s.messagesPerStep)"
                 ].joined(separator: ","))
         }
@@ -117,6 +121,8 @@ public struct Sweep {
     public var mpi: ((_ request: MPIRequest, _ network: String, _ delayMicroseconds: Double) throws -> Double)?
     public var mpiSkipReason = "no MPI launcher was given"
     public var delays: [Double] = [10, 100, 1000]
+    /// A GPU engine whose strategies join the sweep as measured points (no prediction).
+    public var gpu: DeviceBackend?
     public var progress: (String) -> Void = { _ in }
 
     public init(networks: [(name: String, architecture: Architecture)], workerCounts: [Int], cores: Int, machineCosts: MachineCosts) {
@@ -145,8 +151,24 @@ public struct Sweep {
         return list
     }
 
-    public func run(data: Dataset, machine: String) throws -> SweepResults {
-        let model = CostModel(machine: machineCosts)
+    public mutating func run(data: Dataset, machine: String) throws -> SweepResults {
+        // The thread terms are differences of two timings, so noise moves them both ways: they
+        // are measured again before every round and the median is kept. Every prediction is
+        // made at the end, from the final terms.
+        var terms = machineCosts
+        var forkJoins = terms.forkJoin.map { [$0.seconds] }, transfers = [terms.coreTransferPerByte]
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        func refineTerms() {
+            for k in terms.forkJoin.indices {
+                forkJoins[k].append(Benchmark.loadedRegionOverhead(threads: terms.forkJoin[k].threads, regions: 5_000))
+                terms.forkJoin[k].seconds = median(forkJoins[k])
+            }
+            if cores > 1 {
+                transfers.append(Benchmark.coreTransferPerByte(rounds: 2_000))
+                terms.coreTransferPerByte = median(transfers)
+            }
+        }
+        var costs: [String: SampleCost] = [:]
         let epoch = data.count
         var results = SweepResults(
             machine: machine, cores: cores, mode: quick ? "quick" : "full", epochSamples: epoch, machineCosts: machineCosts,
@@ -180,6 +202,7 @@ public struct Sweep {
                         parameters: start, threads: c.threads, strategy: c.strategy == "layer" ? .layer : .data, architecture: architecture)
             }
             for round in 0..<repeats {
+                refineTerms()
                 if round > 0 { cost = cost.fastest(profile()) }
                 for c in configurations() {
                     let seconds: Double
@@ -204,21 +227,23 @@ public struct Sweep {
                 .init(
                     name: name, description: architecture.network.text, parameters: architecture.parameterCount,
                     flopsPerSample: architecture.flopsPerTrainingSample, cost: cost))
+            costs[name] = cost
             for c in configurations() {
                 let seconds = fastest[c]!
                 let baseline = fastest[SweepConfiguration(engine: "sequential", strategy: "-", batch: c.batch)] ?? seconds
-                let predicted = model.secondsPerSample(c, cost)
-                let point = SweepPoint(
-                    network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
-                    measuredSeconds: seconds * Double(epoch), predictedSeconds: predicted * Double(epoch),
-                    speedup: baseline / seconds, oversubscribed: c.workers > cores,
-                    synchronisations: model.synchronisations(c, cost))
-                results.points.append(point)
+                results.points.append(
+                    SweepPoint(
+                        network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
+                        measuredSeconds: seconds * Double(epoch), predictedSeconds: nil, speedup: baseline / seconds,
+                        oversubscribed: c.workers > cores, synchronisations: CostModel(machine: terms).synchronisations(c, cost)))
                 progress(
                     String(
-                        format: "  %@ R=%d T=%d b=%d: measured %.3f s/epoch, predicted %.3f (%+.0f%%)", c.label, c.ranks, c.threads,
-                        c.batch,
-                        point.measuredSeconds, point.predictedSeconds, 100 * point.relativeError))
+                        format: "  %@ R=%d T=%d b=%d: measured %.3f s/epoch", c.label, c.ranks, c.threads, c.batch, seconds * Double(epoch))
+                )
+            }
+            if let gpu {
+                results.points += try devicePoints(
+                    gpu, name: name, architecture: architecture, start: start, data: data, baselines: fastest)
             }
             for strategy in ["data", "layer"] {
                 for fabric in Fabric.all {
@@ -233,10 +258,54 @@ public struct Sweep {
                 }
             }
         }
+        let model = CostModel(machine: terms)
+        results.machineCosts = terms
+        for k in results.points.indices where !results.points[k].onDevice {
+            let p = results.points[k]
+            results.points[k].predictedSeconds = model.secondsPerSample(p.configuration, costs[p.network]!) * Double(epoch)
+            progress(
+                String(
+                    format: "%@ %@ R=%d T=%d b=%d: measured %.3f s/epoch, predicted %.3f (%+.0f%%)", p.network, p.configuration.label,
+                    p.configuration.ranks, p.configuration.threads, p.configuration.batch, p.measuredSeconds,
+                    results.points[k].predictedSeconds!, 100 * results.points[k].relativeError!))
+        }
         if let mpi, let (name, architecture) = networks.first {
+            machineCosts = terms
             results.delays = try delayCheck(mpi: mpi, name: name, architecture: architecture, cost: results.networks[0].cost, epoch: epoch)
         }
         return results
+    }
+
+    /// The GPU engine's per-sample strategy (fused: one launch runs thousands of steps) and its
+    /// batched one (data: one launch per layer pass over the batch), on the same samples.
+    func devicePoints(
+        _ backend: DeviceBackend, name: String, architecture: Architecture, start: Parameters, data: Dataset,
+        baselines: [SweepConfiguration: Double]
+    ) throws -> [SweepPoint] {
+        var points: [SweepPoint] = []
+        for (strategy, b) in [(EngineStrategy.fused, 1), (.data, batch)] {
+            let engine = try DeviceNetworkEngine(backend: backend, strategy: strategy, architecture: architecture, parameters: start)
+            let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: b)
+            let samples = min(data.count, max(4 * batch, quick ? 512 : 2048))
+            // An untimed pass compiles the kernels.
+            _ = try Benchmark.time(engine, data: data, samples: min(samples, 4 * batch), batch: b, repeats: 1, start: start, rule: rule)
+            let seconds =
+                try Benchmark.time(engine, data: data, samples: samples, batch: b, repeats: repeats, start: start, rule: rule)
+                / Double(samples)
+            let c = SweepConfiguration(engine: backend.rawValue, strategy: strategy.rawValue, batch: b)
+            let baseline = baselines[SweepConfiguration(engine: "sequential", strategy: "-", batch: b)] ?? seconds
+            points.append(
+                SweepPoint(
+                    network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
+                    measuredSeconds: seconds * Double(data.count), predictedSeconds: nil, speedup: baseline / seconds,
+                    oversubscribed: false,
+                    synchronisations: CostModel(machine: machineCosts).synchronisations(c, PassProfile.emptyCost)))
+            progress(
+                String(
+                    format: "  %@ %@ b=%d: measured %.3f s/epoch (no prediction)", backend.rawValue, strategy.rawValue, b,
+                    seconds * Double(data.count)))
+        }
+        return points
     }
 
     /// The mpi layer strategy on 2 ranks with every message delayed by each of `delays`.

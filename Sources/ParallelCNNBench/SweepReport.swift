@@ -6,7 +6,6 @@ import ParallelCNN
 public enum SweepReport {
     public static func machineTerms(_ m: MachineCosts) -> String {
         var lines = ["Cost model terms measured on this machine (\(m.cores) cores):"]
-        lines.append(String(format: "  a core's speed while all %d compute, over its speed alone: %.2f", m.cores, m.concurrentSpeed))
         for f in m.forkJoin {
             lines.append(
                 String(
@@ -57,18 +56,20 @@ public enum SweepReport {
         for p in r.points {
             let c = p.configuration, s = p.synchronisations
             md += f(
-                "| %@ | %@%@ | %d × %d | %d | %.3f | %.3f | %+.0f%% | %.2fx | %d, %d | %d, %d |\n", p.network, c.label,
-                p.oversubscribed ? " (oversubscribed)" : "", c.ranks, c.threads, c.batch, p.measuredSeconds, p.predictedSeconds,
-                100 * p.relativeError, p.speedup, s.forkJoinsPerSample, s.forkJoinsPerStep, s.messagesPerSample, s.messagesPerStep)
+                "| %@ | %@%@ | %d × %d | %d | %.3f | %@ | %@ | %.2fx | %d, %d | %d, %d |\n", p.network, c.label,
+                p.oversubscribed ? " (oversubscribed)" : "", c.ranks, c.threads, c.batch, p.measuredSeconds,
+                p.predictedSeconds.map { String(format: "%.3f", $0) } ?? "—",
+                p.relativeError.map { String(format: "%+.0f%%", 100 * $0) } ?? "—",
+                p.speedup, s.forkJoinsPerSample, s.forkJoinsPerStep, s.messagesPerSample, s.messagesPerStep)
         }
-        let misses = r.points.filter { !$0.oversubscribed && abs($0.relativeError) > 0.25 }
+        let misses = r.points.filter { !$0.oversubscribed && abs($0.relativeError ?? 0) > 0.25 }
         if !misses.isEmpty {
             md +=
                 "\nMisses beyond ±25%: "
                 + misses.map {
                     f(
                         "%@ %@ %d×%d b%d (%+.0f%%)", $0.network, $0.configuration.label, $0.configuration.ranks, $0.configuration.threads,
-                        $0.configuration.batch, 100 * $0.relativeError)
+                        $0.configuration.batch, 100 * ($0.relativeError ?? 0))
                 }.joined(separator: "; ") + ".\n"
         }
         md += "\n## Winners (measured)\n\n| network | workers | fastest | s/epoch |\n|---|---|---|---|\n"

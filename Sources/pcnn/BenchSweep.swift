@@ -56,6 +56,12 @@ struct BenchSweep: ParsableCommand {
     @Option(help: "The mpirun to start the MPI points with.")
     var mpirun: String = "mpirun"
 
+    @Option(
+        help:
+            "A GPU engine whose fused (batch 1) and data (--batch) strategies join the sweep as measured points, without prediction. Default: cuda when a CUDA GPU is present (opencl on a CPU-only PoCL is slow: ask for it)."
+    )
+    var gpu: DeviceBackend?
+
     func validate() throws {
         guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
         if let repeats, !(1...20).contains(repeats) { throw ValidationError("--repeats must be between 1 and 20") }
@@ -101,15 +107,13 @@ struct BenchSweep: ParsableCommand {
             }
         }
         let none = ProtocolCost.free
-        var machineCosts = MachineCosts(
+        let machineCosts = MachineCosts(
             cores: cores, forkJoin: forkJoin,
             allreduceSharedMemory: collectives["float shared memory"] ?? none,
             allgatherSharedMemory: collectives["allgather-loaded shared memory"] ?? none,
             allreduceTCP: collectives["float TCP loopback"] ?? none, allgatherTCP: collectives["allgather-loaded TCP loopback"] ?? none,
             coreTransferPerByte: cores > 1 ? Benchmark.coreTransferPerByte(rounds: quick ? 2_000 : 10_000) : 0)
-        let peak = PeakFLOPS.measure(seconds: 0.3, cores: cores)
-        machineCosts.concurrentSpeed = peak.allCoresGFLOPS / (Double(cores) * peak.perCoreGFLOPS)
-        print(SweepReport.machineTerms(machineCosts))
+        note(SweepReport.machineTerms(machineCosts))
 
         var sweep = Sweep(networks: networks, workerCounts: workers, cores: cores, machineCosts: machineCosts)
         sweep.batch = batch
@@ -126,6 +130,11 @@ struct BenchSweep: ParsableCommand {
             }
         } else {
             sweep.mpiSkipReason = "could not resolve the data directory for the MPI ranks"
+        }
+        let device = gpu ?? (DeviceBackend.cuda.availability().isAvailable ? .cuda : nil)
+        if let device {
+            if case .unavailable(let remedy) = device.availability() { throw fail("--gpu \(device.rawValue): \(remedy)") }
+            sweep.gpu = device
         }
         let began = Trainer.now()
         let machine = MachineInfo.current(pcnnVersion: PCNN.configuration.version, sourceDirectory: "")
