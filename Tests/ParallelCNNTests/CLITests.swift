@@ -82,7 +82,8 @@ struct CLITests {
             (["bench", "sweep", "--net", "conv 0 5x5; dense 10"], "--net"),
             (["bench", "sweep", "--repeats", "0"], "--repeats"),
             (["bench", "sweep", "--batch", "0"], "--batch"),
-            (["bench", "sweep", "--seconds", "-1"], "--seconds")
+            (["bench", "sweep", "--seconds", "-1"], "--seconds"),
+            (["bench", "sweep", "--workers", "0"], "--workers")
         ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])
