@@ -182,6 +182,10 @@ public struct SynchronisationCount: Sendable, Codable, Equatable {
     /// Bytes every rank receives per sample and per step.
     public var bytesPerSample: Double
     public var bytesPerStep: Double
+
+    /// No synchronisation (one worker, or a device point).
+    public static let none = SynchronisationCount(
+        forkJoinsPerSample: 0, forkJoinsPerStep: 0, messagesPerSample: 0, messagesPerStep: 0, bytesPerSample: 0, bytesPerStep: 0)
 }
 
 /// Predicts the seconds per training sample of every sweep configuration from the network's
@@ -207,9 +211,9 @@ public struct CostModel: Sendable {
     /// Samples per block of the data strategies (`BatchGradient`'s block).
     public static let blockSize = 4
 
-    public func synchronisations(_ c: SweepConfiguration, _ cost: SampleCost) -> SynchronisationCount {
-        var count = SynchronisationCount(
-            forkJoinsPerSample: 0, forkJoinsPerStep: 0, messagesPerSample: 0, messagesPerStep: 0, bytesPerSample: 0, bytesPerStep: 0)
+    /// Counted from the network's passes and the strategy alone: no machine term enters.
+    public static func synchronisations(_ c: SweepConfiguration, _ cost: SampleCost) -> SynchronisationCount {
+        var count = SynchronisationCount.none
         switch (c.engine, c.strategy) {
         case ("threads", "layer") where c.threads > 1:
             count.forkJoinsPerSample = cost.passes.filter(\.splitByThreads).count
@@ -317,7 +321,7 @@ public struct ScalingPrediction: Sendable, Codable, Equatable {
             if strategy == "layer" {
                 let passes = cost.passes.reduce(0.0) { sum, pass in
                     guard pass.splitByRanks else { return sum + pass.seconds }
-                    return sum + pass.seconds * Double((pass.items + r - 1) / r) / Double(pass.items)
+                    return sum + pass.shareSeconds(workers: r)
                         + algorithm.allgather(bytes: Double(pass.exchangedFloats * 4), ranks: r, link: fabric.link)
                 }
                 return passes + cost.otherSeconds + cost.updateSeconds

@@ -235,7 +235,7 @@ public struct Sweep {
                     SweepPoint(
                         network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
                         measuredSeconds: seconds * Double(epoch), predictedSeconds: nil, speedup: baseline / seconds,
-                        oversubscribed: c.workers > cores, synchronisations: CostModel(machine: terms).synchronisations(c, cost)))
+                        oversubscribed: c.workers > cores, synchronisations: CostModel.synchronisations(c, cost)))
                 progress(
                     String(
                         format: "  %@ R=%d T=%d b=%d: measured %.3f s/epoch", c.label, c.ranks, c.threads, c.batch, seconds * Double(epoch))
@@ -299,7 +299,7 @@ public struct Sweep {
                     network: name, flopsPerSample: architecture.flopsPerTrainingSample, configuration: c, samples: samples,
                     measuredSeconds: seconds * Double(data.count), predictedSeconds: nil, speedup: baseline / seconds,
                     oversubscribed: false,
-                    synchronisations: CostModel(machine: machineCosts).synchronisations(c, PassProfile.emptyCost)))
+                    synchronisations: .none))
             progress(
                 String(
                     format: "  %@ %@ b=%d: measured %.3f s/epoch (no prediction)", backend.rawValue, strategy.rawValue, b,
@@ -314,7 +314,7 @@ public struct Sweep {
     ) throws -> [DelayPoint] {
         let configuration = SweepConfiguration(engine: "mpi", strategy: "layer", ranks: 2, batch: 1)
         var model = CostModel(machine: machineCosts)
-        let messages = model.synchronisations(configuration, cost).messagesPerSample
+        let messages = CostModel.synchronisations(configuration, cost).messagesPerSample
         // Enough samples that the smallest delay is resolved, few enough that the largest stays short.
         let samples = quick ? 300 : 1000
         var points: [DelayPoint] = []

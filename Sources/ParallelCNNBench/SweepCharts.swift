@@ -99,7 +99,10 @@ public enum SweepCharts {
             subtitle: "batch 64, ring allreduce, one core per rank at this machine's measured speed; not measured",
             xLabel: "ranks", yLabel: "efficiency (%)", series: series, xLog: true, yLog: false, ideal: nil,
             footnote:
-                "Model only: α + β·bytes per link (25GbE: 20 µs, 2.94 GB/s; InfiniBand HDR: 1 µs, 24 GB/s). Efficiency = one rank's time / (ranks × time). See sweep.md for tree collectives, the layer strategy and the batch each network needs for 80%."
+                "Model only: α + β·bytes per link ("
+                + Fabric.all.map { String(format: "%@: %.0f µs, %.2f GB/s", $0.name, $0.link.alpha * 1e6, 1e-9 / $0.link.beta) }
+                .joined(separator: "; ")
+                + "). Efficiency = one rank's time / (ranks × time). See sweep.md for tree collectives, the layer strategy and the batch each network needs for 80%."
         )
     }
 }

@@ -70,16 +70,15 @@ struct CostModelTests {
 
     @Test("synchronisations are counted from the passes and the strategy")
     func synchronisations() {
-        let model = CostModel(machine: machine())
-        let layerThreads = model.synchronisations(.init(engine: "threads", strategy: "layer", threads: 2, batch: 1), syntheticCost)
+        let layerThreads = CostModel.synchronisations(.init(engine: "threads", strategy: "layer", threads: 2, batch: 1), syntheticCost)
         #expect(layerThreads.forkJoinsPerSample == 2 && layerThreads.messagesPerSample == 0)
-        let layerRanks = model.synchronisations(.init(engine: "mpi", strategy: "layer", ranks: 2, batch: 1), syntheticCost)
+        let layerRanks = CostModel.synchronisations(.init(engine: "mpi", strategy: "layer", ranks: 2, batch: 1), syntheticCost)
         #expect(layerRanks.messagesPerSample == 2 && layerRanks.bytesPerSample == 6_000)
-        let data = model.synchronisations(.init(engine: "mpi", strategy: "data", ranks: 2, batch: 64), syntheticCost)
+        let data = CostModel.synchronisations(.init(engine: "mpi", strategy: "data", ranks: 2, batch: 64), syntheticCost)
         #expect(data.messagesPerStep == 2 && data.forkJoinsPerStep == 0 && data.bytesPerStep == Double(1024 * 4 + 24))
-        let hybrid = model.synchronisations(.init(engine: "mpi", strategy: "hybrid", ranks: 2, threads: 2, batch: 64), syntheticCost)
+        let hybrid = CostModel.synchronisations(.init(engine: "mpi", strategy: "hybrid", ranks: 2, threads: 2, batch: 64), syntheticCost)
         #expect(hybrid.forkJoinsPerStep == 1 && hybrid.messagesPerStep == 2)
-        #expect(model.synchronisations(.init(engine: "sequential", strategy: "-", batch: 1), syntheticCost).forkJoinsPerSample == 0)
+        #expect(CostModel.synchronisations(.init(engine: "sequential", strategy: "-", batch: 1), syntheticCost).forkJoinsPerSample == 0)
     }
 
     @Test("predictions: each term where the strategy pays it")

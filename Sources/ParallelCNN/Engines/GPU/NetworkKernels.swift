@@ -149,7 +149,7 @@ public struct NetworkKernels: Sendable {
     private static func fusedSource(_ architecture: Architecture, layers: [LayerKernels], offsets: [Int]) -> String {
         let all = "LID, GROUP_SIZE"
         var forward: [String] = [], backward: [String] = []
-        for (i, layer) in architecture.layers.enumerated() {
+        for i in architecture.layers.indices {
             let x = i == 0 ? "input" : "acts + \(offsets[i - 1])", y = "acts + \(offsets[i])"
             forward.append("\(layers[i].forwardItems)(params, \(x), \(y), 1, \(all));")
             var passes: [String] = []

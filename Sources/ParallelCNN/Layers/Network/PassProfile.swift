@@ -84,11 +84,6 @@ public struct SampleCost: Sendable, Codable, Equatable {
     }
 }
 
-extension PassProfile {
-    /// No passes, no cost: for points the model does not cover.
-    public static let emptyCost = SampleCost(passes: [], otherSeconds: 0, accumulateSeconds: 0, updateSeconds: 0, gradientFloats: 0)
-}
-
 /// Measures `SampleCost` by running the engines' own passes over real samples with a clock read
 /// between passes (about 20 ns a read), then timing the gradient sum and the update alone.
 public enum PassProfile {
