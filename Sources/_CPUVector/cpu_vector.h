@@ -74,6 +74,16 @@ pcnn_float8 pcnn_flush8(pcnn_float8 x, float tiny) {
     pcnn_int8 keep = __builtin_elementwise_max(x, -x) >= (pcnn_float8)tiny;
     return (pcnn_float8)((pcnn_int8)x & keep);
 }
+// Lane-wise square roots, one vsqrtps: Swift's `squareRoot()` on SIMD types is a scalar call per lane.
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_sqrt16(pcnn_float16 x) {
+    return __builtin_elementwise_sqrt(x);
+}
+static inline __attribute__((always_inline))
+pcnn_float8 pcnn_sqrt8(pcnn_float8 x) {
+    return __builtin_elementwise_sqrt(x);
+}
+
 // ReLU and its backward pass: max(x, 0), and dy where y > 0 (else 0).
 static inline __attribute__((always_inline))
 pcnn_float16 pcnn_relu16(pcnn_float16 x) {

@@ -91,7 +91,7 @@ struct MPITests {
     func anyNetwork(net: String) throws {
         let data = try TestData.requireMNISTDirectory()
         let common = ["train", "--data", data, "--no-save", "--json", "--net", net, "--recipe", "modern", "--limit", "256"]
-        for (batch, ranks) in [(1, 2), (8, 3)] {
+        for (batch, ranks) in [(1, 2), (8, 3), (19, 2)] {
             let arguments = common + ["--batch", "\(batch)"]
             let sequential = try CLI.run(arguments + ["--engine", "sequential"])
             #expect(sequential.status == 0, "\(sequential.output)")

@@ -273,7 +273,9 @@ struct GenericEngineTests {
         let architecture = SmallNetworks.random(seed: 10 + seed, input: input)
         let data = SmallNetworks.data(input, count: 48, seed: seed)
         let p = SmallNetworks.parameters(architecture, seed: seed)
-        for (recipe, batch, optimizer) in [(Recipe.original, 1, Optimizer.sgd), (.modern, 8, .adam), (.modern, 6, .sgd)] {
+        for (recipe, batch, optimizer) in [
+            (Recipe.original, 1, Optimizer.sgd), (.modern, 8, .adam), (.modern, 6, .sgd), (.modern, 20, .adam)
+        ] {
             var rule = UpdateRule(recipe: recipe, optimizer: optimizer, learningRate: optimizer == .adam ? 0.003 : 0.05, batchSize: batch)
             rule.step = 1
             let plan = EpochPlan(order: (0..<48).map(Int32.init), batchSize: batch, rule: rule)
@@ -305,7 +307,8 @@ struct GenericEngineTests {
         let architecture = try Architecture(NetworkDescription.named(net), input: .mnist)
         let data = SmallNetworks.data(.mnist, count: 40, seed: 9)
         let p = Initialization.seeded(5).makeParameters(for: architecture)
-        for batch in [1, 7] {
+        // 19: blocks of 8, 8 and 3 samples (`CPUNetwork.defaultBlock`).
+        for batch in [1, 7, 19] {
             let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: batch)
             let plan = EpochPlan(order: (0..<40).map { Int32(($0 * 17) % 40) }, batchSize: batch, rule: rule)
             func train(_ engine: any Engine) throws -> [Float] {

@@ -11,8 +11,10 @@ final class DataParallelTeam {
 
     init(threads: Int, workspaces count: Int? = nil, architecture: Architecture = .paper) {
         pool = WorkerPool(size: threads)
-        workspaces = (0..<(count ?? threads)).map { _ in makeSampleTrainer(architecture) }
-        sums = BatchGradient(count: ParameterState.paddedCount(architecture.parameterCount))
+        let workspaces = (0..<(count ?? threads)).map { _ in makeSampleTrainer(architecture) }
+        self.workspaces = workspaces
+        sums = BatchGradient(
+            count: ParameterState.paddedCount(architecture.parameterCount), blockSize: BatchGradient.blockSize(for: workspaces[0]))
     }
 
     /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
@@ -25,13 +27,11 @@ final class DataParallelTeam {
         sums.beginRound(batch: batch)
         let sums = self.sums, workspaces = self.workspaces
         pool.runClaiming(
-            items: BatchGradient.blockCount(batch: batch),
+            items: sums.blockCount(batch: batch),
             { member, block in
                 let w = workspaces[member]
-                for k in BatchGradient.samples(ofBlock: block, batch: batch) {
-                    let sample = Int(indices[k])
-                    let stats = w.trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
-                    sums.add(w.grad, stats, sample: k)
+                sums.train(block: block, batch: batch, on: w) { positions in
+                    w.trainBlock(images, samples: UnsafeBufferPointer(rebasing: indices[positions]), labels: labels, p, recipe: recipe)
                 }
                 sums.markReady(block: block)
             },

@@ -127,7 +127,7 @@ public final class ParameterState {
                 let s = V.flushed(beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g, below: tiny)
                 velocity.store(m, at: i)
                 secondMoment.store(s, at: i)
-                values.store(UnsafePointer(values).load(i, as: V.self) + a * m / (s.squareRoot() * c + epsilon), at: i)
+                values.store(UnsafePointer(values).load(i, as: V.self) + a * m / (V.squareRoots(s) * c + epsilon), at: i)
             }
         } else if rule.usesVelocity {
             let mu = V(repeating: rule.momentum)
@@ -147,15 +147,20 @@ public final class ParameterState {
 }
 
 /// The order in which every CPU engine sums a batch's per-sample gradients (and statistics), so
-/// that they agree bit for bit: samples in order within blocks of `blockSize`, then the block sums
-/// in block order.
+/// that they agree bit for bit: the batch in blocks of `blockSize` samples, each block's sum
+/// taken by its trainer, then the block sums in block order.
 ///
-/// Blocks let a data-parallel engine hand out whole blocks to whichever worker is free: a worker
-/// keeps one hot block sum instead of writing every sample's gradient to memory, and only one sum
-/// per block is combined at the end.
+/// A generic `CPUNetwork` trains a whole block at once and sums its gradients itself; the
+/// paper's `SampleWorkspace` trains one sample at a time, summed here in order within blocks of
+/// 4. Blocks let a data-parallel engine hand out whole blocks to whichever worker is free, and
+/// only one sum per block is combined at the end.
 final class BatchGradient {
-    static let blockSize = 4
+    /// Samples per block for a trainer: its own block, or 4 single samples.
+    static func blockSize(for trainer: any SampleTrainer) -> Int {
+        trainer.blockCapacity > 1 ? trainer.blockCapacity : 4
+    }
 
+    let blockSize: Int
     /// One padded gradient per block.
     private(set) var blockSums: UnsafeMutablePointer<Float>
     private var blockStatistics: UnsafeMutablePointer<StepStatistics>
@@ -167,8 +172,10 @@ final class BatchGradient {
     private var blockReady: [BlockReady] = []
     private var round = 0
 
-    init(count: Int) {
+    init(count: Int, blockSize: Int) {
+        precondition(blockSize >= 1)
         self.count = count
+        self.blockSize = blockSize
         blockSums = .allocate(capacity: 0)
         blockStatistics = .allocate(capacity: 0)
         total = .allocate(capacity: count)
@@ -181,15 +188,15 @@ final class BatchGradient {
         total.deallocate()
     }
 
-    static func blockCount(batch: Int) -> Int { (batch + blockSize - 1) / blockSize }
+    func blockCount(batch: Int) -> Int { (batch + blockSize - 1) / blockSize }
 
-    static func samples(ofBlock block: Int, batch: Int) -> Range<Int> {
+    func samples(ofBlock block: Int, batch: Int) -> Range<Int> {
         (block * blockSize)..<min(batch, (block + 1) * blockSize)
     }
 
     /// Makes room for the blocks of a batch of `batch` samples.
     func reserve(batch: Int) {
-        let blocks = Self.blockCount(batch: batch)
+        let blocks = blockCount(batch: batch)
         guard blocks > blockCapacity else { return }
         blockSums.deallocate()
         blockSums = .allocate(capacity: blocks * count)
@@ -203,21 +210,32 @@ final class BatchGradient {
 
     func blockSum(_ block: Int) -> UnsafeMutablePointer<Float> { blockSums + block * count }
 
-    /// Adds sample `k`'s gradient and statistics into its block's sums.
-    func add(_ grad: UnsafePointer<Float>, _ statistics: StepStatistics, sample k: Int) {
-        let block = k / Self.blockSize, first = k % Self.blockSize == 0
-        ParameterState.accumulate(grad, into: blockSum(block), count: count, first: first)
-        blockStatistics[block] = first ? statistics : blockStatistics[block] + statistics
+    /// Trains block `block` of a batch of `batch` on `trainer` into the block's sums:
+    /// `train(positions)` trains the batch positions `positions` (a whole block, or one sample for
+    /// a trainer of single samples) and leaves their gradient sum in `trainer.grad`.
+    func train(block: Int, batch: Int, on trainer: any SampleTrainer, _ train: (Range<Int>) -> StepStatistics) {
+        let positions = samples(ofBlock: block, batch: batch), grad = UnsafePointer(trainer.grad)
+        if trainer.blockCapacity == 1 {
+            for k in positions {
+                let statistics = train(k..<(k + 1))
+                ParameterState.accumulate(grad, into: blockSum(block), count: count, first: k == positions.lowerBound)
+                blockStatistics[block] = k == positions.lowerBound ? statistics : blockStatistics[block] + statistics
+            }
+        } else {
+            precondition(positions.count <= trainer.blockCapacity)
+            blockStatistics[block] = train(positions)
+            blockSum(block).update(from: grad, count: count)
+        }
     }
 
-    /// Trains a batch one sample at a time on this thread: `train(k)` leaves sample `k`'s gradient
-    /// in `grad` and returns its statistics. A batch of one is used where it lies, without a copy.
-    func sum(batch: Int, gradient grad: UnsafePointer<Float>, _ train: (Int) -> StepStatistics)
+    /// Trains a batch block by block on this thread (see `train(block:)`). A batch of one block
+    /// is used where its trainer left it, without a copy.
+    func sum(batch: Int, on trainer: any SampleTrainer, _ train: (Range<Int>) -> StepStatistics)
         -> (gradient: UnsafePointer<Float>, statistics: StepStatistics)
     {
-        if batch == 1 { return (grad, train(0)) }
+        if batch <= trainer.blockCapacity { return (UnsafePointer(trainer.grad), train(0..<batch)) }
         reserve(batch: batch)
-        for k in 0..<batch { add(grad, train(k), sample: k) }
+        for block in 0..<blockCount(batch: batch) { self.train(block: block, batch: batch, on: trainer, train) }
         return sum(batch: batch)
     }
 
@@ -240,7 +258,7 @@ final class BatchGradient {
     /// additions overlap the other threads' last blocks instead of following them; `foldedSum`
     /// then returns the result.
     func foldInOrder(batch: Int) {
-        let blocks = Self.blockCount(batch: batch)
+        let blocks = blockCount(batch: batch)
         guard blocks > 1 else { return }
         for block in 0..<blocks {
             var spins = 0
@@ -254,7 +272,7 @@ final class BatchGradient {
 
     /// The batch's gradient sum and statistics: the block sums added in block order.
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
-        let blocks = Self.blockCount(batch: batch)
+        let blocks = blockCount(batch: batch)
         if blocks > 1 {
             for block in 0..<blocks { ParameterState.accumulate(blockSum(block), into: total, count: count, first: block == 0) }
         }
@@ -264,7 +282,7 @@ final class BatchGradient {
     /// The batch's gradient sum and statistics once its block sums are folded (`sum(batch:)` or
     /// `foldInOrder`); a batch of one block is its own sum.
     func foldedSum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
-        let blocks = Self.blockCount(batch: batch)
+        let blocks = blockCount(batch: batch)
         var statistics = blockStatistics[0]
         for block in 1..<max(1, blocks) { statistics += blockStatistics[block] }
         return (blocks == 1 ? UnsafePointer(blockSums) : UnsafePointer(total), statistics)

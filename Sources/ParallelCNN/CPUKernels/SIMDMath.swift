@@ -16,16 +16,20 @@ protocol FloatVector: SIMD where Scalar == Float {
     static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self
     /// `x` with lanes under `tiny` in magnitude set to 0.
     static func flushed(_ x: Self, below tiny: Float) -> Self
+    /// The lanes' square roots, correctly rounded (one vector instruction).
+    static func squareRoots(_ x: Self) -> Self
 }
 
 extension SIMD8: FloatVector where Scalar == Float {
     @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma8(a, b, c) }
     @inline(__always) static func flushed(_ x: Self, below tiny: Float) -> Self { pcnn_flush8(x, tiny) }
+    @inline(__always) static func squareRoots(_ x: Self) -> Self { pcnn_sqrt8(x) }
 }
 
 extension SIMD16: FloatVector where Scalar == Float {
     @inline(__always) static func fused(_ a: Self, _ b: Self, _ c: Self) -> Self { pcnn_fma16(a, b, c) }
     @inline(__always) static func flushed(_ x: Self, below tiny: Float) -> Self { pcnn_flush16(x, tiny) }
+    @inline(__always) static func squareRoots(_ x: Self) -> Self { pcnn_sqrt16(x) }
 }
 
 /// `a · b + c` in one fused instruction where the target has FMA.

@@ -578,6 +578,18 @@ private struct FiveTaps {
 }
 
 extension SampleWorkspace: SampleTrainer {
+    /// One sample at a time: `BatchGradient` sums them.
+    var blockCapacity: Int { 1 }
+
+    func trainBlock(
+        _ images: ImagePixels, samples: UnsafeBufferPointer<Int32>, labels: UnsafeBufferPointer<UInt8>,
+        _ p: UnsafePointer<Float>, recipe: Recipe
+    ) -> StepStatistics {
+        precondition(samples.count == 1, "the paper's workspace trains one sample at a time")
+        let sample = Int(samples[0])
+        return trainSample(images, sample: sample, label: Int(labels[sample]), p, recipe: recipe)
+    }
+
     func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int {
         loadImage(images, sample: sample)
         forward(p, recipe: recipe)

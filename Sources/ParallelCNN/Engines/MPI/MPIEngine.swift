@@ -29,9 +29,11 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
     /// The gradient sum and three statistics sent through `MPI_Allreduce` (data strategy).
     private let reduceBuffer: UnsafeMutablePointer<Float>
     private let reduceStatistics = UnsafeMutablePointer<Double>.allocate(capacity: 3)
-    /// The layer strategy's exchanges: the paper's three stages, or one per pass of the
-    /// generic layers that is not replicated (nil for those).
+    /// The layer strategy's exchanges: the paper's three stages.
     private let exchanges: [Exchange?]
+    /// The generic layers' exchanges by samples in the block: one per pass that is not
+    /// replicated (nil for those).
+    private var exchangesBySamples: [Int: [Exchange?]] = [:]
 
     public init(
         parameters: Parameters, communicator: Communicator, strategy: EngineStrategy, threads: Int = 1,
@@ -44,22 +46,15 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         self.threads = strategy == .data ? threads : 1
         state = ParameterState(parameters, architecture: architecture)
         team = DataParallelTeam(threads: self.threads, architecture: architecture)
-        batchGradient = BatchGradient(count: state.count)
+        batchGradient = BatchGradient(count: state.count, blockSize: BatchGradient.blockSize(for: team.workspaces[0]))
         reduceBuffer = .allocate(capacity: state.count)
         reduceBuffer.initialize(repeating: 0, count: state.count)
         reduceStatistics.initialize(repeating: 0, count: 3)
         let ranks = communicator.size
         if strategy == .data {
             exchanges = []
-        } else if let network = team.workspaces[0] as? CPUNetwork {
-            exchanges = (network.forwardPasses + network.backwardPasses).map { pass in
-                pass.replicated
-                    ? nil
-                    : Exchange(
-                        segments: (0..<ranks).map { rank in
-                            pass.produced!(ShardPlan.share(of: pass.items, rank: rank, ranks: ranks))
-                        })
-            }
+        } else if team.workspaces[0] is CPUNetwork {
+            exchanges = []  // per block size, `blockExchanges`
         } else {
             exchanges = Exchange.layerStages(of: team.workspaces[0] as! SampleWorkspace, ranks: ranks)
         }
@@ -144,8 +139,8 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         }
         let p = UnsafePointer(state.values), w = team.workspaces[0] as! SampleWorkspace
         let rank = communicator.rank, ranks = communicator.size
-        let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
-            let sample = Int(indices[k]), label = Int(labels[sample])
+        let (sum, stats) = batchGradient.sum(batch: batch, on: w) { positions in
+            let sample = Int(indices[positions.lowerBound]), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
@@ -181,17 +176,35 @@ public final class MPIEngine: ParameterStateEngine, ShardedEngine {
         _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
     ) -> StepStatistics {
         let p = UnsafePointer(state.values)
-        let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
-            let sample = Int(indices[k])
-            return network.trainSample(images, sample: sample, label: Int(labels[sample]), recipe: rule.recipe) { passes, first in
-                run(passes, exchangesFrom: first, p)
+        let (sum, stats) = batchGradient.sum(batch: indices.count, on: network) { positions in
+            let samples = UnsafeBufferPointer(rebasing: indices[positions])
+            return network.trainBlock(images, samples: samples, label: { Int(labels[Int(samples[$0])]) }, recipe: rule.recipe) {
+                passes, first in run(passes, exchangesFrom: first, exchanges: blockExchanges(network), p)
             }
         }
         state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
         return stats
     }
 
-    private func run(_ passes: [LayerPass], exchangesFrom first: Int, _ p: UnsafePointer<Float>) {
+    /// The exchanges of the generic layers for the network's current block size (a pass's pieces
+    /// grow with the samples in the block), made on first use.
+    private func blockExchanges(_ network: CPUNetwork) -> [Exchange?] {
+        let n = network.block.samples
+        if let made = exchangesBySamples[n] { return made }
+        let ranks = communicator.size
+        let made = (network.forwardPasses + network.backwardPasses).map { pass in
+            pass.replicated
+                ? nil
+                : Exchange(
+                    segments: (0..<ranks).map { rank in
+                        pass.produced!(ShardPlan.share(of: pass.items, rank: rank, ranks: ranks))
+                    })
+        }
+        exchangesBySamples[n] = made
+        return made
+    }
+
+    private func run(_ passes: [LayerPass], exchangesFrom first: Int, exchanges: [Exchange?], _ p: UnsafePointer<Float>) {
         let rank = communicator.rank, ranks = communicator.size
         for (i, pass) in passes.enumerated() {
             if let exchange = exchanges[first + i] {

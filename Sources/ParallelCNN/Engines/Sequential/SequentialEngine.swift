@@ -18,8 +18,9 @@ public final class SequentialEngine: ParameterStateEngine {
     /// layers (for the test that they agree with SPEC's code).
     public init(parameters: Parameters, architecture: Architecture = .paper, generic: Bool = false) {
         state = ParameterState(parameters, architecture: architecture)
-        workspace = generic ? CPUNetwork(architecture) : makeSampleTrainer(architecture)
-        batchGradient = BatchGradient(count: state.count)
+        let workspace = generic ? CPUNetwork(architecture) : makeSampleTrainer(architecture)
+        self.workspace = workspace
+        batchGradient = BatchGradient(count: state.count, blockSize: BatchGradient.blockSize(for: workspace))
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
@@ -27,11 +28,12 @@ public final class SequentialEngine: ParameterStateEngine {
         guard batch > 0 else { return StepStatistics() }
         let p = UnsafePointer(state.values), workspace = self.workspace
         let (sum, stats) = data.withImagePixels { images in
-            batchGradient.sum(batch: batch, gradient: workspace.grad) { k in
-                let sample = Int(indices[k])
-                return workspace.trainSample(
-                    images, sample: sample, label: Int(data.labels[sample]), p,
-                    recipe: rule.recipe)
+            data.labels.withUnsafeBufferPointer { labels in
+                batchGradient.sum(batch: batch, on: workspace) { positions in
+                    workspace.trainBlock(
+                        images, samples: UnsafeBufferPointer(rebasing: indices[positions]), labels: labels, p,
+                        recipe: rule.recipe)
+                }
             }
         }
         state.apply(gradientSum: sum, batchSize: batch, rule: rule)

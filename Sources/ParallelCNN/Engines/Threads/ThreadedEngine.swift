@@ -23,7 +23,7 @@ public final class ThreadedEngine: ParameterStateEngine {
         state = ParameterState(parameters, architecture: architecture)
         // The layer strategy's threads share one sample's workspace.
         team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1, architecture: architecture)
-        batchGradient = BatchGradient(count: state.count)
+        batchGradient = BatchGradient(count: state.count, blockSize: BatchGradient.blockSize(for: team.workspaces[0]))
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
@@ -62,8 +62,8 @@ public final class ThreadedEngine: ParameterStateEngine {
             return trainLayerParallel(network, images, labels, indices, rule)
         }
         let p = UnsafePointer(state.values), w = team.workspaces[0] as! SampleWorkspace
-        let (sum, stats) = batchGradient.sum(batch: batch, gradient: w.grad) { k in
-            let sample = Int(indices[k]), label = Int(labels[sample])
+        let (sum, stats) = batchGradient.sum(batch: batch, on: w) { positions in
+            let sample = Int(indices[positions.lowerBound]), label = Int(labels[sample])
             w.loadImage(images, sample: sample)
             forwardLayerParallel(p, recipe: rule.recipe)
             let wrong = w.predictedClass != label
@@ -83,10 +83,10 @@ public final class ThreadedEngine: ParameterStateEngine {
         _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
     ) -> StepStatistics {
         let p = UnsafePointer(state.values)
-        let (sum, stats) = batchGradient.sum(batch: indices.count, gradient: network.grad) { k in
-            let sample = Int(indices[k])
-            return network.trainSample(images, sample: sample, label: Int(labels[sample]), recipe: rule.recipe) { passes, _ in
-                run(passes, p)
+        let (sum, stats) = batchGradient.sum(batch: indices.count, on: network) { positions in
+            let samples = UnsafeBufferPointer(rebasing: indices[positions])
+            return network.trainBlock(images, samples: samples, label: { Int(labels[Int(samples[$0])]) }, recipe: rule.recipe) {
+                passes, _ in run(passes, p)
             }
         }
         state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
@@ -153,9 +153,9 @@ public final class ThreadedEngine: ParameterStateEngine {
             } else if let network = team.workspaces[0] as? CPUNetwork {
                 for (k, sample) in range.enumerated() {
                     network.loadImage(base, sample: sample)
-                    network.begin(recipe: recipe, label: 0)
+                    network.begin(recipe: recipe) { _ in 0 }
                     run(network.forwardPasses, p)
-                    predictions[k] = UInt8(network.predictedClass)
+                    predictions[k] = UInt8(network.predictedClass())
                 }
             } else {
                 let w = team.workspaces[0] as! SampleWorkspace

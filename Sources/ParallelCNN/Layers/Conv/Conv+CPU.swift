@@ -1,47 +1,89 @@
 // Shape letters: C input channels, F filters, K kernel side, S stride, P padding,
-// H/W input height/width, M = OH·OW output positions, D = C·K·K taps per filter.
+// H/W input height/width, M = OH·OW output positions, D = C·K·K taps per filter, n samples in
+// the block (input `[C][n][H·W]`, output `[F][n][M]`, `col` `[D][n][M]`).
 
 extension CPULayers {
-    /// im2col: `col[(c·K+ky)·K+kx][oy·OW+ox] = x[c][oy·S+ky-P][ox·S+kx-P]` (0 outside), for the
-    /// tap rows `taps`. The convolution is then one matrix product per pass.
+    /// im2col: `col[(c·K+ky)·K+kx][s][oy·OW+ox] = x[c][s][oy·S+ky-P][ox·S+kx-P]` (0 outside),
+    /// for the tap rows `taps`. The convolution of the whole block is then one matrix product.
     static func convUnfold(_ b: LayerBuffers, taps: Range<Int>) {
         guard case .conv(_, let K, let S, let P) = b.layer.spec else { preconditionFailure() }
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
-        let col = b.col!
+        let col = b.col!, n = b.block.samples, M = OH * OW
         let x = UnsafePointer(b.x)
         for tap in taps {
             let c = tap / (K * K), ky = tap / K % K, kx = tap % K
-            let row = col + tap * OH * OW
-            let plane = x + c * H * W
             if S == 1 {
                 // The output rows whose input row exists, and in them the columns whose input
                 // column exists, depend on the tap alone: zeros around one block copy per row.
-                let rows = max(0, P - ky)..<max(max(0, P - ky), min(OH, H + P - ky))
-                let first = max(0, P - kx), last = max(first, min(OW, W + P - kx))
-                row.update(repeating: 0, count: rows.lowerBound * OW)
-                (row + rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
-                for oy in rows {
-                    let out = row + oy * OW, source = plane + (oy + ky - P) * W + kx - P
-                    for ox in 0..<first { out[ox] = 0 }
-                    copyShort(from: source + first, to: out + first, count: last - first)
-                    for ox in last..<OW { out[ox] = 0 }
+                let (rows, columns) = validWindow(ky: ky, kx: kx, P: P, H: H, W: W, OH: OH, OW: OW)
+                let whole = columns.count == OW
+                for s in 0..<n {
+                    let row = col + (tap * n + s) * M, plane = x + (c * n + s) * H * W
+                    if rows.lowerBound > 0 { row.update(repeating: 0, count: rows.lowerBound * OW) }
+                    if rows.upperBound < OH { (row + rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW) }
+                    for oy in rows {
+                        let out = row + oy * OW, source = plane + (oy + ky - P) * W + kx - P
+                        if !whole { zeroShort(out, count: OW) }
+                        copyShort(from: source + columns.lowerBound, to: out + columns.lowerBound, count: columns.count)
+                    }
                 }
             } else {
-                for oy in 0..<OH {
-                    let iy = oy * S + ky - P
-                    let out = row + oy * OW
-                    guard iy >= 0, iy < H else {
-                        out.update(repeating: 0, count: OW)
-                        continue
-                    }
-                    let line = plane + iy * W
-                    for ox in 0..<OW {
-                        let ix = ox * S + kx - P
-                        out[ox] = ix >= 0 && ix < W ? line[ix] : 0
+                for s in 0..<n {
+                    let row = col + (tap * n + s) * M, plane = x + (c * n + s) * H * W
+                    for oy in 0..<OH {
+                        let iy = oy * S + ky - P
+                        let out = row + oy * OW
+                        guard iy >= 0, iy < H else {
+                            out.update(repeating: 0, count: OW)
+                            continue
+                        }
+                        let line = plane + iy * W
+                        for ox in 0..<OW {
+                            let ix = ox * S + kx - P
+                            out[ox] = ix >= 0 && ix < W ? line[ix] : 0
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// For stride 1, the output rows and columns at which tap `(ky, kx)` reads inside the input.
+    @inline(__always) static func validWindow(
+        ky: Int, kx: Int, P: Int, H: Int, W: Int, OH: Int, OW: Int
+    ) -> (rows: Range<Int>, columns: Range<Int>) {
+        let top = max(0, P - ky), left = max(0, P - kx)
+        return (top..<max(top, min(OH, H + P - ky)), left..<max(left, min(OW, W + P - kx)))
+    }
+
+    /// Zeros `count` floats with whole vectors where it can (overlapping stores, as `copyShort`).
+    @inline(__always) static func zeroShort(_ target: UnsafeMutablePointer<Float>, count: Int) {
+        if count >= 16 {
+            var i = 0
+            while i + 16 <= count {
+                target.store(Vec16(), at: i)
+                i += 16
+            }
+            if i < count { target.store(Vec16(), at: count - 16) }
+        } else if count >= 8 {
+            target.store(Vec(), at: 0)
+            target.store(Vec(), at: count - 8)
+        } else {
+            target.update(repeating: 0, count: count)
+        }
+    }
+
+    /// `target[i] += source[i]` for `count` floats, 8 at a time, then the tail.
+    @inline(__always) static func addShort(from source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            target.store(UnsafePointer(target).vec(i) + source.vec(i), at: i)
+            i += 8
+        }
+        while i < count {
+            target[i] += source[i]
+            i += 1
         }
     }
 
@@ -63,47 +105,57 @@ extension CPULayers {
         }
     }
 
-    /// `y[f] = b[f] + w[f] · col` for the filters `filters`.
+    /// `y[f] = b[f] + w[f] · col` for the filters `filters`, over every position of every sample.
     static func convForward(_ b: LayerBuffers, _ p: UnsafePointer<Float>, filters: Range<Int>) {
-        let M = b.layer.output.planeSize, D = b.layer.fanIn
+        let nM = b.block.samples * b.layer.output.planeSize, D = b.layer.fanIn
         matrixMultiply(
-            rows: filters, columns: 0..<M, depth: D, a: p + b.layer.weightOffset, aRow: D, aColumn: 1,
-            b: b.col!, bRow: M, c: b.y, cRow: M, bias: p + b.layer.biasOffset)
+            rows: filters, columns: 0..<nM, depth: D, a: p + b.layer.weightOffset, aRow: D, aColumn: 1,
+            b: b.col!, bRow: nM, c: b.y, cRow: nM, bias: p + b.layer.biasOffset)
     }
 
-    /// The weight gradient `dw[f][d] = Σ_m dy[f][m] · col[d][m]` and bias gradient `Σ_m dy[f][m]`
-    /// of the filters `filters`, written to the sample's gradient.
+    /// The weight gradient `dw[f][d] = Σ_(s,m) dy[f][s][m] · col[d][s][m]` and bias gradient
+    /// `Σ_(s,m) dy[f][s][m]` of the filters `filters`, summed over the block's samples.
     static func convBackward(_ b: LayerBuffers, filters: Range<Int>) {
-        let M = b.layer.output.planeSize, D = b.layer.fanIn
+        let nM = b.block.samples * b.layer.output.planeSize, D = b.layer.fanIn
         rowDots(
-            rows: filters, columns: 0..<D, length: M, a: b.dy, aRow: M, b: b.col!, bRow: M,
+            rows: filters, columns: 0..<D, length: nM, a: b.dy, aRow: nM, b: b.col!, bRow: nM,
             c: b.grad + b.layer.weightOffset, cRow: D)
-        for f in filters { b.grad[b.layer.biasOffset + f] = sum(b.dy + f * M, length: M) }
+        for f in filters { b.grad[b.layer.biasOffset + f] = sum(b.dy + f * nM, length: nM) }
     }
 
-    /// The input error of the channels `channels`: `dcol[d][m] = Σ_f w[f][d] · dy[f][m]` for their
-    /// tap rows, then folded back (col2im) into `dx[c]`.
+    /// The input error of the channels `channels`: `dcol[d][s][m] = Σ_f w[f][d] · dy[f][s][m]` for
+    /// their tap rows, then folded back (col2im) into `dx[c][s]`.
     static func convBackwardInput(_ b: LayerBuffers, _ p: UnsafePointer<Float>, channels: Range<Int>) {
         guard case .conv(let F, let K, let S, let P) = b.layer.spec else { preconditionFailure() }
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
-        let M = OH * OW, D = b.layer.fanIn, dcol = b.dCol!, dx = b.dx!
+        let n = b.block.samples, M = OH * OW, nM = n * M, D = b.layer.fanIn, dcol = b.dCol!, dx = b.dx!
         matrixMultiply(
-            rows: (channels.lowerBound * K * K)..<(channels.upperBound * K * K), columns: 0..<M, depth: F,
-            a: p + b.layer.weightOffset, aRow: 1, aColumn: D, b: b.dy, bRow: M, c: dcol, cRow: M, bias: nil)
+            rows: (channels.lowerBound * K * K)..<(channels.upperBound * K * K), columns: 0..<nM, depth: F,
+            a: p + b.layer.weightOffset, aRow: 1, aColumn: D, b: b.dy, bRow: nM, c: dcol, cRow: nM, bias: nil)
         for c in channels {
-            let plane = dx + c * H * W
-            plane.update(repeating: 0, count: H * W)
-            for ky in 0..<K {
-                for kx in 0..<K {
-                    let row = UnsafePointer(dcol) + ((c * K + ky) * K + kx) * M
-                    for oy in 0..<OH {
-                        let iy = oy * S + ky - P
-                        guard iy >= 0, iy < H else { continue }
-                        let line = plane + iy * W, source = row + oy * OW
-                        for ox in 0..<OW {
-                            let ix = ox * S + kx - P
-                            if ix >= 0, ix < W { line[ix] += source[ox] }
+            for s in 0..<n {
+                let plane = dx + (c * n + s) * H * W
+                plane.update(repeating: 0, count: H * W)
+                for ky in 0..<K {
+                    for kx in 0..<K {
+                        let row = UnsafePointer(dcol) + (((c * K + ky) * K + kx) * n + s) * M
+                        if S == 1 {
+                            let (rows, columns) = validWindow(ky: ky, kx: kx, P: P, H: H, W: W, OH: OH, OW: OW)
+                            for oy in rows {
+                                let line = plane + (oy + ky - P) * W + kx - P
+                                addShort(from: row + oy * OW + columns.lowerBound, to: line + columns.lowerBound, count: columns.count)
+                            }
+                            continue
+                        }
+                        for oy in 0..<OH {
+                            let iy = oy * S + ky - P
+                            guard iy >= 0, iy < H else { continue }
+                            let line = plane + iy * W, source = row + oy * OW
+                            for ox in 0..<OW {
+                                let ix = ox * S + kx - P
+                                if ix >= 0, ix < W { line[ix] += source[ox] }
+                            }
                         }
                     }
                 }
@@ -112,11 +164,14 @@ extension CPULayers {
     }
 
     static func convPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
-        guard case .conv(let F, let K, _, _) = b.layer.spec else { preconditionFailure() }
-        let C = b.layer.input.channels, M = b.layer.output.planeSize, D = b.layer.fanIn
+        guard case .conv(let F, _, _, _) = b.layer.spec else { preconditionFailure() }
+        let C = b.layer.input.channels, M = b.layer.output.planeSize, D = b.layer.fanIn, block = b.block
         let forward = [
             LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true, writes: D * M) { _, taps in convUnfold(b, taps: taps) },
-            LayerPass(name: "\(b.layer.name) forward", items: F, produced: { [BufferSegment(b.y, $0.lowerBound * M, $0.count * M)] }) {
+            LayerPass(
+                name: "\(b.layer.name) forward", items: F,
+                produced: { [BufferSegment(b.y, $0.lowerBound * block.samples * M, $0.count * block.samples * M)] }
+            ) {
                 p, filters in convForward(b, p, filters: filters)
             }
         ]
@@ -136,10 +191,9 @@ extension CPULayers {
             backward.append(
                 LayerPass(
                     name: "\(b.layer.name) backward input", items: C,
-                    produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] }
+                    produced: { [BufferSegment(dx, $0.lowerBound * block.samples * plane, $0.count * block.samples * plane)] }
                 ) { p, channels in convBackwardInput(b, p, channels: channels) })
         }
-        _ = K
         return (forward, backward)
     }
 }

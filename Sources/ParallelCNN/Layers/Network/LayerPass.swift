@@ -50,20 +50,40 @@ struct LayerPass {
     }
 }
 
-/// The buffers one layer's passes read and write in a `CPUNetwork`.
+/// The number of samples a `CPUNetwork` is running now (1...its block capacity): every pass of
+/// its layers reads it, so the same passes serve a block of any size.
+final class SampleBlock {
+    let capacity: Int
+    var samples = 1
+
+    init(capacity: Int) { self.capacity = capacity }
+}
+
+/// The buffers one layer's passes read and write in a `CPUNetwork`, for a block of `n`
+/// samples (`block.samples`).
+///
+/// Layouts: an image-shaped tensor is planar, `[C][n][H·W]` (channel, then sample), so a
+/// convolution over the whole block is one matrix product whose columns are `n·H·W` positions;
+/// a dense layer's output is `[O][n]` (the same rule with H·W = 1), and its input, gathered
+/// sample-major, `[n][I]`. With one sample every layout is the sample's own.
 struct LayerBuffers {
     let layer: ArchitectureLayer
+    let block: SampleBlock
     /// The layer's input (the image, or the previous layer's output) and output.
     let x: UnsafeMutablePointer<Float>
     let y: UnsafeMutablePointer<Float>
     /// The error (ascent direction) at the output, and at the input (nil for the first layer).
     let dy: UnsafeMutablePointer<Float>
     let dx: UnsafeMutablePointer<Float>?
-    /// The sample's gradient, canonical order.
+    /// The block's gradient sum, canonical order.
     let grad: UnsafeMutablePointer<Float>
-    /// Convolution: the unfolded input and its error, `[C·K·K][OH·OW]`.
+    /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]`.
     let col: UnsafeMutablePointer<Float>?
     let dCol: UnsafeMutablePointer<Float>?
     /// Max pooling: the input index of each output's maximum.
     let argmax: UnsafeMutablePointer<Int32>?
+    /// Dense, in a network of more than one sample: the input gathered `[n][I]`, and its error
+    /// before it is scattered back to `dx`.
+    let xFlat: UnsafeMutablePointer<Float>?
+    let dxFlat: UnsafeMutablePointer<Float>?
 }

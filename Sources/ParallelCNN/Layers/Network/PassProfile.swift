@@ -162,7 +162,7 @@ public enum PassProfile {
     private static func genericPasses(
         _ architecture: Architecture, data: Dataset, samples: Int, state: ParameterState, recipe: Recipe, workers: [Int]
     ) -> ([PassCost], Double) {
-        let network = CPUNetwork(architecture)
+        let network = CPUNetwork(architecture, blockCapacity: 1)
         let all = network.forwardPasses + network.backwardPasses
         var spent = [Double](repeating: 0, count: all.count)
         var shareSpent = [[Double]](repeating: [Double](repeating: 0, count: workers.count), count: all.count)
@@ -172,7 +172,9 @@ public enum PassProfile {
             for sample in 0..<samples {
                 let began = now()
                 var inShares = 0.0
-                _ = network.trainSample(images, sample: sample, label: Int(data.labels[sample]), recipe: recipe) { passes, first in
+                var index = Int32(sample)
+                let one = withUnsafePointer(to: &index) { UnsafeBufferPointer(start: $0, count: 1) }
+                _ = network.trainBlock(images, samples: one, label: { _ in Int(data.labels[sample]) }, recipe: recipe) { passes, first in
                     for (i, pass) in passes.enumerated() {
                         // The first share before the whole pass, which then overwrites its items.
                         for (k, w) in workers.enumerated() where pass.items >= 2 {

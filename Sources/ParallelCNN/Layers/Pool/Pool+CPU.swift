@@ -1,4 +1,5 @@
-// Shape letters: C channels, Z window side, S stride, H/W input, OH/OW output.
+// Shape letters: C channels, Z window side, S stride, H/W input, OH/OW output, n samples in the
+// block. The planes `[C][n]` are independent: channel `c` is planes `c·n..<(c+1)·n`.
 
 extension CPULayers {
     /// Average or max pooling of the channels `channels`; max pooling records each window's first
@@ -14,7 +15,7 @@ extension CPULayers {
             // The usual 2x2 window, stride 2, written out: the generic loop's branches cost
             // more than the four comparisons.
             let argmax = b.argmax!
-            for c in channels {
+            for c in planes(b, channels) {
                 for oy in 0..<OH {
                     let top = (c * H + 2 * oy) * W
                     for ox in 0..<OW {
@@ -31,7 +32,7 @@ extension CPULayers {
             }
         } else if isMax {
             let argmax = b.argmax!
-            for c in channels {
+            for c in planes(b, channels) {
                 for oy in 0..<OH {
                     for ox in 0..<OW {
                         let corner = (c * H + oy * S) * W + ox * S
@@ -50,7 +51,7 @@ extension CPULayers {
                 }
             }
         } else {
-            for c in channels {
+            for c in planes(b, channels) {
                 for oy in 0..<OH {
                     for ox in 0..<OW {
                         let corner = (c * H + oy * S) * W + ox * S
@@ -71,7 +72,7 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let dx = b.dx!, scale = 1 / Float(Z * Z)
-        for c in channels {
+        for c in planes(b, channels) {
             (dx + c * H * W).update(repeating: 0, count: H * W)
             for oy in 0..<OH {
                 for ox in 0..<OW {
@@ -89,6 +90,11 @@ extension CPULayers {
         }
     }
 
+    /// The planes of the channels `channels` in a block of `b.block.samples`.
+    @inline(__always) static func planes(_ b: LayerBuffers, _ channels: Range<Int>) -> Range<Int> {
+        (channels.lowerBound * b.block.samples)..<(channels.upperBound * b.block.samples)
+    }
+
     static func poolWindow(_ layer: ArchitectureLayer) -> (size: Int, stride: Int, isMax: Bool) {
         switch layer.spec {
         case .avgPool(let size, let stride): (size, stride, false)
@@ -98,7 +104,7 @@ extension CPULayers {
     }
 
     static func poolPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
-        let C = b.layer.input.channels, plane = b.layer.input.planeSize
+        let C = b.layer.input.channels, plane = b.layer.input.planeSize, block = b.block
         let forward = [
             LayerPass(name: "\(b.layer.name) forward", items: C, replicated: true, writes: b.layer.output.count) { _, channels in
                 poolForward(b, channels: channels)
@@ -109,7 +115,7 @@ extension CPULayers {
                 [
                     LayerPass(
                         name: "\(b.layer.name) backward", items: C,
-                        produced: { [BufferSegment(dx, $0.lowerBound * plane, $0.count * plane)] }
+                        produced: { [BufferSegment(dx, $0.lowerBound * block.samples * plane, $0.count * block.samples * plane)] }
                     ) { _, channels in poolBackward(b, channels: channels) }
                 ]
             } ?? []

@@ -1,4 +1,5 @@
-// Shape letters: C channels, K kernel side (and stride), H/W input, OH/OW output.
+// Shape letters: C channels, K kernel side (and stride), H/W input, OH/OW output; the planes
+// `[C][n]` of a block of n samples are independent, and the shared kernel's gradient sums them all.
 
 extension CPULayers {
     /// The paper's shared subsampling for the channels `channels`.
@@ -13,7 +14,7 @@ extension CPULayers {
         let x = UnsafePointer(b.x), y = b.y
         withUnsafeTemporaryAllocation(of: Float.self, capacity: K * OW) { columns in
             let acc = columns.baseAddress!
-            for c in channels {
+            for c in planes(b, channels) {
                 for oy in 0..<OH {
                     acc.update(repeating: 0, count: K * OW)
                     for ky in 0..<K {
@@ -38,7 +39,7 @@ extension CPULayers {
     static func subsampleBackward(_ b: LayerBuffers, taps: Range<Int>) {
         guard case .subsample(let K) = b.layer.spec else { preconditionFailure() }
         let (H, W) = (b.layer.input.height, b.layer.input.width)
-        let (C, OH, OW) = (b.layer.output.channels, b.layer.output.height, b.layer.output.width)
+        let (C, OH, OW) = (b.layer.output.channels * b.block.samples, b.layer.output.height, b.layer.output.width)
         for tap in taps {
             if tap == K * K {
                 b.grad[b.layer.biasOffset] = sum(b.dy, length: C * OH * OW)
@@ -68,7 +69,7 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let w = p + b.layer.weightOffset, dx = b.dx!
-        for c in channels {
+        for c in planes(b, channels) {
             dx.advanced(by: c * H * W).update(repeating: 0, count: H * W)
             for oy in 0..<OH {
                 for ky in 0..<K {
@@ -84,11 +85,11 @@ extension CPULayers {
 
     static func subsamplePasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
         guard case .subsample(let K) = b.layer.spec else { preconditionFailure() }
-        let C = b.layer.input.channels, plane = b.layer.output.planeSize, inPlane = b.layer.input.planeSize
+        let C = b.layer.input.channels, plane = b.layer.output.planeSize, inPlane = b.layer.input.planeSize, block = b.block
         let forward = [
             LayerPass(
                 name: "\(b.layer.name) forward", items: C,
-                produced: { [BufferSegment(b.y, $0.lowerBound * plane, $0.count * plane)] }
+                produced: { [BufferSegment(b.y, $0.lowerBound * block.samples * plane, $0.count * block.samples * plane)] }
             ) { p, channels in subsampleForward(b, p, channels: channels) }
         ]
         var backward = [
@@ -105,7 +106,7 @@ extension CPULayers {
             backward.append(
                 LayerPass(
                     name: "\(b.layer.name) backward input", items: C,
-                    produced: { [BufferSegment(dx, $0.lowerBound * inPlane, $0.count * inPlane)] }
+                    produced: { [BufferSegment(dx, $0.lowerBound * block.samples * inPlane, $0.count * block.samples * inPlane)] }
                 ) { p, channels in subsampleBackwardInput(b, p, channels: channels) })
         }
         return (forward, backward)
