@@ -103,4 +103,28 @@ pcnn_float16 pcnn_first_lanes16(pcnn_float16 x, int n) {
     return (pcnn_float16)((pcnn_int16)x & keep);
 }
 
+// x's lanes low..<high (any ints; lanes outside 0..<16 do not exist), the others 0.
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_lanes_between16(pcnn_float16 x, int low, int high) {
+    const pcnn_int16 lanes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    pcnn_int16 keep = (lanes >= (pcnn_int16)low) & (lanes < (pcnn_int16)high);
+    return (pcnn_float16)((pcnn_int16)x & keep);
+}
+
+// The lane sums of four vectors, each reduced by halves in the order of Swift's `SIMD16.total`
+// ((i, i+8), then (j, j+4), (k, k+2), (0, 1)), so a sum does not depend on its neighbours here.
+typedef float pcnn_float4 __attribute__((ext_vector_type(4)));
+static inline __attribute__((always_inline))
+pcnn_float4 pcnn_totals4(pcnn_float16 a, pcnn_float16 b, pcnn_float16 c, pcnn_float16 d) {
+    pcnn_float16 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+        + __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    pcnn_float16 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+        + __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    pcnn_float16 q = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27)
+        + __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    pcnn_float8 p = __builtin_shufflevector(q, q, 0, 1, 4, 5, 8, 9, 12, 13)
+        + __builtin_shufflevector(q, q, 2, 3, 6, 7, 10, 11, 14, 15);
+    return __builtin_shufflevector(p, p, 0, 2, 4, 6) + __builtin_shufflevector(p, p, 1, 3, 5, 7);
+}
+
 #endif

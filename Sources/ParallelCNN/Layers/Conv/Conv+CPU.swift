@@ -1,3 +1,5 @@
+import _CPUVector
+
 // Shape letters: C input channels, F filters, K kernel side, S stride, P padding,
 // H/W input height/width, M = OH·OW output positions, D = C·K·K taps per filter, n samples in
 // the block (input `[C][n][H·W]`, output `[F][n][M]`, `col` `[D][n][M]`).
@@ -6,27 +8,36 @@ extension CPULayers {
     /// im2col: `col[(c·K+ky)·K+kx][s][oy·OW+ox] = x[c][s][oy·S+ky-P][ox·S+kx-P]` (0 outside),
     /// for the tap rows `taps`. The convolution of the whole block is then one matrix product.
     static func convUnfold(_ b: LayerBuffers, taps: Range<Int>) {
-        guard case .conv(_, let K, let S, let P) = b.layer.spec else { preconditionFailure() }
-        let (H, W) = (b.layer.input.height, b.layer.input.width)
+        guard case .conv(_, let K, let S, var P) = b.layer.spec else { preconditionFailure() }
+        var (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let col = b.col!, n = b.block.samples, M = OH * OW
-        let x = UnsafePointer(b.x)
+        var x = UnsafePointer(b.x)
+        if let padded = b.padded {
+            // The zero-bordered copy (`convPad`): the same taps with no padding left to handle.
+            (x, H, W, P) = (UnsafePointer(padded), H + 2 * P, W + 2 * P, 0)
+        }
         for tap in taps {
             let c = tap / (K * K), ky = tap / K % K, kx = tap % K
             if S == 1 {
                 // The output rows whose input row exists, and in them the columns whose input
                 // column exists, depend on the tap alone: zeros around one block copy per row.
                 let (rows, columns) = validWindow(ky: ky, kx: kx, P: P, H: H, W: W, OH: OH, OW: OW)
-                let whole = columns.count == OW
+                let right = OW - columns.upperBound
                 for s in 0..<n {
                     let row = col + (tap * n + s) * M, plane = x + (c * n + s) * H * W
                     if rows.lowerBound > 0 { row.update(repeating: 0, count: rows.lowerBound * OW) }
                     if rows.upperBound < OH { (row + rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW) }
-                    for oy in rows {
-                        let out = row + oy * OW, source = plane + (oy + ky - P) * W + kx - P
-                        if !whole { zeroShort(out, count: OW) }
-                        copyShort(from: source + columns.lowerBound, to: out + columns.lowerBound, count: columns.count)
+                    let out = row + rows.lowerBound * OW, source = plane + (rows.lowerBound + ky - P) * W + kx - P
+                    if columns.count < OW {
+                        for r in 0..<rows.count {
+                            for ox in 0..<columns.lowerBound { out[r * OW + ox] = 0 }
+                            for ox in 0..<right { out[r * OW + columns.upperBound + ox] = 0 }
+                        }
                     }
+                    copyRows(
+                        rows.count, of: columns.count, from: source + columns.lowerBound, stride: W,
+                        to: out + columns.lowerBound, stride: OW)
                 }
             } else {
                 for s in 0..<n {
@@ -49,6 +60,14 @@ extension CPULayers {
         }
     }
 
+    /// Copies the block's input planes into the inside of their zero-bordered copies.
+    static func convPad(_ b: LayerBuffers) {
+        guard case .conv(_, _, _, let P) = b.layer.spec, let padded = b.padded else { return }
+        let (H, W) = (b.layer.input.height, b.layer.input.width), (PH, PW) = (H + 2 * P, W + 2 * P)
+        let planes = b.layer.input.channels * b.block.samples
+        copyRows(planes * H, of: W, from: b.x, stride: W, to: padded + P * PW + P, stride: PW, planeRows: H, planeGap: 2 * P * PW)
+    }
+
     /// For stride 1, the output rows and columns at which tap `(ky, kx)` reads inside the input.
     @inline(__always) static func validWindow(
         ky: Int, kx: Int, P: Int, H: Int, W: Int, OH: Int, OW: Int
@@ -57,20 +76,41 @@ extension CPULayers {
         return (top..<max(top, min(OH, H + P - ky)), left..<max(left, min(OW, W + P - kx)))
     }
 
-    /// Zeros `count` floats with whole vectors where it can (overlapping stores, as `copyShort`).
-    @inline(__always) static func zeroShort(_ target: UnsafeMutablePointer<Float>, count: Int) {
-        if count >= 16 {
-            var i = 0
-            while i + 16 <= count {
-                target.store(Vec16(), at: i)
-                i += 16
+    /// `rows` rows of `count` floats, the rows `sourceStride` and `targetStride` apart: the
+    /// usual widths (8-32) as two overlapping vectors per row, the width chosen once.
+    /// After every `planeRows` rows the target skips `planeGap` more floats (the bottom and top
+    /// borders of padded planes).
+    @inline(__always) static func copyRows(
+        _ rows: Int, of count: Int, from source: UnsafePointer<Float>, stride sourceStride: Int,
+        to target: UnsafeMutablePointer<Float>, stride targetStride: Int, planeRows: Int = .max, planeGap: Int = 0
+    ) {
+        var source = source, target = target, left = planeRows
+        @inline(__always) func advance() {
+            source += sourceStride
+            target += targetStride
+            left -= 1
+            if left == 0 {
+                target += planeGap
+                left = planeRows
             }
-            if i < count { target.store(Vec16(), at: count - 16) }
-        } else if count >= 8 {
-            target.store(Vec(), at: 0)
-            target.store(Vec(), at: count - 8)
+        }
+        if count >= 8, count <= 16 {
+            for _ in 0..<rows {
+                target.store(source.vec(0), at: 0)
+                target.store(source.vec(count - 8), at: count - 8)
+                advance()
+            }
+        } else if count >= 16, count <= 32 {
+            for _ in 0..<rows {
+                target.store(source.vec16(0), at: 0)
+                target.store(source.vec16(count - 16), at: count - 16)
+                advance()
+            }
         } else {
-            target.update(repeating: 0, count: count)
+            for _ in 0..<rows {
+                copyShort(from: source, to: target, count: count)
+                advance()
+            }
         }
     }
 
@@ -133,6 +173,18 @@ extension CPULayers {
         matrixMultiply(
             rows: (channels.lowerBound * K * K)..<(channels.upperBound * K * K), columns: 0..<nM, depth: F,
             a: p + b.layer.weightOffset, aRow: 1, aColumn: D, b: b.dy, bRow: nM, c: dcol, cRow: nM, bias: nil)
+        if S == 1, W <= 16 {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: H * 16) { scratch in
+                for c in channels {
+                    for s in 0..<n {
+                        foldNarrowRows(
+                            UnsafePointer(dcol), into: dx + (c * n + s) * H * W, channel: c, sample: s, n: n,
+                            K, P, H, W, OH, OW, scratch: scratch.baseAddress!)
+                    }
+                }
+            }
+            return
+        }
         for c in channels {
             for s in 0..<n {
                 let plane = dx + (c * n + s) * H * W
@@ -163,10 +215,43 @@ extension CPULayers {
         }
     }
 
+    /// col2im of one plane for stride 1 and rows of at most 16 (LeNet's 14): the plane's rows
+    /// are summed in `scratch`, one 16-float vector per row, lane `ix` taking tap `(ky, kx)` from
+    /// output column `ix - kx + P` (a load shifted by `P - kx`, the other lanes masked), in the
+    /// tap order of the scalar fold, so the sums are the same; a tap's rows are independent
+    /// additions. `dcol` is an arena buffer: the shifted loads read at most 16 floats outside a
+    /// row, inside the arena.
+    @inline(__always) private static func foldNarrowRows(
+        _ dcol: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>, channel c: Int, sample s: Int, n: Int,
+        _ K: Int, _ P: Int, _ H: Int, _ W: Int, _ OH: Int, _ OW: Int, scratch: UnsafeMutablePointer<Float>
+    ) {
+        let M = OH * OW
+        scratch.update(repeating: 0, count: H * 16)
+        for ky in 0..<K {
+            let rows = max(0, P - ky)..<max(max(0, P - ky), min(OH, H + P - ky))
+            for kx in 0..<K {
+                var source = dcol + (((c * K + ky) * K + kx) * n + s) * M + rows.lowerBound * OW + P - kx
+                var target = scratch + (rows.lowerBound + ky - P) * 16
+                let low = Int32(kx - P), high = Int32(kx - P + OW)
+                for _ in rows {
+                    target.store(UnsafePointer(target).vec16(0) + pcnn_lanes_between16(source.vec16(0), low, high))
+                    source += OW
+                    target += 16
+                }
+            }
+        }
+        copyRows(H, of: W, from: scratch, stride: 16, to: plane, stride: W)
+    }
+
     static func convPasses(_ b: LayerBuffers) -> (forward: [LayerPass], backward: [LayerPass]) {
         guard case .conv(let F, _, _, _) = b.layer.spec else { preconditionFailure() }
         let C = b.layer.input.channels, M = b.layer.output.planeSize, D = b.layer.fanIn, block = b.block
-        let forward = [
+        var forward: [LayerPass] = []
+        if b.padded != nil {
+            let count = b.layer.input.count
+            forward.append(LayerPass(name: "\(b.layer.name) pad", items: 1, replicated: true, writes: count) { _, _ in convPad(b) })
+        }
+        forward += [
             LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true, writes: D * M) { _, taps in convUnfold(b, taps: taps) },
             LayerPass(
                 name: "\(b.layer.name) forward", items: F,

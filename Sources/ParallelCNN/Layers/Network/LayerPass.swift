@@ -80,6 +80,9 @@ struct LayerBuffers {
     /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]`.
     let col: UnsafeMutablePointer<Float>?
     let dCol: UnsafeMutablePointer<Float>?
+    /// Convolution with stride 1 and padding: the input with its zero border, `[C][n][H+2P][W+2P]`
+    /// (the border written once, at allocation), so that every tap row is one plain copy.
+    let padded: UnsafeMutablePointer<Float>?
     /// Max pooling: the input index of each output's maximum.
     let argmax: UnsafeMutablePointer<Int32>?
     /// Dense, in a network of more than one sample: the input gathered `[n][I]`, and its error

@@ -15,42 +15,49 @@ enum CPULayers {
 
     /// `c[i][j] = bias[i] + Σ_k A(i, k) · b[k][j]` for `i` in `rows`, `j` in `columns`, the sum
     /// over `k = 0..<depth` in order, where `A(i, k) = a[i·aRow + k·aColumn]` (so `a` may be read
-    /// transposed); `bias` nil starts from 0. Register-blocked: 4 rows × 32 columns of
-    /// accumulators, each `b` row loaded once for the 4 rows.
+    /// transposed); `bias` nil starts from 0. Register-blocked: 4 (or 2) rows × 32 columns of
+    /// accumulators, each `b` row loaded once for the rows. Column blocks are the outer loop, so
+    /// a block's `depth × 32` slice of `b` is read from memory once and from L1 for the other rows.
     static func matrixMultiply(
         rows: Range<Int>, columns: Range<Int>, depth: Int,
         a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
         b: UnsafePointer<Float>, bRow: Int,
         c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>?
     ) {
-        var i = rows.lowerBound
-        while i < rows.upperBound {
-            let blockRows = min(4, rows.upperBound - i)
-            var j = columns.lowerBound
-            if blockRows == 4 {
-                while j + 32 <= columns.upperBound {
-                    block4x32(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                    j += 32
-                }
+        var j = columns.lowerBound
+        while j + 32 <= columns.upperBound {
+            var i = rows.lowerBound
+            while i + 4 <= rows.upperBound {
+                block4x32(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                i += 4
             }
-            while j + 16 <= columns.upperBound {
-                for r in i..<(i + blockRows) { block1x16(r, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
-                j += 16
+            if i + 2 <= rows.upperBound {
+                block2x32(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                i += 2
+            }
+            if i < rows.upperBound {
+                block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                block1x16(i, j + 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            }
+            j += 32
+        }
+        for i in rows {
+            var jj = j
+            while jj + 16 <= columns.upperBound {
+                block1x16(i, jj, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                jj += 16
             }
             // The last columns as one more block of 16 that overlaps the previous one: an element
             // computed twice gets the same value both times (same fused operations in the same order).
-            if j < columns.upperBound, columns.count >= 16 {
-                for r in i..<(i + blockRows) { block1x16(r, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
-                j = columns.upperBound
+            if jj < columns.upperBound, columns.count >= 16 {
+                block1x16(i, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                jj = columns.upperBound
             }
-            for r in i..<(i + blockRows) {
-                for jj in j..<columns.upperBound {
-                    var sum = bias?[r] ?? 0
-                    for k in 0..<depth { sum = fused(a[r * aRow + k * aColumn], b[k * bRow + jj], sum) }
-                    c[r * cRow + jj] = sum
-                }
+            for jt in jj..<columns.upperBound {
+                var sum = bias?[i] ?? 0
+                for k in 0..<depth { sum = fused(a[i * aRow + k * aColumn], b[k * bRow + jt], sum) }
+                c[i * cRow + jt] = sum
             }
-            i += blockRows
         }
     }
 
@@ -83,6 +90,28 @@ enum CPULayers {
         out.store(s30, at: 3 * cRow); out.store(s31, at: 3 * cRow + 16)
     }
 
+    @inline(__always) private static func block2x32(
+        _ i: Int, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        var s00 = Vec16(repeating: bias?[i] ?? 0), s01 = s00
+        var s10 = Vec16(repeating: bias?[i + 1] ?? 0), s11 = s10
+        var ak = a + i * aRow, bk = b + j
+        for _ in 0..<depth {
+            let b0 = bk.vec16(0), b1 = bk.vec16(16)
+            let a0 = Vec16(repeating: ak[0]), a1 = Vec16(repeating: ak[aRow])
+            s00 = fma(a0, b0, s00); s01 = fma(a0, b1, s01)
+            s10 = fma(a1, b0, s10); s11 = fma(a1, b1, s11)
+            ak += aColumn
+            bk += bRow
+        }
+        let out = c + i * cRow + j
+        out.store(s00, at: 0); out.store(s01, at: 16)
+        out.store(s10, at: cRow); out.store(s11, at: cRow + 16)
+    }
+
     @inline(__always) private static func block1x16(
         _ i: Int, _ j: Int, _ depth: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
@@ -101,57 +130,113 @@ enum CPULayers {
 
     /// `c[i][j] = Σ_n a[i][n] · b[j][n]` (+ `bias[i]` after the sum if given), for `i` in `rows`,
     /// `j` in `columns`: dot products of rows of length `length`, summed 16 lanes at a time, the
-    /// lanes added, then the tail in order.
+    /// lanes added, then the tail in order. Register-blocked: 4 rows × 4 columns of lane sums,
+    /// each loaded vector used 4 times (the long rows of a block's weight gradient come from L2).
     static func rowDots(
         rows: Range<Int>, columns: Range<Int>, length: Int,
         a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
         c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil
     ) {
         let wide = length / 16 * 16
-        for i in rows {
-            let ai = a + i * aRow
+        var i = rows.lowerBound
+        while i + 4 <= rows.upperBound {
             var j = columns.lowerBound
             while j + 4 <= columns.upperBound {
-                let b0 = b + j * bRow, b1 = b0 + bRow, b2 = b1 + bRow, b3 = b2 + bRow
-                var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16()
-                var n = 0
-                while n < wide {
-                    let x = ai.vec16(n)
-                    s0 = fma(x, b0.vec16(n), s0); s1 = fma(x, b1.vec16(n), s1)
-                    s2 = fma(x, b2.vec16(n), s2); s3 = fma(x, b3.vec16(n), s3)
-                    n += 16
-                }
-                c[i * cRow + j] = finish(s0, ai, b0, wide, length) + (bias?[i] ?? 0)
-                c[i * cRow + j + 1] = finish(s1, ai, b1, wide, length) + (bias?[i] ?? 0)
-                c[i * cRow + j + 2] = finish(s2, ai, b2, wide, length) + (bias?[i] ?? 0)
-                c[i * cRow + j + 3] = finish(s3, ai, b3, wide, length) + (bias?[i] ?? 0)
+                dots4x4(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias)
                 j += 4
             }
-            while j < columns.upperBound {
-                let bj = b + j * bRow
-                var s = Vec16()
-                var n = 0
-                while n < wide {
-                    s = fma(ai.vec16(n), bj.vec16(n), s)
-                    n += 16
-                }
-                c[i * cRow + j] = finish(s, ai, bj, wide, length) + (bias?[i] ?? 0)
-                j += 1
+            for r in i..<(i + 4) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias) }
+            i += 4
+        }
+        for r in i..<rows.upperBound { rowDots1(r, columns, wide, length, a, aRow, b, bRow, c, cRow, bias) }
+    }
+
+    /// Row `i` of `rowDots` for the columns `columns`, 4 columns at a time.
+    @inline(__always) private static func rowDots1(
+        _ i: Int, _ columns: Range<Int>, _ wide: Int, _ length: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        let ai = a + i * aRow
+        var j = columns.lowerBound
+        while j + 4 <= columns.upperBound {
+            let b0 = b + j * bRow, b1 = b0 + bRow, b2 = b1 + bRow, b3 = b2 + bRow
+            var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16()
+            var n = 0
+            while n < wide {
+                let x = ai.vec16(n)
+                s0 = fma(x, b0.vec16(n), s0); s1 = fma(x, b1.vec16(n), s1)
+                s2 = fma(x, b2.vec16(n), s2); s3 = fma(x, b3.vec16(n), s3)
+                n += 16
             }
+            let sums = pcnn_totals4(
+                withTail(s0, ai, b0, wide, length), withTail(s1, ai, b1, wide, length),
+                withTail(s2, ai, b2, wide, length), withTail(s3, ai, b3, wide, length))
+            for q in 0..<4 { c[i * cRow + j + q] = sums[q] + (bias?[i] ?? 0) }
+            j += 4
+        }
+        while j < columns.upperBound {
+            let bj = b + j * bRow
+            var s = Vec16()
+            var n = 0
+            while n < wide {
+                s = fma(ai.vec16(n), bj.vec16(n), s)
+                n += 16
+            }
+            c[i * cRow + j] = withTail(s, ai, bj, wide, length).total + (bias?[i] ?? 0)
+            j += 1
         }
     }
 
+    /// Rows `i..<i+4` × columns `j..<j+4` of `rowDots`: 16 lane sums, each element's the same
+    /// chain of fused operations as in `rowDots1`.
+    @inline(__always) private static func dots4x4(
+        _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
+        let b0 = b + j * bRow, b1 = b0 + bRow, b2 = b1 + bRow, b3 = b2 + bRow
+        var s00 = Vec16(), s01 = Vec16(), s02 = Vec16(), s03 = Vec16()
+        var s10 = Vec16(), s11 = Vec16(), s12 = Vec16(), s13 = Vec16()
+        var s20 = Vec16(), s21 = Vec16(), s22 = Vec16(), s23 = Vec16()
+        var s30 = Vec16(), s31 = Vec16(), s32 = Vec16(), s33 = Vec16()
+        var n = 0
+        while n < wide {
+            let y0 = b0.vec16(n), y1 = b1.vec16(n), y2 = b2.vec16(n), y3 = b3.vec16(n)
+            let x0 = a0.vec16(n)
+            s00 = fma(x0, y0, s00); s01 = fma(x0, y1, s01); s02 = fma(x0, y2, s02); s03 = fma(x0, y3, s03)
+            let x1 = a1.vec16(n)
+            s10 = fma(x1, y0, s10); s11 = fma(x1, y1, s11); s12 = fma(x1, y2, s12); s13 = fma(x1, y3, s13)
+            let x2 = a2.vec16(n)
+            s20 = fma(x2, y0, s20); s21 = fma(x2, y1, s21); s22 = fma(x2, y2, s22); s23 = fma(x2, y3, s23)
+            let x3 = a3.vec16(n)
+            s30 = fma(x3, y0, s30); s31 = fma(x3, y1, s31); s32 = fma(x3, y2, s32); s33 = fma(x3, y3, s33)
+            n += 16
+        }
+        func store(_ r: Int, _ ar: UnsafePointer<Float>, _ s0: Vec16, _ s1: Vec16, _ s2: Vec16, _ s3: Vec16) {
+            let sums = pcnn_totals4(
+                withTail(s0, ar, b0, wide, length), withTail(s1, ar, b1, wide, length),
+                withTail(s2, ar, b2, wide, length), withTail(s3, ar, b3, wide, length))
+            for q in 0..<4 { c[(i + r) * cRow + j + q] = sums[q] + (bias?[i + r] ?? 0) }
+        }
+        store(0, a0, s00, s01, s02, s03)
+        store(1, a1, s10, s11, s12, s13)
+        store(2, a2, s20, s21, s22, s23)
+        store(3, a3, s30, s31, s32, s33)
+    }
+
     /// The lanes with the tail `wide..<length` (under 16 values) added as one more partial
-    /// vector, then summed. The tail is loaded as whole vectors whose lanes past `length` are
-    /// zeroed, so `a` and `b` must be readable 16 floats past `wide` (`CPUNetwork` and
-    /// `ParameterState` allocate that slack, `readSlack`).
-    @inline(__always) private static func finish(
+    /// vector, to be summed (`total`, `pcnn_totals4`: the same order). The tail is loaded as
+    /// whole vectors whose lanes past `length` are zeroed, so `a` and `b` must be readable 16
+    /// floats past `wide` (`CPUNetwork` and `ParameterState` allocate that slack, `readSlack`).
+    @inline(__always) private static func withTail(
         _ lanes: Vec16, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
         _ wide: Int, _ length: Int
-    ) -> Float {
-        guard wide < length else { return lanes.sum() }
+    ) -> Vec16 {
+        guard wide < length else { return lanes }
         let n = Int32(length - wide)
-        return fma(pcnn_first_lanes16(a.vec16(wide), n), pcnn_first_lanes16(b.vec16(wide), n), lanes).sum()
+        return fma(pcnn_first_lanes16(a.vec16(wide), n), pcnn_first_lanes16(b.vec16(wide), n), lanes)
     }
 
     /// Floats a buffer read by `rowDots` must have after its last value.
@@ -166,7 +251,7 @@ enum CPULayers {
             lanes += x.vec16(n)
             n += 16
         }
-        var total = lanes.sum()
+        var total = lanes.total
         for n in wide..<length { total += x[n] }
         return total
     }

@@ -81,9 +81,12 @@ final class CPUNetwork: SampleTrainer {
         ]
         for (l, layer) in architecture.layers.enumerated() {
             sizes += [padded(n * layer.output.count), padded(n * layer.output.count)]
-            if case .conv = layer.spec {
+            if case .conv(_, _, let S, let P) = layer.spec {
                 sizes.append(padded(n * layer.fanIn * layer.output.planeSize))
                 if l > 0 { sizes.append(padded(n * layer.fanIn * layer.output.planeSize)) }
+                if S == 1, P > 0 {
+                    sizes.append(padded(n * layer.input.channels * (layer.input.height + 2 * P) * (layer.input.width + 2 * P)))
+                }
             }
             if case .maxPool = layer.spec { sizes.append(padded(n * layer.output.count)) }  // Int32s, same size
             if case .dense = layer.spec, n > 1 {
@@ -111,9 +114,11 @@ final class CPUNetwork: SampleTrainer {
             let y = next(), dy = next()
             var col: UnsafeMutablePointer<Float>?, dCol: UnsafeMutablePointer<Float>?, argmax: UnsafeMutablePointer<Int32>?
             var xFlat: UnsafeMutablePointer<Float>?, dxFlat: UnsafeMutablePointer<Float>?
-            if case .conv = layer.spec {
+            var paddedInput: UnsafeMutablePointer<Float>?
+            if case .conv(_, _, let S, let P) = layer.spec {
                 col = next()
                 if l > 0 { dCol = next() }
+                if S == 1, P > 0 { paddedInput = next() }
             }
             if case .maxPool = layer.spec { argmax = UnsafeMutableRawPointer(next()).assumingMemoryBound(to: Int32.self) }
             if case .dense = layer.spec, n > 1 {
@@ -123,7 +128,7 @@ final class CPUNetwork: SampleTrainer {
             buffers.append(
                 LayerBuffers(
                     layer: layer, block: block, x: l == 0 ? input : outputs[l - 1], y: y, dy: dy,
-                    dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, argmax: argmax,
+                    dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, padded: paddedInput, argmax: argmax,
                     xFlat: xFlat, dxFlat: dxFlat))
             outputs.append(y)
             errors.append(dy)
