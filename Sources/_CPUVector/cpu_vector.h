@@ -127,4 +127,55 @@ pcnn_float4 pcnn_totals4(pcnn_float16 a, pcnn_float16 b, pcnn_float16 c, pcnn_fl
     return __builtin_shufflevector(p, p, 0, 2, 4, 6) + __builtin_shufflevector(p, p, 1, 3, 5, 7);
 }
 
+// One output row of 2x2 max pooling with stride 2, for input rows of at most 32 floats
+// (`top`, `bottom`, each readable for 32): into `best` the maximum of each window and into
+// `which` which of its four values it is, 0-3 in row-major order, the first on ties (strict `>`
+// as the scalar loop); 16 of each are written.
+static inline __attribute__((always_inline))
+void pcnn_max_pool_row16(const float *top, const float *bottom, float *best, int *which) {
+    pcnn_float16 t0, t1, b0, b1;
+    __builtin_memcpy(&t0, top, 64);
+    __builtin_memcpy(&t1, top + 16, 64);
+    __builtin_memcpy(&b0, bottom, 64);
+    __builtin_memcpy(&b1, bottom + 16, 64);
+    pcnn_float16 v[4] = {
+        __builtin_shufflevector(t0, t1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        __builtin_shufflevector(t0, t1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+    };
+    pcnn_float16 m = v[0];
+    pcnn_int16 w = (pcnn_int16)0;
+    for (int k = 1; k < 4; k++) {
+        pcnn_int16 greater = v[k] > m;
+        m = (pcnn_float16)(((pcnn_int16)v[k] & greater) | ((pcnn_int16)m & ~greater));
+        w = ((pcnn_int16)k & greater) | (w & ~greater);
+    }
+    __builtin_memcpy(best, &m, 64);
+    __builtin_memcpy(which, &w, 64);
+}
+
+// The backward pass of `pcnn_max_pool_row16`: each window's error `e[i]` sent to the value
+// `which[i]` chose, 0 to the other three; 32 floats are written to each of `top` and `bottom`
+// (`top` first, so a `bottom` right after it overwrites its spill).
+static inline __attribute__((always_inline))
+void pcnn_max_unpool_row16(const float *e, const int *which, float *top, float *bottom) {
+    pcnn_float16 error;
+    pcnn_int16 w;
+    __builtin_memcpy(&error, e, 64);
+    __builtin_memcpy(&w, which, 64);
+    pcnn_float16 v00 = (pcnn_float16)((pcnn_int16)error & (w == 0));
+    pcnn_float16 v01 = (pcnn_float16)((pcnn_int16)error & (w == 1));
+    pcnn_float16 v10 = (pcnn_float16)((pcnn_int16)error & (w == 2));
+    pcnn_float16 v11 = (pcnn_float16)((pcnn_int16)error & (w == 3));
+    pcnn_float16 rows[4] = {
+        __builtin_shufflevector(v00, v01, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+        __builtin_shufflevector(v00, v01, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+        __builtin_shufflevector(v10, v11, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23),
+        __builtin_shufflevector(v10, v11, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+    };
+    __builtin_memcpy(top, &rows[0], 128);
+    __builtin_memcpy(bottom, &rows[2], 128);
+}
+
 #endif

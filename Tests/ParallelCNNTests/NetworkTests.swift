@@ -300,6 +300,32 @@ struct GenericEngineTests {
         }
     }
 
+    @Test("LeNet-5 in blocks (padded convolutions, vector max pooling with relu ties) follows the reference")
+    func lenetBlocksAgree() throws {
+        let architecture = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
+        let data = SmallNetworks.data(.mnist, count: 40, seed: 4)
+        let p = Initialization.seeded(6).makeParameters(for: architecture)
+        // 20: blocks of 8, 8 and 4 samples.
+        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: 20)
+        rule.step = 1
+        let plan = EpochPlan(order: (0..<40).map(Int32.init), batchSize: 20, rule: rule)
+        let engines: [any Engine] = [
+            ReferenceEngine(parameters: p, architecture: architecture),
+            SequentialEngine(parameters: p, architecture: architecture),
+            ThreadedEngine(parameters: p, threads: 2, strategy: .data, architecture: architecture)
+        ]
+        var results: [[Float]] = []
+        for engine in engines {
+            try engine.prepare(training: data)
+            try engine.trainEpoch(plan)
+            results.append(try engine.currentParameters().values)
+        }
+        #expect(results[0] != p.values, "training changed nothing")
+        for k in 1..<results.count {
+            expectClose(results[k], results[0], absolute: 2e-4, relative: 2e-3, "\(engines[k].description) vs reference, lenet5")
+        }
+    }
+
     @Test(
         "threads layer is bit-identical to sequential; threads data is identical across thread counts and to sequential",
         arguments: ["lenet5", "paper-c16", "conv 4 3x3 stride=2 pad=1 tanh; maxpool 2x2; subsample 2x2 sigmoid; dense 16 relu; dense 10"])

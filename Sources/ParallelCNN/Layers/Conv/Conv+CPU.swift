@@ -19,7 +19,17 @@ extension CPULayers {
         }
         for tap in taps {
             let c = tap / (K * K), ky = tap / K % K, kx = tap % K
-            if S == 1 {
+            if S == 1, P == 0 {
+                // Every window inside the input: a tap's rows, all samples after each other,
+                // copied with whole vectors that may spill into the rows after them, which are
+                // written next; only the tap's last row stays exactly inside.
+                var out = col + tap * n * M
+                let first = x + c * n * H * W + ky * W + kx
+                for s in 0..<n {
+                    unfoldRows(OH, of: OW, from: first + s * H * W, stride: W, to: out, exactEnd: s == n - 1)
+                    out += M
+                }
+            } else if S == 1 {
                 // The output rows whose input row exists, and in them the columns whose input
                 // column exists, depend on the tap alone: zeros around one block copy per row.
                 let (rows, columns) = validWindow(ky: ky, kx: kx, P: P, H: H, W: W, OH: OH, OW: OW)
@@ -60,6 +70,39 @@ extension CPULayers {
         }
     }
 
+    /// `rows` rows of `count` floats from rows `stride` apart to consecutive rows at `target`,
+    /// each row as whole vectors (8-16 floats: one, 17-32: two) whose lanes past the row land in
+    /// the next one, written after it. The last row spills past `target`'s end unless `exactEnd`.
+    /// The source must be readable 32 floats past a row (arena buffers).
+    @inline(__always) static func unfoldRows(
+        _ rows: Int, of count: Int, from source: UnsafePointer<Float>, stride: Int,
+        to target: UnsafeMutablePointer<Float>, exactEnd: Bool
+    ) {
+        let spilled = exactEnd ? rows - 1 : rows
+        var source = source, target = target
+        if count >= 8, count <= 16 {
+            for _ in 0..<spilled {
+                target.store(source.vec16(0), at: 0)
+                source += stride
+                target += count
+            }
+        } else if count > 16, count <= 32 {
+            for _ in 0..<spilled {
+                target.store(source.vec16(0), at: 0)
+                target.store(source.vec16(16), at: 16)
+                source += stride
+                target += count
+            }
+        } else {
+            for _ in 0..<spilled {
+                copyShort(from: source, to: target, count: count)
+                source += stride
+                target += count
+            }
+        }
+        if exactEnd, rows > 0 { copyShort(from: source, to: target, count: count) }
+    }
+
     /// Copies the block's input planes into the inside of their zero-bordered copies.
     static func convPad(_ b: LayerBuffers) {
         guard case .conv(_, _, _, let P) = b.layer.spec, let padded = b.padded else { return }
@@ -94,7 +137,17 @@ extension CPULayers {
                 left = planeRows
             }
         }
-        if count >= 8, count <= 16 {
+        if count >= 8, count <= 16, targetStride == count, planeGap == 0, rows > 1 {
+            // One 16-float copy per row, its lanes past `count` overwritten by the next row's
+            // copy, and the last row as two 8-float pieces that stay inside it. (The source must
+            // be readable 16 floats past a row: arena buffers.)
+            for _ in 0..<(rows - 1) {
+                target.store(source.vec16(0), at: 0)
+                advance()
+            }
+            target.store(source.vec(0), at: 0)
+            target.store(source.vec(count - 8), at: count - 8)
+        } else if count >= 8, count <= 16 {
             for _ in 0..<rows {
                 target.store(source.vec(0), at: 0)
                 target.store(source.vec(count - 8), at: count - 8)
@@ -155,13 +208,27 @@ extension CPULayers {
 
     /// The weight gradient `dw[f][d] = Σ_(s,m) dy[f][s][m] · col[d][s][m]` and bias gradient
     /// `Σ_(s,m) dy[f][s][m]` of the filters `filters`, summed over the block's samples.
+    ///
+    /// Long rows (a block of large maps) are taken in stretches of `gradientStretch` positions
+    /// (the last one up to twice that),
+    /// each stretch's dot products added to the sums in order: the stretch of all the rows stays
+    /// in L1 while every pair of rows is multiplied, where whole rows would be read from L2 for
+    /// every group of filters.
     static func convBackward(_ b: LayerBuffers, filters: Range<Int>) {
         let nM = b.block.samples * b.layer.output.planeSize, D = b.layer.fanIn
-        rowDots(
-            rows: filters, columns: 0..<D, length: nM, a: b.dy, aRow: nM, b: b.col!, bRow: nM,
-            c: b.grad + b.layer.weightOffset, cRow: D)
+        var start = 0
+        repeat {
+            let length = nM - start <= 2 * gradientStretch ? nM - start : gradientStretch
+            rowDots(
+                rows: filters, columns: 0..<D, length: length, a: b.dy + start, aRow: nM, b: b.col! + start, bRow: nM,
+                c: b.grad + b.layer.weightOffset, cRow: D, accumulate: start > 0)
+            start += length
+        } while start < nM
         for f in filters { b.grad[b.layer.biasOffset + f] = sum(b.dy + f * nM, length: nM) }
     }
+
+    /// Positions per stretch of `convBackward` (a multiple of 16: 2 KB of each row).
+    static let gradientStretch = 512
 
     /// The input error of the channels `channels`: `dcol[d][s][m] = Σ_f w[f][d] · dy[f][s][m]` for
     /// their tap rows, then folded back (col2im) into `dx[c][s]`.

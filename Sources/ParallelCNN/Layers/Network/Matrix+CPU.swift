@@ -135,27 +135,27 @@ enum CPULayers {
     static func rowDots(
         rows: Range<Int>, columns: Range<Int>, length: Int,
         a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
-        c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil
+        c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false
     ) {
         let wide = length / 16 * 16
         var i = rows.lowerBound
         while i + 4 <= rows.upperBound {
             var j = columns.lowerBound
             while j + 4 <= columns.upperBound {
-                dots4x4(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias)
+                dots4x4(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate)
                 j += 4
             }
-            for r in i..<(i + 4) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias) }
+            for r in i..<(i + 4) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
             i += 4
         }
-        for r in i..<rows.upperBound { rowDots1(r, columns, wide, length, a, aRow, b, bRow, c, cRow, bias) }
+        for r in i..<rows.upperBound { rowDots1(r, columns, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
     }
 
     /// Row `i` of `rowDots` for the columns `columns`, 4 columns at a time.
     @inline(__always) private static func rowDots1(
         _ i: Int, _ columns: Range<Int>, _ wide: Int, _ length: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
-        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
         let ai = a + i * aRow
         var j = columns.lowerBound
@@ -172,7 +172,7 @@ enum CPULayers {
             let sums = pcnn_totals4(
                 withTail(s0, ai, b0, wide, length), withTail(s1, ai, b1, wide, length),
                 withTail(s2, ai, b2, wide, length), withTail(s3, ai, b3, wide, length))
-            for q in 0..<4 { c[i * cRow + j + q] = sums[q] + (bias?[i] ?? 0) }
+            for q in 0..<4 { put(sums[q] + (bias?[i] ?? 0), c + i * cRow + j + q, accumulate) }
             j += 4
         }
         while j < columns.upperBound {
@@ -183,7 +183,7 @@ enum CPULayers {
                 s = fma(ai.vec16(n), bj.vec16(n), s)
                 n += 16
             }
-            c[i * cRow + j] = withTail(s, ai, bj, wide, length).total + (bias?[i] ?? 0)
+            put(withTail(s, ai, bj, wide, length).total + (bias?[i] ?? 0), c + i * cRow + j, accumulate)
             j += 1
         }
     }
@@ -193,7 +193,7 @@ enum CPULayers {
     @inline(__always) private static func dots4x4(
         _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
-        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
         let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
         let b0 = b + j * bRow, b1 = b0 + bRow, b2 = b1 + bRow, b3 = b2 + bRow
@@ -218,12 +218,17 @@ enum CPULayers {
             let sums = pcnn_totals4(
                 withTail(s0, ar, b0, wide, length), withTail(s1, ar, b1, wide, length),
                 withTail(s2, ar, b2, wide, length), withTail(s3, ar, b3, wide, length))
-            for q in 0..<4 { c[(i + r) * cRow + j + q] = sums[q] + (bias?[i + r] ?? 0) }
+            for q in 0..<4 { put(sums[q] + (bias?[i + r] ?? 0), c + (i + r) * cRow + j + q, accumulate) }
         }
         store(0, a0, s00, s01, s02, s03)
         store(1, a1, s10, s11, s12, s13)
         store(2, a2, s20, s21, s22, s23)
         store(3, a3, s30, s31, s32, s33)
+    }
+
+    /// `target = value`, or `target += value` when accumulating.
+    @inline(__always) private static func put(_ value: Float, _ target: UnsafeMutablePointer<Float>, _ accumulate: Bool) {
+        target.pointee = accumulate ? target.pointee + value : value
     }
 
     /// The lanes with the tail `wide..<length` (under 16 values) added as one more partial

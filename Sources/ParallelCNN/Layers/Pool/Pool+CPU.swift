@@ -1,3 +1,5 @@
+import _CPUVector
+
 // Shape letters: C channels, Z window side, S stride, H/W input, OH/OW output, n samples in the
 // block. The planes `[C][n]` are independent: channel `c` is planes `c·n..<(c+1)·n`.
 
@@ -11,7 +13,29 @@ extension CPULayers {
         let scale = 1 / Float(Z * Z)
         // Plain pointers: reading them through `b` in the inner loop costs a reload each time.
         let x = UnsafePointer(b.x), y = b.y
-        if isMax, Z == 2, S == 2 {
+        if pairPooling(b.layer) {
+            // Whole output rows as vectors; `argmax` holds which of the window's four values
+            // won (0-3), which `poolBackward` reads the same way. A row's 16 values spill into
+            // the next rows, which overwrite them; the rows too near the plane's end go through
+            // `spill`, so no write leaves the plane.
+            let which = UnsafeMutableRawPointer(b.argmax!).assumingMemoryBound(to: CInt.self)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { spill in
+                let spill = spill.baseAddress!
+                let spillWhich = UnsafeMutableRawPointer(spill + 16).assumingMemoryBound(to: CInt.self)
+                for c in planes(b, channels) {
+                    for oy in 0..<OH {
+                        let top = x + (c * H + 2 * oy) * W, o = (c * OH + oy) * OW
+                        if (oy * OW + 16) <= OH * OW {
+                            pcnn_max_pool_row16(top, top + W, y + o, which + o)
+                        } else {
+                            pcnn_max_pool_row16(top, top + W, spill, spillWhich)
+                            (y + o).update(from: spill, count: OW)
+                            (which + o).update(from: spillWhich, count: OW)
+                        }
+                    }
+                }
+            }
+        } else if isMax, Z == 2, S == 2 {
             // The usual 2x2 window, stride 2, written out: the generic loop's branches cost
             // more than the four comparisons.
             let argmax = b.argmax!
@@ -72,6 +96,27 @@ extension CPULayers {
         let (H, W) = (b.layer.input.height, b.layer.input.width)
         let (OH, OW) = (b.layer.output.height, b.layer.output.width)
         let dx = b.dx!, scale = 1 / Float(Z * Z)
+        if pairPooling(b.layer) {
+            // Past OW, `dy` and `argmax` hold the next row's values: they only reach input
+            // columns past W, which the next input rows overwrite.
+            let which = UnsafeRawPointer(b.argmax!).assumingMemoryBound(to: CInt.self), dy = UnsafePointer(b.dy)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { spill in
+                let spill = spill.baseAddress!
+                for c in planes(b, channels) {
+                    for oy in 0..<OH {
+                        let o = (c * OH + oy) * OW, top = dx + (c * H + 2 * oy) * W
+                        if (2 * oy + 1) * W + 32 <= H * W {
+                            pcnn_max_unpool_row16(dy + o, which + o, top, top + W)
+                        } else {
+                            pcnn_max_unpool_row16(dy + o, which + o, spill, spill + 32)
+                            top.update(from: spill, count: W)
+                            (top + W).update(from: spill + 32, count: W)
+                        }
+                    }
+                }
+            }
+            return
+        }
         for c in planes(b, channels) {
             (dx + c * H * W).update(repeating: 0, count: H * W)
             for oy in 0..<OH {
@@ -93,6 +138,14 @@ extension CPULayers {
     /// The planes of the channels `channels` in a block of `b.block.samples`.
     @inline(__always) static func planes(_ b: LayerBuffers, _ channels: Range<Int>) -> Range<Int> {
         (channels.lowerBound * b.block.samples)..<(channels.upperBound * b.block.samples)
+    }
+
+    /// Max pooling 2x2 with stride 2 over inputs of even sides up to 32 wide (LeNet's): every
+    /// input value in exactly one window, output rows as single vectors.
+    static func pairPooling(_ layer: ArchitectureLayer) -> Bool {
+        guard case .maxPool(2, 2) = layer.spec else { return false }
+        return layer.input.height == 2 * layer.output.height && layer.input.width == 2 * layer.output.width
+            && layer.input.width <= 32
     }
 
     static func poolWindow(_ layer: ArchitectureLayer) -> (size: Int, stride: Int, isMax: Bool) {
