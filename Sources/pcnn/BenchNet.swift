@@ -9,9 +9,11 @@ struct BenchNet: ParsableCommand {
         abstract:
             "Any network (--net): sequential, threads layer and threads data, with GFLOP/s and the fraction of the cores' measured peak.",
         discussion: """
-            Trains the modern recipe (Adam) on the first --samples training samples, best of 2 passes: \
-            sequential per sample and at --batch, the threads engine's layer strategy per sample and \
-            its data strategy at --batch, each against sequential at the same batch in the same run. \
+            Trains the modern recipe (Adam) on the first --samples training samples: sequential per \
+            sample and at --batch, the threads engine's layer strategy per sample and its data \
+            strategy at --batch, each against sequential at the same batch in the same run. They are \
+            timed in 3 rounds of one pass each, in turn, and each keeps its fastest pass (a shared \
+            machine's speed drifts; rounds make the drift hit every row alike). \
             GFLOP/s counts the network's FLOPs per training sample (`pcnn nets`); peak is measured here \
             first, per core, with a fused multiply-add loop.
             """)

@@ -270,6 +270,18 @@ final class BatchGradient {
         }
     }
 
+    /// Adds the block sums into the batch's total in block order over the floats `floats` only
+    /// (a multiple of 16 from 0, or the end): threads folding separate slices together give
+    /// the same sums as `sum(batch:)`. All blocks must be complete.
+    func fold(batch: Int, floats: Range<Int>) {
+        let blocks = blockCount(batch: batch)
+        guard blocks > 1, !floats.isEmpty else { return }
+        for block in 0..<blocks {
+            ParameterState.accumulate(
+                blockSum(block) + floats.lowerBound, into: total + floats.lowerBound, count: floats.count, first: block == 0)
+        }
+    }
+
     /// The batch's gradient sum and statistics: the block sums added in block order.
     func sum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
         let blocks = blockCount(batch: batch)
