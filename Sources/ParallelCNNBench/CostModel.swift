@@ -208,9 +208,6 @@ public struct CostModel: Sendable {
         self.messageDelay = messageDelay
     }
 
-    /// Samples per block of the data strategies (`BatchGradient`'s block).
-    public static let blockSize = 4
-
     /// Counted from the network's passes and the strategy alone: no machine term enters.
     public static func synchronisations(_ c: SweepConfiguration, _ cost: SampleCost) -> SynchronisationCount {
         var count = SynchronisationCount.none
@@ -273,14 +270,20 @@ public struct CostModel: Sendable {
         }
     }
 
-    /// Seconds of one step of `samples` samples trained by `threads` threads in blocks of 4:
-    /// each thread's blocks, the block sums folded in order, a fork-join, and the update.
+    /// Seconds of one step of `samples` samples trained by `threads` threads in `BatchGradient`'s
+    /// blocks: each thread's blocks, the block sums folded in order (by slices on every thread
+    /// for large gradients, as `DataParallelTeam` does, one more fork-join), a fork-join, and the
+    /// update.
     func stepSeconds(samples: Int, threads: Int, _ cost: SampleCost) -> Double {
         guard samples > 1 else { return cost.sampleSeconds + cost.updateSeconds }
-        let blocks = (samples + Self.blockSize - 1) / Self.blockSize
-        let perThread = Double((blocks + threads - 1) / threads) * Double(min(samples, Self.blockSize))
-        let compute = perThread * (cost.sampleSeconds + cost.accumulateSeconds)
-        return compute + Double(blocks - 1) * cost.accumulateSeconds + machine.forkJoin(threads: threads) + cost.updateSeconds
+        let block = cost.sumBlockSize
+        let blocks = (samples + block - 1) / block
+        let perThread = Double((blocks + threads - 1) / threads) * Double(min(samples, block))
+        let compute = perThread * cost.batchedSampleSeconds
+        let sliced = threads > 1 && cost.gradientFloats >= DataParallelTeam.sliceFoldFloats
+        let fold =
+            Double(blocks - 1) * cost.accumulateSeconds / Double(sliced ? threads : 1) + (sliced ? machine.forkJoin(threads: threads) : 0)
+        return compute + fold + machine.forkJoin(threads: threads) + cost.updateSeconds
     }
 
     /// Seconds for each worker to read the others' shares of a split pass's output: the
@@ -327,7 +330,7 @@ public struct ScalingPrediction: Sendable, Codable, Equatable {
                 return passes + cost.otherSeconds + cost.updateSeconds
             }
             let local = (b + r - 1) / r
-            let compute = Double(local) * (cost.sampleSeconds + (b > 1 ? cost.accumulateSeconds : 0)) + cost.updateSeconds
+            let compute = Double(local) * (b > 1 ? cost.batchedSampleSeconds : cost.sampleSeconds) + cost.updateSeconds
             let messages =
                 algorithm.allreduce(bytes: Double(cost.gradientFloats * 4), ranks: r, link: fabric.link)
                 + algorithm.allreduce(bytes: 24, ranks: r, link: fabric.link)

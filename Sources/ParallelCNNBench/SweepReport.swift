@@ -40,12 +40,14 @@ public enum SweepReport {
         if !r.skipped.isEmpty { md += "Not measured: \(r.skipped.joined(separator: "; ")).\n\n" }
         md += "## Model terms\n\n```\n" + machineTerms(r.machineCosts) + "\n```\n\n"
         md +=
-            "| network | parameters | MFLOP/sample | passes | one core: passes + other (µs) | gradient sum (µs) | update (µs) | GFLOP/s |\n|---|---|---|---|---|---|---|---|\n"
+            "| network | parameters | MFLOP/sample | passes | one core: passes + other (µs) | in blocks (µs per sample) | gradient sum (µs) | update (µs) | GFLOP/s |\n|---|---|---|---|---|---|---|---|---|\n"
         for n in r.networks {
             let perSample = n.cost.sampleSeconds + n.cost.updateSeconds
+            let blocks = n.cost.blockSampleSeconds.map { f("%.1f (%d)", $0 * 1e6, n.cost.sumBlockSize) } ?? "-"
             md += f(
-                "| %@ | %d | %.2f | %d | %.1f | %.2f | %.2f | %.1f |\n", n.name, n.parameters, n.flopsPerSample / 1e6, n.cost.passes.count,
-                n.cost.sampleSeconds * 1e6, n.cost.accumulateSeconds * 1e6, n.cost.updateSeconds * 1e6, n.flopsPerSample / perSample / 1e9)
+                "| %@ | %d | %.2f | %d | %.1f | %@ | %.2f | %.2f | %.1f |\n", n.name, n.parameters, n.flopsPerSample / 1e6,
+                n.cost.passes.count, n.cost.sampleSeconds * 1e6, blocks, n.cost.accumulateSeconds * 1e6, n.cost.updateSeconds * 1e6,
+                n.flopsPerSample / perSample / 1e9)
         }
         let (within, of) = r.accuracy
         md += "\n## Measured against predicted\n\n"

@@ -108,6 +108,16 @@ struct CostModelTests {
         let rankStep = 8 * 4 * (serial + 1e-6) + 7 * 1e-6 + 4e-6
         let expected = (rankStep + allreduce.seconds(bytes: 4096) + allreduce.seconds(bytes: 24) + 2e-6) / 64
         #expect(abs(mpi.secondsPerSample(.init(engine: "mpi", strategy: "data", ranks: 2, batch: 64), syntheticCost) - expected) < 1e-12)
+        // A workspace that trains blocks of 8 (the generic layers) with a large gradient: 8 blocks,
+        // 4 per thread at the block rate, the 7 folds split over both threads in one more fork-join.
+        var blocked = syntheticCost
+        (blocked.blockSize, blocked.blockSampleSeconds, blocked.gradientFloats) = (8, 50e-6, 20_000)
+        let joined = CostModel(machine: machine(forkJoin: 1e-6))
+        let compute: Double = 4 * 8 * 50e-6, folds: Double = 7 * 1e-6 / 2, joins: Double = 2 * 1e-6
+        let blockStep = compute + folds + joins + 4e-6
+        #expect(
+            abs(joined.secondsPerSample(.init(engine: "threads", strategy: "data", threads: 2, batch: 64), blocked) - blockStep / 64)
+                < 1e-12)
         // More workers than cores share them.
         let crowded = free.secondsPerSample(.init(engine: "threads", strategy: "data", threads: 4, batch: 64), syntheticCost)
         #expect(crowded > free.secondsPerSample(.init(engine: "threads", strategy: "data", threads: 2, batch: 64), syntheticCost) * 0.99)
@@ -166,6 +176,9 @@ struct PassProfileTests {
         }
         #expect(cost.gradientFloats >= architecture.parameterCount && cost.gradientFloats % 8 == 0)
         #expect(cost.updateSeconds > 0 && cost.accumulateSeconds > 0)
+        // The batch strategies' blocks: measured whole, at the engines' block size.
+        #expect(cost.blockSize == 8 && cost.sumBlockSize == 8)
+        #expect((cost.blockSampleSeconds ?? 0) > 0 && cost.batchedSampleSeconds == cost.blockSampleSeconds)
     }
 
     @Test("the paper's profile follows its specialised stages and their exchanges")
@@ -177,6 +190,8 @@ struct PassProfileTests {
         #expect(cost.passes.map(\.exchangedFloats) == [6 * 576 + 216, 0, 6 * 576 + 17, 150 + 6])
         #expect(cost.passes.filter(\.splitByRanks).map(\.exchangedFloats) == [6 * 576 + 216, 6 * 576 + 17, 150 + 6])
         #expect(cost.passes.filter(\.splitByThreads).allSatisfy { $0.shares.map(\.workers) == [2, 3] })
+        // One sample at a time, summed in blocks of 4.
+        #expect(cost.blockSize == nil && cost.sumBlockSize == 4 && cost.batchedSampleSeconds == cost.sampleSeconds + cost.accumulateSeconds)
     }
 
     @Test("PCNN_MPI_DELAY_US: microseconds from 0 to one second, anything else is a clear error")

@@ -57,14 +57,31 @@ public struct SampleCost: Sendable, Codable, Equatable {
     public var updateSeconds: Double
     /// Floats in the gradient (the parameters, padded as the engines pad them).
     public var gradientFloats: Int
+    /// Samples the network's workspace trains at once in the batch strategies (`CPUNetwork`'s
+    /// block); nil for one at a time (the paper's kernels).
+    public var blockSize: Int?
+    /// Seconds per sample trained in full blocks of `blockSize`, the block's gradient sum stored
+    /// included; nil where samples are trained one at a time.
+    public var blockSampleSeconds: Double?
 
-    public init(passes: [PassCost], otherSeconds: Double, accumulateSeconds: Double, updateSeconds: Double, gradientFloats: Int) {
+    public init(
+        passes: [PassCost], otherSeconds: Double, accumulateSeconds: Double, updateSeconds: Double, gradientFloats: Int,
+        blockSize: Int? = nil, blockSampleSeconds: Double? = nil
+    ) {
         (self.passes, self.otherSeconds, self.accumulateSeconds) = (passes, otherSeconds, accumulateSeconds)
         (self.updateSeconds, self.gradientFloats) = (updateSeconds, gradientFloats)
+        (self.blockSize, self.blockSampleSeconds) = (blockSize, blockSampleSeconds)
     }
 
     /// Seconds of one training sample's passes and the rest, without gradient sum or update.
     public var sampleSeconds: Double { passes.reduce(otherSeconds) { $0 + $1.seconds } }
+
+    /// Samples per block of `BatchGradient` in the batch strategies.
+    public var sumBlockSize: Int { (blockSize ?? 1) > 1 ? blockSize! : 4 }
+
+    /// Seconds per sample of a batch strategy's blocks, the sum into the block included: whole
+    /// blocks where the workspace trains them, else one sample and its addition.
+    public var batchedSampleSeconds: Double { blockSampleSeconds ?? sampleSeconds + accumulateSeconds }
 
     /// Each figure the faster of this profile's and `other`'s (of the same network): on a shared
     /// machine a profile only ever measures too slow.
@@ -80,6 +97,7 @@ public struct SampleCost: Sendable, Codable, Equatable {
         result.otherSeconds = min(otherSeconds, other.otherSeconds)
         result.accumulateSeconds = min(accumulateSeconds, other.accumulateSeconds)
         result.updateSeconds = min(updateSeconds, other.updateSeconds)
+        if let a = blockSampleSeconds, let b = other.blockSampleSeconds { result.blockSampleSeconds = min(a, b) }
         return result
     }
 }
@@ -136,6 +154,7 @@ public enum PassProfile {
         }
         let accumulate = best { ParameterState.accumulate(gradient, into: sum, count: state.count, first: false) }
         let update = best { state.apply(gradientSum: gradient, batchSize: 1, rule: rule) }
+        let blocks = architecture.isPaper ? nil : genericBlocks(architecture, data: data, samples: count, state: state, recipe: rule.recipe)
         return SampleCost(
             passes: passes.map { pass in
                 var p = pass
@@ -143,7 +162,39 @@ public enum PassProfile {
                 p.shares = pass.shares.map { .init(workers: $0.workers, seconds: max(0, $0.seconds / Double(count) - read)) }
                 return p
             }, otherSeconds: other / Double(count),
-            accumulateSeconds: accumulate, updateSeconds: update, gradientFloats: state.count)
+            accumulateSeconds: accumulate, updateSeconds: update, gradientFloats: state.count,
+            blockSize: blocks?.size, blockSampleSeconds: blocks?.seconds)
+    }
+
+    /// The batch strategies' cost of the generic layers: whole blocks of `CPUNetwork`'s size,
+    /// each block's gradient stored as its sum, best of three rounds over `samples` samples
+    /// (at least one block).
+    private static func genericBlocks(
+        _ architecture: Architecture, data: Dataset, samples: Int, state: ParameterState, recipe: Recipe
+    ) -> (size: Int, seconds: Double) {
+        let network = CPUNetwork(architecture)
+        let size = network.blockCapacity, blocks = max(1, samples / size)
+        let order = (0..<(blocks * size)).map { Int32($0 % data.count) }
+        let sum = UnsafeMutablePointer<Float>.allocate(capacity: state.count)
+        defer { sum.deallocate() }
+        let p = UnsafePointer(state.values)
+        let seconds = data.withImagePixels { images in
+            data.labels.withUnsafeBufferPointer { labels in
+                order.withUnsafeBufferPointer { order in
+                    (0..<4).map { round in
+                        let began = now()
+                        for b in 0..<(round == 0 ? 1 : blocks) {  // round 0 warms the caches
+                            _ = network.trainBlock(
+                                images, samples: UnsafeBufferPointer(rebasing: order[(b * size)..<((b + 1) * size)]), labels: labels, p,
+                                recipe: recipe)
+                            sum.update(from: network.grad, count: state.count)
+                        }
+                        return round == 0 ? .infinity : (now() - began) / Double(blocks * size)
+                    }.min()!
+                }
+            }
+        }
+        return (size, seconds)
     }
 
     private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
