@@ -178,4 +178,37 @@ void pcnn_max_unpool_row16(const float *e, const int *which, float *top, float *
     __builtin_memcpy(bottom, &rows[2], 128);
 }
 
+// 2x2 average pooling with stride 2, as `pcnn_max_pool_row16`: each window's values added in
+// row-major order from 0, then scaled (the scalar loop's order); 16 outputs are written.
+static inline __attribute__((always_inline))
+void pcnn_average_pool_row16(const float *top, const float *bottom, float scale, float *average) {
+    pcnn_float16 t0, t1, b0, b1;
+    __builtin_memcpy(&t0, top, 64);
+    __builtin_memcpy(&t1, top + 16, 64);
+    __builtin_memcpy(&b0, bottom, 64);
+    __builtin_memcpy(&b1, bottom + 16, 64);
+    pcnn_float16 sum = (pcnn_float16)0.0f;
+    sum += __builtin_shufflevector(t0, t1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    sum += __builtin_shufflevector(t0, t1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    sum += __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    sum += __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    pcnn_float16 result = sum * scale;
+    __builtin_memcpy(average, &result, 64);
+}
+
+// The backward pass of `pcnn_average_pool_row16`: each window's error times `scale` on all four
+// of its values; 32 floats written to each of `top` and `bottom`, as `pcnn_max_unpool_row16`.
+static inline __attribute__((always_inline))
+void pcnn_average_unpool_row16(const float *e, float scale, float *top, float *bottom) {
+    pcnn_float16 error;
+    __builtin_memcpy(&error, e, 64);
+    pcnn_float16 v = error * scale;
+    pcnn_float16 rows[2] = {
+        __builtin_shufflevector(v, v, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+        __builtin_shufflevector(v, v, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15),
+    };
+    __builtin_memcpy(top, rows, 128);
+    __builtin_memcpy(bottom, rows, 128);
+}
+
 #endif

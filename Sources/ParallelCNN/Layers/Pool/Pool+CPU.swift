@@ -14,24 +14,25 @@ extension CPULayers {
         // Plain pointers: reading them through `b` in the inner loop costs a reload each time.
         let x = UnsafePointer(b.x), y = b.y
         if pairPooling(b.layer) {
-            // Whole output rows as vectors; `argmax` holds which of the window's four values
-            // won (0-3), which `poolBackward` reads the same way. A row's 16 values spill into
+            // Whole output rows as vectors; for max pooling `argmax` holds which of the window's
+            // four values won (0-3), which `poolBackward` reads the same way. A row's 16 values spill into
             // the next rows, which overwrite them; the rows too near the plane's end go through
             // `spill`, so no write leaves the plane.
-            let which = UnsafeMutableRawPointer(b.argmax!).assumingMemoryBound(to: CInt.self)
+            let which = b.argmax.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: CInt.self) }
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { spill in
                 let spill = spill.baseAddress!
                 let spillWhich = UnsafeMutableRawPointer(spill + 16).assumingMemoryBound(to: CInt.self)
                 for c in planes(b, channels) {
                     for oy in 0..<OH {
                         let top = x + (c * H + 2 * oy) * W, o = (c * OH + oy) * OW
-                        if (oy * OW + 16) <= OH * OW {
-                            pcnn_max_pool_row16(top, top + W, y + o, which + o)
+                        let inside = oy * OW + 16 <= OH * OW
+                        if let which {
+                            pcnn_max_pool_row16(top, top + W, inside ? y + o : spill, inside ? which + o : spillWhich)
+                            if !inside { (which + o).update(from: spillWhich, count: OW) }
                         } else {
-                            pcnn_max_pool_row16(top, top + W, spill, spillWhich)
-                            (y + o).update(from: spill, count: OW)
-                            (which + o).update(from: spillWhich, count: OW)
+                            pcnn_average_pool_row16(top, top + W, scale, inside ? y + o : spill)
                         }
+                        if !inside { (y + o).update(from: spill, count: OW) }
                     }
                 }
             }
@@ -99,16 +100,20 @@ extension CPULayers {
         if pairPooling(b.layer) {
             // Past OW, `dy` and `argmax` hold the next row's values: they only reach input
             // columns past W, which the next input rows overwrite.
-            let which = UnsafeRawPointer(b.argmax!).assumingMemoryBound(to: CInt.self), dy = UnsafePointer(b.dy)
+            let which = b.argmax.map { UnsafeRawPointer($0).assumingMemoryBound(to: CInt.self) }, dy = UnsafePointer(b.dy)
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { spill in
                 let spill = spill.baseAddress!
                 for c in planes(b, channels) {
                     for oy in 0..<OH {
                         let o = (c * OH + oy) * OW, top = dx + (c * H + 2 * oy) * W
-                        if (2 * oy + 1) * W + 32 <= H * W {
-                            pcnn_max_unpool_row16(dy + o, which + o, top, top + W)
+                        let inside = (2 * oy + 1) * W + 32 <= H * W
+                        let (upper, lower) = inside ? (top, top + W) : (spill, spill + 32)
+                        if let which {
+                            pcnn_max_unpool_row16(dy + o, which + o, upper, lower)
                         } else {
-                            pcnn_max_unpool_row16(dy + o, which + o, spill, spill + 32)
+                            pcnn_average_unpool_row16(dy + o, scale, upper, lower)
+                        }
+                        if !inside {
                             top.update(from: spill, count: W)
                             (top + W).update(from: spill + 32, count: W)
                         }
@@ -140,10 +145,13 @@ extension CPULayers {
         (channels.lowerBound * b.block.samples)..<(channels.upperBound * b.block.samples)
     }
 
-    /// Max pooling 2x2 with stride 2 over inputs of even sides up to 32 wide (LeNet's): every
-    /// input value in exactly one window, output rows as single vectors.
+    /// Max or average pooling 2x2 with stride 2 over inputs of even sides up to 32 wide
+    /// (LeNet's): every input value in exactly one window, output rows as single vectors.
     static func pairPooling(_ layer: ArchitectureLayer) -> Bool {
-        guard case .maxPool(2, 2) = layer.spec else { return false }
+        switch layer.spec {
+        case .maxPool(2, 2), .avgPool(2, 2): break
+        default: return false
+        }
         return layer.input.height == 2 * layer.output.height && layer.input.width == 2 * layer.output.width
             && layer.input.width <= 32
     }
