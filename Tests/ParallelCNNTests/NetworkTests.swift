@@ -285,18 +285,8 @@ struct GenericEngineTests {
                 ThreadedEngine(parameters: p, threads: 2, strategy: .layer, architecture: architecture),
                 ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture)
             ]
-            var results: [[Float]] = []
-            for engine in engines {
-                try engine.prepare(training: data)
-                try engine.trainEpoch(plan)
-                results.append(try engine.currentParameters().values)
-            }
-            #expect(results[0] != p.values, "training changed nothing")
-            for k in 1..<results.count {
-                expectClose(
-                    results[k], results[0], absolute: 2e-4, relative: 2e-3,
-                    "\(engines[k].description) vs reference, \(architecture.network.text), \(recipe) batch \(batch) \(optimizer)")
-            }
+            try expectFollowReference(
+                engines, data: data, plan: plan, from: p, "\(architecture.network.text), \(recipe) batch \(batch) \(optimizer)")
         }
     }
 
@@ -314,6 +304,14 @@ struct GenericEngineTests {
             SequentialEngine(parameters: p, architecture: architecture),
             ThreadedEngine(parameters: p, threads: 2, strategy: .data, architecture: architecture)
         ]
+        try expectFollowReference(engines, data: data, plan: plan, from: p, "lenet5")
+    }
+
+    /// Trains an epoch of `plan` on each engine (the first the reference) and expects every
+    /// other engine's parameters within float tolerance of the reference's, which moved.
+    private func expectFollowReference(
+        _ engines: [any Engine], data: Dataset, plan: EpochPlan, from p: Parameters, _ context: String
+    ) throws {
         var results: [[Float]] = []
         for engine in engines {
             try engine.prepare(training: data)
@@ -322,7 +320,7 @@ struct GenericEngineTests {
         }
         #expect(results[0] != p.values, "training changed nothing")
         for k in 1..<results.count {
-            expectClose(results[k], results[0], absolute: 2e-4, relative: 2e-3, "\(engines[k].description) vs reference, lenet5")
+            expectClose(results[k], results[0], absolute: 2e-4, relative: 2e-3, "\(engines[k].description) vs reference, \(context)")
         }
     }
 

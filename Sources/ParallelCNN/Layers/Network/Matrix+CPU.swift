@@ -28,11 +28,11 @@ enum CPULayers {
         while j + 32 <= columns.upperBound {
             var i = rows.lowerBound
             while i + 4 <= rows.upperBound {
-                block4x32(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                blockRowsx32(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
                 i += 4
             }
             if i + 2 <= rows.upperBound {
-                block2x32(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                blockRowsx32(2, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
                 i += 2
             }
             if i < rows.upperBound {
@@ -61,55 +61,40 @@ enum CPULayers {
         }
     }
 
-    @inline(__always) private static func block4x32(
-        _ i: Int, _ j: Int, _ depth: Int,
+    /// `rows` (4 or 2, a constant where it is inlined, so the unused accumulators fold away) ×
+    /// 32 columns of `matrixMultiply`.
+    @inline(__always) private static func blockRowsx32(
+        _ rows: Int, _ i: Int, _ j: Int, _ depth: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
         _ b: UnsafePointer<Float>, _ bRow: Int,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
     ) {
+        let four = rows == 4
         var s00 = Vec16(repeating: bias?[i] ?? 0), s01 = s00
         var s10 = Vec16(repeating: bias?[i + 1] ?? 0), s11 = s10
-        var s20 = Vec16(repeating: bias?[i + 2] ?? 0), s21 = s20
-        var s30 = Vec16(repeating: bias?[i + 3] ?? 0), s31 = s30
-        var ak = a + i * aRow, bk = b + j
-        for _ in 0..<depth {
-            let b0 = bk.vec16(0), b1 = bk.vec16(16)
-            let a0 = Vec16(repeating: ak[0]), a1 = Vec16(repeating: ak[aRow])
-            let a2 = Vec16(repeating: ak[2 * aRow]), a3 = Vec16(repeating: ak[3 * aRow])
-            s00 = fma(a0, b0, s00); s01 = fma(a0, b1, s01)
-            s10 = fma(a1, b0, s10); s11 = fma(a1, b1, s11)
-            s20 = fma(a2, b0, s20); s21 = fma(a2, b1, s21)
-            s30 = fma(a3, b0, s30); s31 = fma(a3, b1, s31)
-            ak += aColumn
-            bk += bRow
-        }
-        let out = c + i * cRow + j
-        out.store(s00, at: 0); out.store(s01, at: 16)
-        out.store(s10, at: cRow); out.store(s11, at: cRow + 16)
-        out.store(s20, at: 2 * cRow); out.store(s21, at: 2 * cRow + 16)
-        out.store(s30, at: 3 * cRow); out.store(s31, at: 3 * cRow + 16)
-    }
-
-    @inline(__always) private static func block2x32(
-        _ i: Int, _ j: Int, _ depth: Int,
-        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-        _ b: UnsafePointer<Float>, _ bRow: Int,
-        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
-    ) {
-        var s00 = Vec16(repeating: bias?[i] ?? 0), s01 = s00
-        var s10 = Vec16(repeating: bias?[i + 1] ?? 0), s11 = s10
+        var s20 = Vec16(repeating: four ? bias?[i + 2] ?? 0 : 0), s21 = s20
+        var s30 = Vec16(repeating: four ? bias?[i + 3] ?? 0 : 0), s31 = s30
         var ak = a + i * aRow, bk = b + j
         for _ in 0..<depth {
             let b0 = bk.vec16(0), b1 = bk.vec16(16)
             let a0 = Vec16(repeating: ak[0]), a1 = Vec16(repeating: ak[aRow])
             s00 = fma(a0, b0, s00); s01 = fma(a0, b1, s01)
             s10 = fma(a1, b0, s10); s11 = fma(a1, b1, s11)
+            if four {
+                let a2 = Vec16(repeating: ak[2 * aRow]), a3 = Vec16(repeating: ak[3 * aRow])
+                s20 = fma(a2, b0, s20); s21 = fma(a2, b1, s21)
+                s30 = fma(a3, b0, s30); s31 = fma(a3, b1, s31)
+            }
             ak += aColumn
             bk += bRow
         }
         let out = c + i * cRow + j
         out.store(s00, at: 0); out.store(s01, at: 16)
         out.store(s10, at: cRow); out.store(s11, at: cRow + 16)
+        if four {
+            out.store(s20, at: 2 * cRow); out.store(s21, at: 2 * cRow + 16)
+            out.store(s30, at: 3 * cRow); out.store(s31, at: 3 * cRow + 16)
+        }
     }
 
     @inline(__always) private static func block1x16(
