@@ -324,6 +324,31 @@ struct GenericEngineTests {
         }
     }
 
+    @Test("predictions in blocks equal predictions one sample at a time")
+    func blockPredictions() throws {
+        let architecture = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
+        let data = try TestData.mnist()
+        // Training on 256 MNIST samples first, so that the predictions differ between samples.
+        let trainer = SequentialEngine(parameters: Initialization.seeded(2).makeParameters(for: architecture), architecture: architecture)
+        try trainer.prepare(training: data.train)
+        try trainer.trainEpoch(
+            EpochPlan(
+                order: (0..<256).map(Int32.init), batchSize: 16,
+                rule: UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: 16)))
+        let p = try trainer.currentParameters()
+        func predictions(_ engine: any Engine) throws -> [UInt8] {
+            var result = [UInt8](repeating: 255, count: 37)
+            try result.withUnsafeMutableBufferPointer { try engine.predict(data.test, range: 100..<137, recipe: .modern, into: $0) }
+            return result
+        }
+        // Sequential and threads data predict in blocks of 8 (37 = 4 blocks and 5); the layer
+        // strategy runs one sample at a time.
+        let single = try predictions(ThreadedEngine(parameters: p, threads: 2, strategy: .layer, architecture: architecture))
+        #expect(Set(single).count > 3, "predictions this alike prove little: \(single)")
+        #expect(try predictions(SequentialEngine(parameters: p, architecture: architecture)) == single)
+        #expect(try predictions(ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture)) == single)
+    }
+
     @Test(
         "threads layer is bit-identical to sequential; threads data is identical across thread counts and to sequential",
         arguments: ["lenet5", "paper-c16", "conv 4 3x3 stride=2 pad=1 tanh; maxpool 2x2; subsample 2x2 sigmoid; dense 16 relu; dense 10"])

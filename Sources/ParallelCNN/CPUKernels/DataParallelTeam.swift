@@ -64,10 +64,10 @@ public final class DataParallelTeam {
     ) {
         let workspaces = self.workspaces, pool = self.pool
         pool.run { member in
-            let w = workspaces[member]
-            for k in pool.share(of: range.count, member: member) {
-                predictions[k] = UInt8(w.predict(images, sample: range.lowerBound + k, p, recipe: recipe))
-            }
+            let share = pool.share(of: range.count, member: member)
+            workspaces[member].predict(
+                images, range: (range.lowerBound + share.lowerBound)..<(range.lowerBound + share.upperBound), p, recipe: recipe,
+                into: UnsafeMutableBufferPointer(rebasing: predictions[share]))
         }
     }
 }

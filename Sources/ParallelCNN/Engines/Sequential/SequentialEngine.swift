@@ -42,11 +42,7 @@ public final class SequentialEngine: ParameterStateEngine {
 
     public func predict(_ data: Dataset, range: Range<Int>, recipe: Recipe, into predictions: UnsafeMutableBufferPointer<UInt8>) {
         let p = UnsafePointer(state.values)
-        data.withImagePixels { images in
-            for (k, sample) in range.enumerated() {
-                predictions[k] = UInt8(workspace.predict(images, sample: sample, p, recipe: recipe))
-            }
-        }
+        data.withImagePixels { images in workspace.predict(images, range: range, p, recipe: recipe, into: predictions) }
     }
 }
 

@@ -124,14 +124,19 @@ enum CPULayers {
     ) {
         let wide = length / 16 * 16
         var i = rows.lowerBound
-        while i + 4 <= rows.upperBound {
+        while i + 2 <= rows.upperBound {
+            let block = i + 4 <= rows.upperBound ? 4 : 2
             var j = columns.lowerBound
             while j + 4 <= columns.upperBound {
-                dots4x4(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate)
+                if block == 4 {
+                    dotsRowsx4(4, i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate)
+                } else {
+                    dotsRowsx4(2, i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate)
+                }
                 j += 4
             }
-            for r in i..<(i + 4) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
-            i += 4
+            for r in i..<(i + block) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            i += block
         }
         for r in i..<rows.upperBound { rowDots1(r, columns, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
     }
@@ -173,14 +178,15 @@ enum CPULayers {
         }
     }
 
-    /// Rows `i..<i+4` × columns `j..<j+4` of `rowDots`: 16 lane sums, each element's the same
-    /// chain of fused operations as in `rowDots1`.
-    @inline(__always) private static func dots4x4(
-        _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
+    /// Rows `i..<i+rows` (4 or 2, a constant where it is inlined) × columns `j..<j+4` of
+    /// `rowDots`: a lane sum per element, each the same chain of fused operations as in `rowDots1`.
+    @inline(__always) private static func dotsRowsx4(
+        _ rows: Int, _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
-        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
+        let four = rows == 4
+        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = four ? a1 + aRow : a0, a3 = four ? a2 + aRow : a0
         let b0 = b + j * bRow, b1 = b0 + bRow, b2 = b1 + bRow, b3 = b2 + bRow
         var s00 = Vec16(), s01 = Vec16(), s02 = Vec16(), s03 = Vec16()
         var s10 = Vec16(), s11 = Vec16(), s12 = Vec16(), s13 = Vec16()
@@ -193,10 +199,12 @@ enum CPULayers {
             s00 = fma(x0, y0, s00); s01 = fma(x0, y1, s01); s02 = fma(x0, y2, s02); s03 = fma(x0, y3, s03)
             let x1 = a1.vec16(n)
             s10 = fma(x1, y0, s10); s11 = fma(x1, y1, s11); s12 = fma(x1, y2, s12); s13 = fma(x1, y3, s13)
-            let x2 = a2.vec16(n)
-            s20 = fma(x2, y0, s20); s21 = fma(x2, y1, s21); s22 = fma(x2, y2, s22); s23 = fma(x2, y3, s23)
-            let x3 = a3.vec16(n)
-            s30 = fma(x3, y0, s30); s31 = fma(x3, y1, s31); s32 = fma(x3, y2, s32); s33 = fma(x3, y3, s33)
+            if four {
+                let x2 = a2.vec16(n)
+                s20 = fma(x2, y0, s20); s21 = fma(x2, y1, s21); s22 = fma(x2, y2, s22); s23 = fma(x2, y3, s23)
+                let x3 = a3.vec16(n)
+                s30 = fma(x3, y0, s30); s31 = fma(x3, y1, s31); s32 = fma(x3, y2, s32); s33 = fma(x3, y3, s33)
+            }
             n += 16
         }
         func store(_ r: Int, _ ar: UnsafePointer<Float>, _ s0: Vec16, _ s1: Vec16, _ s2: Vec16, _ s3: Vec16) {
@@ -207,8 +215,10 @@ enum CPULayers {
         }
         store(0, a0, s00, s01, s02, s03)
         store(1, a1, s10, s11, s12, s13)
-        store(2, a2, s20, s21, s22, s23)
-        store(3, a3, s30, s31, s32, s33)
+        if four {
+            store(2, a2, s20, s21, s22, s23)
+            store(3, a3, s30, s31, s32, s33)
+        }
     }
 
     /// `target = value`, or `target += value` when accumulating.

@@ -24,6 +24,21 @@ protocol SampleTrainer: AnyObject {
     func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int
 }
 
+extension SampleTrainer {
+    /// The predicted classes of the consecutive samples `range` into `predictions` (one per
+    /// sample, in order), in blocks where the workspace trains blocks.
+    func predict(
+        _ images: ImagePixels, range: Range<Int>, _ p: UnsafePointer<Float>, recipe: Recipe,
+        into predictions: UnsafeMutableBufferPointer<UInt8>
+    ) {
+        guard let network = self as? CPUNetwork, network.blockCapacity > 1 else {
+            for (k, sample) in range.enumerated() { predictions[k] = UInt8(predict(images, sample: sample, p, recipe: recipe)) }
+            return
+        }
+        network.predictBlocks(images, range: range, p, recipe: recipe, into: predictions)
+    }
+}
+
 /// The buffers of a block of samples for any `Architecture`, and its forward and backward
 /// passes as `LayerPass`es of the fast CPU layers (`CPULayers`). A block runs as one: each
 /// convolution is one matrix product over all its samples, each dense layer one product with a
@@ -286,6 +301,25 @@ final class CPUNetwork: SampleTrainer {
         loadImage(images, sample: sample)
         forward(p, recipe: recipe)
         return predictedClass()
+    }
+
+    /// `SampleTrainer.predict(range:)` a block at a time: the forward passes of up to
+    /// `blockCapacity` samples at once.
+    func predictBlocks(
+        _ images: ImagePixels, range: Range<Int>, _ p: UnsafePointer<Float>, recipe: Recipe,
+        into predictions: UnsafeMutableBufferPointer<UInt8>
+    ) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockCapacity) { indices in
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let n = min(blockCapacity, range.upperBound - start)
+                for s in 0..<n { indices[s] = Int32(start + s) }
+                loadImages(images, samples: UnsafeBufferPointer(rebasing: indices[0..<n]))
+                forward(p, recipe: recipe)
+                for s in 0..<n { predictions[start - range.lowerBound + s] = UInt8(predictedClass(ofSample: s)) }
+                start += n
+            }
+        }
     }
 
     /// The outputs of layer `l` for the last sample of a block of one.
