@@ -4,7 +4,7 @@
 /// Blocks are claimed from a shared counter, so a thread on a faster (or less busy) core takes
 /// more of them; which thread fills a block never changes its sum, so results do not depend on
 /// the thread count.
-public final class DataParallelTeam {
+package final class DataParallelTeam {
     let pool: WorkerPool
     let workspaces: [any SampleTrainer]
     private let sums: BatchGradient
@@ -18,7 +18,7 @@ public final class DataParallelTeam {
     }
 
     /// Gradients of at least this many floats are folded by slices on all threads.
-    public static let sliceFoldFloats = 16_384
+    package static let sliceFoldFloats = 16_384
 
     /// The summed gradient and statistics of samples `indices` (rows of `images` and `labels`)
     /// under parameters `p`. The pointer stays valid until the next call.

@@ -595,4 +595,11 @@ extension SampleWorkspace: SampleTrainer {
         forward(p, recipe: recipe)
         return predictedClass
     }
+
+    func predict(
+        _ images: ImagePixels, range: Range<Int>, _ p: UnsafePointer<Float>, recipe: Recipe,
+        into predictions: UnsafeMutableBufferPointer<UInt8>
+    ) {
+        for (k, sample) in range.enumerated() { predictions[k] = UInt8(predict(images, sample: sample, p, recipe: recipe)) }
+    }
 }

@@ -51,8 +51,11 @@ extension SequentialEngine {
     /// parameters, without changing them; for agreement tests against `ReferenceEngine`.
     public func gradient(of data: Dataset, sample: Int, recipe: Recipe) -> (gradient: Parameters, loss: Double) {
         let p = UnsafePointer(state.values)
+        let index = [Int32(sample)]
         let stats = data.withImagePixels { images in
-            workspace.trainSample(images, sample: sample, label: Int(data.labels[sample]), p, recipe: recipe)
+            data.labels.withUnsafeBufferPointer { labels in
+                index.withUnsafeBufferPointer { workspace.trainBlock(images, samples: $0, labels: labels, p, recipe: recipe) }
+            }
         }
         let scale = architecture.scaleVector(recipe: recipe, batchSize: 1)
         return (Parameters(values: (0..<architecture.parameterCount).map { workspace.grad[$0] * scale[$0] }), stats.lossSum)

@@ -14,40 +14,21 @@ extension CPULayers {
         let col = b.col!, n = b.block.samples, M = OH * OW
         var x = UnsafePointer(b.x)
         if let padded = b.padded {
-            // The zero-bordered copy (`convPad`): the same taps with no padding left to handle.
+            // The zero-bordered copy (`convPad`, made for every padded stride-1 convolution): the
+            // same taps with no padding left to handle.
             (x, H, W, P) = (UnsafePointer(padded), H + 2 * P, W + 2 * P, 0)
         }
         for tap in taps {
             let c = tap / (K * K), ky = tap / K % K, kx = tap % K
-            if S == 1, P == 0 {
-                // Every window inside the input: a tap's rows, all samples after each other,
-                // copied with whole vectors that may spill into the rows after them, which are
-                // written next; only the tap's last row stays exactly inside.
+            if S == 1 {
+                // Every window inside the (zero-bordered) input: a tap's rows, all samples after
+                // each other, copied with whole vectors that may spill into the rows after them,
+                // which are written next; only the tap's last row stays exactly inside.
                 var out = col + tap * n * M
                 let first = x + c * n * H * W + ky * W + kx
                 for s in 0..<n {
-                    unfoldRows(OH, of: OW, from: first + s * H * W, stride: W, to: out, exactEnd: s == n - 1)
+                    copyRows(OH, of: OW, from: first + s * H * W, stride: W, to: out, stride: OW, exactEnd: s == n - 1)
                     out += M
-                }
-            } else if S == 1 {
-                // The output rows whose input row exists, and in them the columns whose input
-                // column exists, depend on the tap alone: zeros around one block copy per row.
-                let (rows, columns) = validWindow(ky: ky, kx: kx, P: P, H: H, W: W, OH: OH, OW: OW)
-                let right = OW - columns.upperBound
-                for s in 0..<n {
-                    let row = col + (tap * n + s) * M, plane = x + (c * n + s) * H * W
-                    if rows.lowerBound > 0 { row.update(repeating: 0, count: rows.lowerBound * OW) }
-                    if rows.upperBound < OH { (row + rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW) }
-                    let out = row + rows.lowerBound * OW, source = plane + (rows.lowerBound + ky - P) * W + kx - P
-                    if columns.count < OW {
-                        for r in 0..<rows.count {
-                            for ox in 0..<columns.lowerBound { out[r * OW + ox] = 0 }
-                            for ox in 0..<right { out[r * OW + columns.upperBound + ox] = 0 }
-                        }
-                    }
-                    copyRows(
-                        rows.count, of: columns.count, from: source + columns.lowerBound, stride: W,
-                        to: out + columns.lowerBound, stride: OW)
                 }
             } else {
                 for s in 0..<n {
@@ -70,39 +51,6 @@ extension CPULayers {
         }
     }
 
-    /// `rows` rows of `count` floats from rows `stride` apart to consecutive rows at `target`,
-    /// each row as whole vectors (8-16 floats: one, 17-32: two) whose lanes past the row land in
-    /// the next one, written after it. The last row spills past `target`'s end unless `exactEnd`.
-    /// The source must be readable 32 floats past a row (arena buffers).
-    @inline(__always) static func unfoldRows(
-        _ rows: Int, of count: Int, from source: UnsafePointer<Float>, stride: Int,
-        to target: UnsafeMutablePointer<Float>, exactEnd: Bool
-    ) {
-        let spilled = exactEnd ? rows - 1 : rows
-        var source = source, target = target
-        if count >= 8, count <= 16 {
-            for _ in 0..<spilled {
-                target.store(source.vec16(0), at: 0)
-                source += stride
-                target += count
-            }
-        } else if count > 16, count <= 32 {
-            for _ in 0..<spilled {
-                target.store(source.vec16(0), at: 0)
-                target.store(source.vec16(16), at: 16)
-                source += stride
-                target += count
-            }
-        } else {
-            for _ in 0..<spilled {
-                copyShort(from: source, to: target, count: count)
-                source += stride
-                target += count
-            }
-        }
-        if exactEnd, rows > 0 { copyShort(from: source, to: target, count: count) }
-    }
-
     /// Copies the block's input planes into the inside of their zero-bordered copies.
     static func convPad(_ b: LayerBuffers) {
         guard case .conv(_, _, _, let P) = b.layer.spec, let padded = b.padded else { return }
@@ -119,13 +67,17 @@ extension CPULayers {
         return (top..<max(top, min(OH, H + P - ky)), left..<max(left, min(OW, W + P - kx)))
     }
 
-    /// `rows` rows of `count` floats, the rows `sourceStride` and `targetStride` apart: the
-    /// usual widths (8-32) as two overlapping vectors per row, the width chosen once.
-    /// After every `planeRows` rows the target skips `planeGap` more floats (the bottom and top
-    /// borders of padded planes).
+    /// `rows` rows of `count` floats, the rows `sourceStride` and `targetStride` apart, with whole
+    /// vectors, the width chosen once. Into consecutive rows (`targetStride == count`, 8-32 floats)
+    /// each row is copied whole, its lanes past the row landing in the next one, which is written
+    /// after it; the last row stays exactly inside unless `exactEnd` is false (the rows after the
+    /// target are written next too). The source must then be readable 32 floats past a row
+    /// (arena buffers). Otherwise two overlapping vectors per row stay inside it. After every
+    /// `planeRows` rows the target skips `planeGap` more floats (the borders of padded planes).
     @inline(__always) static func copyRows(
         _ rows: Int, of count: Int, from source: UnsafePointer<Float>, stride sourceStride: Int,
-        to target: UnsafeMutablePointer<Float>, stride targetStride: Int, planeRows: Int = .max, planeGap: Int = 0
+        to target: UnsafeMutablePointer<Float>, stride targetStride: Int, planeRows: Int = .max, planeGap: Int = 0,
+        exactEnd: Bool = true
     ) {
         var source = source, target = target, left = planeRows
         @inline(__always) func advance() {
@@ -137,16 +89,13 @@ extension CPULayers {
                 left = planeRows
             }
         }
-        if count >= 8, count <= 16, targetStride == count, planeGap == 0, rows > 1 {
-            // One 16-float copy per row, its lanes past `count` overwritten by the next row's
-            // copy, and the last row as two 8-float pieces that stay inside it. (The source must
-            // be readable 16 floats past a row: arena buffers.)
-            for _ in 0..<(rows - 1) {
+        if targetStride == count, planeGap == 0, count >= 8, count <= 32 {
+            for _ in 0..<max(0, exactEnd ? rows - 1 : rows) {
                 target.store(source.vec16(0), at: 0)
+                if count > 16 { target.store(source.vec16(16), at: 16) }
                 advance()
             }
-            target.store(source.vec(0), at: 0)
-            target.store(source.vec(count - 8), at: count - 8)
+            if exactEnd, rows > 0 { copyShort(from: source, to: target, count: count) }
         } else if count >= 8, count <= 16 {
             for _ in 0..<rows {
                 target.store(source.vec(0), at: 0)
@@ -210,10 +159,9 @@ extension CPULayers {
     /// `Σ_(s,m) dy[f][s][m]` of the filters `filters`, summed over the block's samples.
     ///
     /// Long rows (a block of large maps) are taken in stretches of `gradientStretch` positions
-    /// (the last one up to twice that),
-    /// each stretch's dot products added to the sums in order: the stretch of all the rows stays
-    /// in L1 while every pair of rows is multiplied, where whole rows would be read from L2 for
-    /// every group of filters.
+    /// (the last one up to twice that), each stretch's dot products added to the sums in order:
+    /// the stretch of all the rows stays in L1 while every pair of rows is multiplied, where whole
+    /// rows would be read from L2 for every group of filters.
     static func convBackward(_ b: LayerBuffers, filters: Range<Int>) {
         let nM = b.block.samples * b.layer.output.planeSize, D = b.layer.fanIn
         var start = 0
@@ -295,7 +243,7 @@ extension CPULayers {
         let M = OH * OW
         scratch.update(repeating: 0, count: H * 16)
         for ky in 0..<K {
-            let rows = max(0, P - ky)..<max(max(0, P - ky), min(OH, H + P - ky))
+            let rows = validWindow(ky: ky, kx: 0, P: P, H: H, W: W, OH: OH, OW: OW).rows
             for kx in 0..<K {
                 var source = dcol + (((c * K + ky) * K + kx) * n + s) * M + rows.lowerBound * OW + P - kx
                 var target = scratch + (rows.lowerBound + ky - P) * 16

@@ -20,23 +20,12 @@ protocol SampleTrainer: AnyObject {
         _ images: ImagePixels, samples: UnsafeBufferPointer<Int32>, labels: UnsafeBufferPointer<UInt8>,
         _ p: UnsafePointer<Float>, recipe: Recipe
     ) -> StepStatistics
-    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics
     func predict(_ images: ImagePixels, sample: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> Int
-}
-
-extension SampleTrainer {
     /// The predicted classes of the consecutive samples `range` into `predictions` (one per
-    /// sample, in order), in blocks where the workspace trains blocks.
+    /// sample, in order).
     func predict(
         _ images: ImagePixels, range: Range<Int>, _ p: UnsafePointer<Float>, recipe: Recipe,
-        into predictions: UnsafeMutableBufferPointer<UInt8>
-    ) {
-        guard let network = self as? CPUNetwork, network.blockCapacity > 1 else {
-            for (k, sample) in range.enumerated() { predictions[k] = UInt8(predict(images, sample: sample, p, recipe: recipe)) }
-            return
-        }
-        network.predictBlocks(images, range: range, p, recipe: recipe, into: predictions)
-    }
+        into predictions: UnsafeMutableBufferPointer<UInt8>)
 }
 
 /// The buffers of a block of samples for any `Architecture`, and its forward and backward
@@ -270,16 +259,6 @@ final class CPUNetwork: SampleTrainer {
         }
     }
 
-    func trainSample(_ images: ImagePixels, sample: Int, label: Int, _ p: UnsafePointer<Float>, recipe: Recipe) -> StepStatistics {
-        var index = Int32(sample)
-        return withUnsafePointer(to: &index) { index in
-            trainBlock(images, samples: UnsafeBufferPointer(start: index, count: 1), label: { _ in label }, recipe: recipe) {
-                passes, _ in
-                for pass in passes { pass.run(p, 0..<pass.items) }
-            }
-        }
-    }
-
     /// One training block whose passes `run` executes: first the forward passes, then the
     /// backward ones, each list with the index of its first pass among all of them (the layer
     /// strategies split every pass across threads or ranks; the MPI one keys its exchanges so).
@@ -303,9 +282,8 @@ final class CPUNetwork: SampleTrainer {
         return predictedClass()
     }
 
-    /// `SampleTrainer.predict(range:)` a block at a time: the forward passes of up to
-    /// `blockCapacity` samples at once.
-    func predictBlocks(
+    /// A block at a time: the forward passes of up to `blockCapacity` samples at once.
+    func predict(
         _ images: ImagePixels, range: Range<Int>, _ p: UnsafePointer<Float>, recipe: Recipe,
         into predictions: UnsafeMutableBufferPointer<UInt8>
     ) {

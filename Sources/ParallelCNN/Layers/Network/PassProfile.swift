@@ -219,29 +219,32 @@ public enum PassProfile {
         var shareSpent = [[Double]](repeating: [Double](repeating: 0, count: workers.count), count: all.count)
         var total = 0.0, shareTotal = 0.0
         let p = UnsafePointer(state.values)
+        let indices = (0..<samples).map(Int32.init)
         data.withImagePixels { images in
-            for sample in 0..<samples {
-                let began = now()
-                var inShares = 0.0
-                var index = Int32(sample)
-                let one = withUnsafePointer(to: &index) { UnsafeBufferPointer(start: $0, count: 1) }
-                _ = network.trainBlock(images, samples: one, label: { _ in Int(data.labels[sample]) }, recipe: recipe) { passes, first in
-                    for (i, pass) in passes.enumerated() {
-                        // The first share before the whole pass, which then overwrites its items.
-                        for (k, w) in workers.enumerated() where pass.items >= 2 {
+            indices.withUnsafeBufferPointer { order in
+                for sample in 0..<samples {
+                    let began = now()
+                    var inShares = 0.0
+                    let one = UnsafeBufferPointer(rebasing: order[sample..<(sample + 1)])
+                    _ = network.trainBlock(images, samples: one, label: { _ in Int(data.labels[sample]) }, recipe: recipe) {
+                        passes, first in
+                        for (i, pass) in passes.enumerated() {
+                            // The first share before the whole pass, which then overwrites its items.
+                            for (k, w) in workers.enumerated() where pass.items >= 2 {
+                                let t = now()
+                                pass.run(p, ShardPlan.share(of: pass.items, rank: 0, ranks: w))
+                                let dt = now() - t
+                                shareSpent[first + i][k] += dt
+                                inShares += dt
+                            }
                             let t = now()
-                            pass.run(p, ShardPlan.share(of: pass.items, rank: 0, ranks: w))
-                            let dt = now() - t
-                            shareSpent[first + i][k] += dt
-                            inShares += dt
+                            pass.run(p, 0..<pass.items)
+                            spent[first + i] += now() - t
                         }
-                        let t = now()
-                        pass.run(p, 0..<pass.items)
-                        spent[first + i] += now() - t
                     }
+                    total += now() - began
+                    shareTotal += inShares
                 }
-                total += now() - began
-                shareTotal += inShares
             }
         }
         let passes = all.enumerated().map { i, pass in
