@@ -208,12 +208,18 @@ public struct CostModel: Sendable {
         self.messageDelay = messageDelay
     }
 
-    /// Counted from the network's passes and the strategy alone: no machine term enters.
-    public static func synchronisations(_ c: SweepConfiguration, _ cost: SampleCost) -> SynchronisationCount {
+    /// Counted from the network's passes and the strategy; the passes that `threads --strategy
+    /// layer` splits only where that is faster (`PassCost.splitWhenFaster`) count where `model`
+    /// predicts them faster split (all of them without a model).
+    public static func synchronisations(_ c: SweepConfiguration, _ cost: SampleCost, model: CostModel? = nil) -> SynchronisationCount {
         var count = SynchronisationCount.none
         switch (c.engine, c.strategy) {
         case ("threads", "layer") where c.threads > 1:
-            count.forkJoinsPerSample = cost.passes.filter(\.splitByThreads).count
+            count.forkJoinsPerSample =
+                cost.passes.filter { pass in
+                    guard let model else { return pass.splitByThreads }
+                    return model.threadsLayerPass(pass, threads: c.threads).split
+                }.count
         case ("mpi", "layer"):
             let split = cost.passes.filter(\.splitByRanks)
             count.messagesPerSample = split.count
@@ -239,12 +245,7 @@ public struct CostModel: Sendable {
                 ? cost.sampleSeconds + cost.updateSeconds
                 : stepSeconds(samples: c.batch, threads: 1, cost) / Double(c.batch)
         case ("threads", "layer"):
-            let t = c.threads
-            let passes = cost.passes.reduce(0.0) { sum, pass in
-                guard pass.splitByThreads, t > 1 else { return sum + pass.seconds }
-                return sum + pass.shareSeconds(workers: min(t, machine.cores)) * crowding + machine.forkJoin(threads: t)
-                    + crossCore(floats: pass.writtenFloats, workers: t)
-            }
+            let passes = cost.passes.reduce(0.0) { $0 + threadsLayerPass($1, threads: c.threads).seconds }
             return passes + cost.otherSeconds + cost.updateSeconds
         case ("mpi", "layer"):
             let r = c.ranks
@@ -268,6 +269,19 @@ public struct CostModel: Sendable {
             }
             return step / Double(c.batch)
         }
+    }
+
+    /// One pass of `threads --strategy layer` on `threads` threads: split, the busiest share
+    /// (shared with other workers where there are more threads than cores), a fork-join and the
+    /// others' shares read from their cores; or on one thread, where the pass is not split or
+    /// the engine chooses (`splitWhenFaster`) and that is faster.
+    func threadsLayerPass(_ pass: PassCost, threads t: Int) -> (seconds: Double, split: Bool) {
+        guard pass.splitByThreads, t > 1 else { return (pass.seconds, false) }
+        let crowding = max(1, Double(t) / Double(max(1, machine.cores)))
+        let split =
+            pass.shareSeconds(workers: min(t, machine.cores)) * crowding + machine.forkJoin(threads: t)
+            + crossCore(floats: pass.writtenFloats, workers: t)
+        return pass.splitWhenFaster == true && pass.seconds <= split ? (pass.seconds, false) : (split, true)
     }
 
     /// Seconds of one step of `samples` samples trained by `threads` threads in `BatchGradient`'s

@@ -263,6 +263,7 @@ public struct Sweep {
         for k in results.points.indices where !results.points[k].onDevice {
             let p = results.points[k]
             results.points[k].predictedSeconds = model.secondsPerSample(p.configuration, costs[p.network]!) * Double(epoch)
+            results.points[k].synchronisations = CostModel.synchronisations(p.configuration, costs[p.network]!, model: model)
             progress(
                 String(
                     format: "%@ %@ R=%d T=%d b=%d: measured %.3f s/epoch, predicted %.3f (%+.0f%%)", p.network, p.configuration.label,

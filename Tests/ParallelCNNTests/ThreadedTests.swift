@@ -50,3 +50,51 @@ struct ThreadedTests {
                 == (try sequential.countErrors(on: data.test, range: 0..<500, recipe: .original)))
     }
 }
+
+@Suite("Threads: what the layer strategy splits, and the sliced update")
+struct ThreadsSplittingTests {
+    @Test("a pass runs on one thread, then split, each timed, then the faster way for good")
+    func splitChoice() {
+        func choose(serial: Double, split: Double) -> (trials: [Bool], after: Bool) {
+            var choice = PassSplitChoice(), trials: [Bool] = []
+            while !choice.decided {
+                trials.append(choice.splits)
+                // Blocks of 4 samples: the times per sample are what is compared.
+                choice.record(seconds: 4 * (choice.splits ? split : serial), samples: 4)
+            }
+            // Records after the decision change nothing.
+            choice.record(seconds: 0, samples: 1)
+            return (trials, choice.splits)
+        }
+        let trials = PassSplitChoice.trials
+        let slowSplit = choose(serial: 2e-6, split: 5e-6), fastSplit = choose(serial: 9e-6, split: 5e-6)
+        #expect(slowSplit.trials == Array(repeating: false, count: trials) + Array(repeating: true, count: trials))
+        #expect(!slowSplit.after)
+        #expect(fastSplit.after)
+    }
+
+    @Test("a pool's threads update slices of the parameters exactly as one thread does", arguments: Optimizer.allCases)
+    func slicedUpdate(optimizer: Optimizer) throws {
+        let architecture = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
+        #expect(architecture.parameterCount >= ParameterState.slicedUpdateFloats)
+        let start = Initialization.seeded(3).makeParameters(for: architecture)
+        let one = ParameterState(start, architecture: architecture), sliced = ParameterState(start, architecture: architecture)
+        let pool = WorkerPool(size: 3)
+        var state: UInt32 = 7
+        var gradient = (0..<ParameterState.paddedCount(architecture.parameterCount)).map { _ -> Float in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(Int32(bitPattern: state)) / Float(Int32.max)
+        }
+        var rule = UpdateRule(recipe: .modern, optimizer: optimizer, learningRate: 0.01, momentum: 0.9, batchSize: 8)
+        for step in 1...3 {
+            rule.step = step
+            gradient.withUnsafeBufferPointer {
+                one.apply(gradientSum: $0.baseAddress!, batchSize: 8, rule: rule)
+                sliced.apply(gradientSum: $0.baseAddress!, batchSize: 8, rule: rule, on: pool)
+            }
+            gradient = gradient.map { -0.5 * $0 }
+        }
+        #expect(one.parameters.values != start.values)
+        #expect(sliced.parameters.values == one.parameters.values)
+    }
+}

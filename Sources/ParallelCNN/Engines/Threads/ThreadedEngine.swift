@@ -24,6 +24,9 @@ public final class ThreadedEngine: ParameterStateEngine {
         // The layer strategy's threads share one sample's workspace.
         team = DataParallelTeam(threads: threads, workspaces: strategy == .data ? threads : 1, architecture: architecture)
         batchGradient = BatchGradient(count: state.count, blockSize: BatchGradient.blockSize(for: team.workspaces[0]))
+        if let network = team.workspaces[0] as? CPUNetwork {
+            passChoices = Array(repeating: PassSplitChoice(), count: network.forwardPasses.count + network.backwardPasses.count)
+        }
     }
 
     public func trainStep(_ indices: UnsafeBufferPointer<Int32>, of data: Dataset, rule: UpdateRule) -> StepStatistics {
@@ -46,7 +49,7 @@ public final class ThreadedEngine: ParameterStateEngine {
         let (gradient, stats) = team.gradient(
             images: images, labels: labels, indices: indices,
             parameters: UnsafePointer(state.values), recipe: rule.recipe)
-        state.apply(gradientSum: gradient, batchSize: indices.count, rule: rule)
+        state.apply(gradientSum: gradient, batchSize: indices.count, rule: rule, on: pool)
         return stats
     }
 
@@ -73,11 +76,12 @@ public final class ThreadedEngine: ParameterStateEngine {
             backwardLayerParallel(p)
             return stats
         }
-        state.apply(gradientSum: sum, batchSize: batch, rule: rule)
+        state.apply(gradientSum: sum, batchSize: batch, rule: rule, on: pool)
         return stats
     }
 
-    /// Any network but the paper's: every pass of the generic layers split across the threads.
+    /// Any network but the paper's: the passes of the generic layers split across the threads
+    /// where that pays (`PassSplitChoice`).
     private func trainLayerParallel(
         _ network: CPUNetwork, _ images: ImagePixels, _ labels: UnsafeBufferPointer<UInt8>,
         _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
@@ -86,28 +90,40 @@ public final class ThreadedEngine: ParameterStateEngine {
         let (sum, stats) = batchGradient.sum(batch: indices.count, on: network) { positions in
             let samples = UnsafeBufferPointer(rebasing: indices[positions])
             return network.trainBlock(images, samples: samples, label: { Int(labels[Int(samples[$0])]) }, recipe: rule.recipe) {
-                passes, _ in run(passes, p)
+                passes, first in run(passes, firstIndex: first, samples: samples.count, p)
             }
         }
-        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule)
+        state.apply(gradientSum: sum, batchSize: indices.count, rule: rule, on: pool)
         return stats
     }
 
-    /// Runs each pass's items split across the threads (one fork-join per pass); a pass of one
-    /// item runs on the calling thread.
-    private func run(_ passes: [LayerPass], _ p: UnsafePointer<Float>) {
+    /// Runs each pass of a block of `samples` samples, `firstIndex` the first one's index among
+    /// the block's passes: split across the threads (one fork-join) where its `PassSplitChoice`
+    /// says so, else on the calling thread, as is a pass of one item.
+    private func run(_ passes: [LayerPass], firstIndex: Int, samples: Int, _ p: UnsafePointer<Float>) {
         let pool = self.pool
-        for pass in passes {
-            if pass.items < 2 || threads == 1 {
+        for (k, pass) in passes.enumerated() {
+            guard pass.items >= 2, threads > 1 else {
                 pass.run(p, 0..<pass.items)
-            } else {
+                continue
+            }
+            let index = firstIndex + k
+            let choice = passChoices[index], began = choice.decided ? 0 : Trainer.now()
+            if choice.splits {
                 pool.run { member in
                     let items = pool.share(of: pass.items, member: member)
                     if !items.isEmpty { pass.run(p, items) }
                 }
+            } else {
+                pass.run(p, 0..<pass.items)
             }
+            if !choice.decided { passChoices[index].record(seconds: Trainer.now() - began, samples: samples) }
         }
     }
+
+    /// Per pass of the generic network (by its index among a block's passes), whether the layer
+    /// strategy splits it.
+    private var passChoices: [PassSplitChoice] = []
 
     /// c1 and s1 split by s1 output rows (each needs 4 c1 rows, so one region covers both);
     /// the tiny f layer on the calling thread.
@@ -154,7 +170,7 @@ public final class ThreadedEngine: ParameterStateEngine {
                 for (k, sample) in range.enumerated() {
                     network.loadImage(base, sample: sample)
                     network.begin(recipe: recipe) { _ in 0 }
-                    run(network.forwardPasses, p)
+                    run(network.forwardPasses, firstIndex: 0, samples: 1, p)
                     predictions[k] = UInt8(network.predictedClass())
                 }
             } else {
@@ -166,5 +182,37 @@ public final class ThreadedEngine: ParameterStateEngine {
                 }
             }
         }
+    }
+}
+
+/// Whether the `threads` layer strategy splits one pass of a generic network across its
+/// threads. A small pass (an activation of a few hundred values, a dense layer of 10 outputs)
+/// takes less than the fork-join it would need, so the pass's first `trials` runs go on the
+/// calling thread and the next `trials` split, each timed per sample, and from then on it runs
+/// the faster way. Either way computes every element with the same operations, so the choice
+/// changes the speed only, never a result.
+package struct PassSplitChoice {
+    package static let trials = 3
+    private var serialSeconds = Double.infinity, splitSeconds = Double.infinity
+    private var runs = 0
+
+    package init() {}
+
+    /// Whether both ways have been timed.
+    package var decided: Bool { runs >= 2 * Self.trials }
+
+    /// Whether the next run splits.
+    package var splits: Bool { decided ? splitSeconds < serialSeconds : runs >= Self.trials }
+
+    /// Records a timed run (the way `splits` chose) of a block of `samples` samples.
+    package mutating func record(seconds: Double, samples: Int) {
+        guard !decided else { return }
+        let perSample = seconds / Double(max(1, samples))
+        if runs < Self.trials {
+            serialSeconds = min(serialSeconds, perSample)
+        } else {
+            splitSeconds = min(splitSeconds, perSample)
+        }
+        runs += 1
     }
 }

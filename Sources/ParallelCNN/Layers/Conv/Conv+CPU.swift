@@ -54,7 +54,7 @@ extension CPULayers {
     /// Copies the block's input planes into the inside of their zero-bordered copies.
     static func convPad(_ b: LayerBuffers) {
         guard case .conv(_, _, _, let P) = b.layer.spec, let padded = b.padded else { return }
-        let (H, W) = (b.layer.input.height, b.layer.input.width), (PH, PW) = (H + 2 * P, W + 2 * P)
+        let (H, W) = (b.layer.input.height, b.layer.input.width), PW = W + 2 * P
         let planes = b.layer.input.channels * b.block.samples
         copyRows(planes * H, of: W, from: b.x, stride: W, to: padded + P * PW + P, stride: PW, planeRows: H, planeGap: 2 * P * PW)
     }

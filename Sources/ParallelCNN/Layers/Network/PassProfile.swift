@@ -10,6 +10,9 @@ public struct PassCost: Sendable, Codable, Equatable {
     public var seconds: Double
     /// `threads --strategy layer` runs this pass as one parallel region (fork-join).
     public var splitByThreads: Bool
+    /// The split is the engine's choice (`PassSplitChoice`, the generic layers): it runs the
+    /// pass split only where it timed that faster. Nil (older results) reads as false.
+    public var splitWhenFaster: Bool?
     /// `mpi --strategy layer` splits this pass and then runs one `MPI_Allgatherv`.
     public var splitByRanks: Bool
     /// Floats that allgather delivers to every rank (the whole pass's output); 0 when not split.
@@ -252,7 +255,10 @@ public enum PassProfile {
                 name: pass.name, items: pass.items, seconds: spent[i], splitByThreads: pass.items >= 2,
                 splitByRanks: !pass.replicated,
                 exchangedFloats: pass.replicated ? 0 : pass.writtenFloats, writtenFloats: pass.writtenFloats)
-            if pass.items >= 2 { cost.shares = workers.enumerated().map { .init(workers: $1, seconds: shareSpent[i][$0]) } }
+            if pass.items >= 2 {
+                cost.shares = workers.enumerated().map { .init(workers: $1, seconds: shareSpent[i][$0]) }
+                cost.splitWhenFaster = true
+            }
             return cost
         }
         return (passes, max(0, total - shareTotal - spent.reduce(0, +)))
