@@ -22,6 +22,10 @@ static inline __attribute__((always_inline)) void pcnn_pause(void) {
 #endif
 }
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 typedef float pcnn_float8 __attribute__((ext_vector_type(8)));
 typedef float pcnn_float16 __attribute__((ext_vector_type(16)));
 
@@ -209,6 +213,18 @@ void pcnn_average_unpool_row16(const float *e, float scale, float *top, float *b
     };
     __builtin_memcpy(top, rows, 128);
     __builtin_memcpy(bottom, rows, 128);
+}
+
+// The 16 floats base[index[0]] ... base[index[15]]: one vgatherdps with AVX-512, a loop elsewhere.
+static inline __attribute__((always_inline))
+pcnn_float16 pcnn_gather16(const float *base, const int *index) {
+#ifdef __AVX512F__
+    return (pcnn_float16)_mm512_i32gather_ps(_mm512_loadu_si512(index), base, 4);
+#else
+    pcnn_float16 r;
+    for (int i = 0; i < 16; i++) r[i] = base[index[i]];
+    return r;
+#endif
 }
 
 #endif

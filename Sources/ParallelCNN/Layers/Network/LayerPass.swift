@@ -77,12 +77,16 @@ struct LayerBuffers {
     let dx: UnsafeMutablePointer<Float>?
     /// The block's gradient sum, canonical order.
     let grad: UnsafeMutablePointer<Float>
-    /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]`.
+    /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]`; subsampling: its
+    /// unfolded windows, `[K·K][C·n·OH·OW]`.
     let col: UnsafeMutablePointer<Float>?
     let dCol: UnsafeMutablePointer<Float>?
     /// Convolution with stride 1 and padding: the input with its zero border, `[C][n][H+2P][W+2P]`
     /// (the border written once, at allocation), so that every tap row is one plain copy.
     let padded: UnsafeMutablePointer<Float>?
+    /// Subsampling: where each output's window starts, then each input's window
+    /// (`CPULayers.subsampleIndices`).
+    let windowStarts: UnsafePointer<Int32>?
     /// Max pooling: the input index of each output's maximum.
     let argmax: UnsafeMutablePointer<Int32>?
     /// Dense, in a network of more than one sample: the input gathered `[n][I]`, and its error

@@ -92,6 +92,9 @@ final class CPUNetwork: SampleTrainer {
                     sizes.append(padded(n * layer.input.channels * (layer.input.height + 2 * P) * (layer.input.width + 2 * P)))
                 }
             }
+            if case .subsample(let K) = layer.spec {
+                sizes += [padded(K * K * n * layer.output.count), padded(n * layer.output.count + layer.input.planeSize)]  // Int32s
+            }
             if case .maxPool = layer.spec { sizes.append(padded(n * layer.output.count)) }  // Int32s, same size
             if case .dense = layer.spec, n > 1 {
                 sizes.append(padded(n * layer.input.count))
@@ -124,6 +127,13 @@ final class CPUNetwork: SampleTrainer {
                 if l > 0 { dCol = next() }
                 if S == 1, P > 0 { paddedInput = next() }
             }
+            var windowStarts: UnsafeMutablePointer<Int32>?
+            if case .subsample = layer.spec {
+                col = next()
+                let indices = CPULayers.subsampleIndices(layer, capacity: n)
+                windowStarts = UnsafeMutableRawPointer(next()).assumingMemoryBound(to: Int32.self)
+                windowStarts!.update(from: indices, count: indices.count)
+            }
             if case .maxPool = layer.spec { argmax = UnsafeMutableRawPointer(next()).assumingMemoryBound(to: Int32.self) }
             if case .dense = layer.spec, n > 1 {
                 xFlat = next()
@@ -132,7 +142,8 @@ final class CPUNetwork: SampleTrainer {
             buffers.append(
                 LayerBuffers(
                     layer: layer, block: block, x: l == 0 ? input : outputs[l - 1], y: y, dy: dy,
-                    dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, padded: paddedInput, argmax: argmax,
+                    dx: l == 0 ? nil : errors[l - 1], grad: grad, col: col, dCol: dCol, padded: paddedInput,
+                    windowStarts: windowStarts.map { UnsafePointer($0) }, argmax: argmax,
                     xFlat: xFlat, dxFlat: dxFlat))
             outputs.append(y)
             errors.append(dy)
