@@ -53,7 +53,7 @@ struct ThreadedTests {
 
 @Suite("Threads: what the layer strategy splits, and the sliced update")
 struct ThreadsSplittingTests {
-    @Test("a pass runs on one thread, then split, each timed, then the faster way for good")
+    @Test("a pass runs on one thread and split in turn, each timed, then the faster way for good")
     func splitChoice() {
         func choose(serial: Double, split: Double) -> (trials: [Bool], after: Bool) {
             var choice = PassSplitChoice(), trials: [Bool] = []
@@ -68,7 +68,7 @@ struct ThreadsSplittingTests {
         }
         let trials = PassSplitChoice.trials
         let slowSplit = choose(serial: 2e-6, split: 5e-6), fastSplit = choose(serial: 9e-6, split: 5e-6)
-        #expect(slowSplit.trials == Array(repeating: false, count: trials) + Array(repeating: true, count: trials))
+        #expect(slowSplit.trials == (0..<(2 * trials)).map { $0 % 2 == 1 })
         #expect(!slowSplit.after)
         #expect(fastSplit.after)
     }

@@ -187,8 +187,9 @@ public final class ThreadedEngine: ParameterStateEngine {
 
 /// Whether the `threads` layer strategy splits one pass of a generic network across its
 /// threads. A small pass (an activation of a few hundred values, a dense layer of 10 outputs)
-/// takes less than the fork-join it would need, so the pass's first `trials` runs go on the
-/// calling thread and the next `trials` split, each timed per sample, and from then on it runs
+/// takes less than the fork-join it would need, so the pass's first `2·trials` runs alternate
+/// between the calling thread and a split, each timed per sample (alternating, so that both
+/// meet the same caches and the same state of the other threads), and from then on it runs
 /// the faster way. Either way computes every element with the same operations, so the choice
 /// changes the speed only, never a result.
 package struct PassSplitChoice {
@@ -202,13 +203,13 @@ package struct PassSplitChoice {
     package var decided: Bool { runs >= 2 * Self.trials }
 
     /// Whether the next run splits.
-    package var splits: Bool { decided ? splitSeconds < serialSeconds : runs >= Self.trials }
+    package var splits: Bool { decided ? splitSeconds < serialSeconds : runs % 2 == 1 }
 
     /// Records a timed run (the way `splits` chose) of a block of `samples` samples.
     package mutating func record(seconds: Double, samples: Int) {
         guard !decided else { return }
         let perSample = seconds / Double(max(1, samples))
-        if runs < Self.trials {
+        if runs % 2 == 0 {
             serialSeconds = min(serialSeconds, perSample)
         } else {
             splitSeconds = min(splitSeconds, perSample)

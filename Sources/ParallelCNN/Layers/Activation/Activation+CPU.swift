@@ -1,13 +1,14 @@
 import _CPUVector
 
 // Activations work on whole 16-float chunks of buffers padded to a multiple of 16, so every
-// element goes through the same vector code whatever split a pass is given. A pass has the
-// chunks of a full block; those past the current block's values are skipped.
+// element goes through the same vector code whatever split a pass is given. A pass has as many
+// items as a full block has chunks; a range of them stands for the same share of the chunks
+// the current block uses, so a split shares out the work of a block of any size.
 
 extension CPULayers {
-    /// `y = act(x)` over the chunks `chunks` (16 values each).
-    static func activationForward(_ b: LayerBuffers, _ activation: Activation, chunks: Range<Int>) {
-        for k in chunks.clamped(to: 0..<usedChunks(b)) {
+    /// `y = act(x)` over the share `items` of `itemCount` of the used chunks (16 values each).
+    static func activationForward(_ b: LayerBuffers, _ activation: Activation, items: Range<Int>, of itemCount: Int) {
+        for k in usedChunks(b, items: items, of: itemCount) {
             let x = UnsafePointer(b.x).vec16(16 * k)
             let y: Vec16 =
                 switch activation {
@@ -19,10 +20,10 @@ extension CPULayers {
         }
     }
 
-    /// `dx = dy · act'(y)` over the chunks `chunks`.
-    static func activationBackward(_ b: LayerBuffers, _ activation: Activation, chunks: Range<Int>) {
+    /// `dx = dy · act'(y)` over the share `items` of `itemCount` of the used chunks.
+    static func activationBackward(_ b: LayerBuffers, _ activation: Activation, items: Range<Int>, of itemCount: Int) {
         let dx = b.dx!
-        for k in chunks.clamped(to: 0..<usedChunks(b)) {
+        for k in usedChunks(b, items: items, of: itemCount) {
             let y = UnsafePointer(b.y).vec16(16 * k), dy = UnsafePointer(b.dy).vec16(16 * k)
             let d: Vec16 =
                 switch activation {
@@ -34,19 +35,22 @@ extension CPULayers {
         }
     }
 
-    /// Chunks holding the current block's values.
-    @inline(__always) static func usedChunks(_ b: LayerBuffers) -> Int { (b.block.samples * b.layer.output.count + 15) / 16 }
+    /// The chunks holding the current block's values that the items `items` of `itemCount` stand for.
+    @inline(__always) static func usedChunks(_ b: LayerBuffers, items: Range<Int>, of itemCount: Int) -> Range<Int> {
+        let used = (b.block.samples * b.layer.output.count + 15) / 16
+        return (items.lowerBound * used / itemCount)..<(items.upperBound * used / itemCount)
+    }
 
     static func activationPasses(_ b: LayerBuffers, _ activation: Activation) -> (forward: [LayerPass], backward: [LayerPass]) {
         let chunks = (b.block.capacity * b.layer.output.count + 15) / 16
         let forward = [
             LayerPass(name: "\(b.layer.name) forward", items: chunks, replicated: true, writes: b.layer.output.count) { _, r in
-                activationForward(b, activation, chunks: r)
+                activationForward(b, activation, items: r, of: chunks)
             }
         ]
         let backward = [
             LayerPass(name: "\(b.layer.name) backward", items: chunks, replicated: true, writes: b.layer.output.count) { _, r in
-                activationBackward(b, activation, chunks: r)
+                activationBackward(b, activation, items: r, of: chunks)
             }
         ]
         return (forward, backward)
