@@ -30,7 +30,8 @@ extension CPULayers {
 
     /// For every output position `j` of a block's planes (`q = j / M`), where its window starts
     /// in the input, `q·H·W + K·oy·W + K·ox`; then, for every input position `iy·W + ix` of a
-    /// plane its window covers, the window's output position `(iy/K)·OW + ix/K`.
+    /// plane, its window's output position `(iy/K)·OW + ix/K` (read only where windows cover the
+    /// plane; clamped to the last window elsewhere, so that every entry is a valid index).
     static func subsampleIndices(_ layer: ArchitectureLayer, capacity: Int) -> [Int32] {
         guard case .subsample(let K) = layer.spec else { preconditionFailure() }
         let (H, W) = (layer.input.height, layer.input.width), (OH, OW) = (layer.output.height, layer.output.width)
