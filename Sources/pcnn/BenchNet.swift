@@ -37,6 +37,12 @@ struct BenchNet: ParsableCommand {
     @Flag(help: "Print the rows as JSON on standard output.")
     var json = false
 
+    @Flag(
+        help:
+            "Also print where a block of the batch strategies spends its time: each forward and backward pass, and the update at --batch, in µs per sample (any network but the paper's, whose kernels run one sample at a time)."
+    )
+    var passes = false
+
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else {
@@ -70,6 +76,7 @@ struct BenchNet: ParsableCommand {
                     architecture, backend: gpu, data: data.train, samples: count, batch: batch, progress: note)
             } catch { throw fail("--gpu \(gpu.rawValue): \(error)") }
         }
+        if passes, !architecture.isPaper { printPasses(architecture, data: data.train, samples: count) }
         if json {
             let objects: [[String: Any]] = rows.map {
                 [
@@ -108,5 +115,22 @@ struct BenchNet: ParsableCommand {
                         format: " %7d  %5d  %9.1f  %12.2f  %7.2fx  %7.1f  %6.1f%%", r.workers, r.batch, r.secondsPerSample * 1e6,
                         r.secondsPerSample * 60_000, r.speedup, r.gflops, 100 * r.peakFraction))
         }
+    }
+
+    /// The `--passes` table: the passes of full blocks, then Adam's update shared by a batch.
+    private func printPasses(_ architecture: Architecture, data: Dataset, samples: Int) {
+        note("Timing each pass over whole blocks of the batch strategies...")
+        let parameters = Initialization.seeded(1).makeParameters(for: architecture)
+        let passes = PassProfile.blockPasses(architecture, data: data, samples: samples, parameters: parameters, recipe: .modern)
+        let update = PassProfile.measure(architecture, data: data, samples: 8, parameters: parameters, rule: UpdateRule(recipe: .modern))
+            .updateSeconds
+        let total = passes.reduce(0) { $0 + $1.seconds } + update / Double(batch)
+        print("pass                          µs/sample  share")
+        for (name, seconds) in passes + [("update (Adam) / batch \(batch)", update / Double(batch))] {
+            print(
+                name.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "  %9.2f  %4.1f%%", seconds * 1e6, 100 * seconds / total))
+        }
+        print(String(format: "%@  %9.2f\n", "total".padding(toLength: 28, withPad: " ", startingAt: 0), total * 1e6))
     }
 }

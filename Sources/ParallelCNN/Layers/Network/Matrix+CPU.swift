@@ -13,11 +13,17 @@ enum CPULayers {
         pcnn_fma16(Vec16(repeating: a), Vec16(repeating: b), Vec16(repeating: c))[0]
     }
 
+    /// Whether the target has 32 vector registers (AVX-512). With 16 (AVX2, where a 16-float
+    /// vector takes two) the kernels below keep half as many accumulators instead of spilling
+    /// them to the stack on every step; each element is summed in the same order either way.
+    static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
+
     /// `c[i][j] = bias[i] + Σ_k A(i, k) · b[k][j]` for `i` in `rows`, `j` in `columns`, the sum
     /// over `k = 0..<depth` in order, where `A(i, k) = a[i·aRow + k·aColumn]` (so `a` may be read
     /// transposed); `bias` nil starts from 0. Register-blocked: 4 (or 2) rows × 32 columns of
-    /// accumulators, each `b` row loaded once for the rows. Column blocks are the outer loop, so
-    /// a block's `depth × 32` slice of `b` is read from memory once and from L1 for the other rows.
+    /// accumulators with 32 registers, 6 (4, 2) rows × 16 columns with 16, each `b` row loaded
+    /// once for the rows. Column blocks are the outer loop, so a block's `depth × 32` (16) slice
+    /// of `b` is read from memory once and from L1 for the other rows.
     static func matrixMultiply(
         rows: Range<Int>, columns: Range<Int>, depth: Int,
         a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
@@ -25,7 +31,24 @@ enum CPULayers {
         c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>?
     ) {
         var j = columns.lowerBound
-        while j + 32 <= columns.upperBound {
+        while !wideRegisterFile && j + 16 <= columns.upperBound {
+            var i = rows.lowerBound
+            while i + 6 <= rows.upperBound {
+                blockRowsx16(6, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                i += 6
+            }
+            if i + 4 <= rows.upperBound {
+                blockRowsx16(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                i += 4
+            }
+            if i + 2 <= rows.upperBound {
+                blockRowsx16(2, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                i += 2
+            }
+            if i < rows.upperBound { block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
+            j += 16
+        }
+        while wideRegisterFile && j + 32 <= columns.upperBound {
             var i = rows.lowerBound
             while i + 4 <= rows.upperBound {
                 blockRowsx32(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
@@ -97,6 +120,46 @@ enum CPULayers {
         }
     }
 
+    /// `rows` (6, 4 or 2, a constant where it is inlined) × 16 columns of `matrixMultiply`, for
+    /// 16 vector registers: 6 accumulators, the `b` vector and a broadcast take 15 of them.
+    @inline(__always) private static func blockRowsx16(
+        _ rows: Int, _ i: Int, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        var s0 = Vec16(repeating: bias?[i] ?? 0), s1 = Vec16(repeating: bias?[i + 1] ?? 0)
+        var s2 = Vec16(repeating: rows > 2 ? bias?[i + 2] ?? 0 : 0), s3 = Vec16(repeating: rows > 2 ? bias?[i + 3] ?? 0 : 0)
+        var s4 = Vec16(repeating: rows > 4 ? bias?[i + 4] ?? 0 : 0), s5 = Vec16(repeating: rows > 4 ? bias?[i + 5] ?? 0 : 0)
+        var ak = a + i * aRow, bk = b + j
+        for _ in 0..<depth {
+            let bv = bk.vec16(0)
+            s0 = fma(Vec16(repeating: ak[0]), bv, s0)
+            s1 = fma(Vec16(repeating: ak[aRow]), bv, s1)
+            if rows > 2 {
+                s2 = fma(Vec16(repeating: ak[2 * aRow]), bv, s2)
+                s3 = fma(Vec16(repeating: ak[3 * aRow]), bv, s3)
+            }
+            if rows > 4 {
+                s4 = fma(Vec16(repeating: ak[4 * aRow]), bv, s4)
+                s5 = fma(Vec16(repeating: ak[5 * aRow]), bv, s5)
+            }
+            ak += aColumn
+            bk += bRow
+        }
+        let out = c + i * cRow + j
+        out.store(s0, at: 0)
+        out.store(s1, at: cRow)
+        if rows > 2 {
+            out.store(s2, at: 2 * cRow)
+            out.store(s3, at: 3 * cRow)
+        }
+        if rows > 4 {
+            out.store(s4, at: 4 * cRow)
+            out.store(s5, at: 5 * cRow)
+        }
+    }
+
     @inline(__always) private static func block1x16(
         _ i: Int, _ j: Int, _ depth: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
@@ -116,7 +179,8 @@ enum CPULayers {
     /// `c[i][j] = Σ_n a[i][n] · b[j][n]` (+ `bias[i]` after the sum if given), for `i` in `rows`,
     /// `j` in `columns`: dot products of rows of length `length`, summed 16 lanes at a time, the
     /// lanes added, then the tail in order. Register-blocked: 4 rows × 4 columns of lane sums,
-    /// each loaded vector used 4 times (the long rows of a block's weight gradient come from L2).
+    /// each loaded vector used 4 times (the long rows of a block's weight gradient come from L2);
+    /// 4 rows × 1 column with 16 registers.
     static func rowDots(
         rows: Range<Int>, columns: Range<Int>, length: Int,
         a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
@@ -124,7 +188,13 @@ enum CPULayers {
     ) {
         let wide = length / 16 * 16
         var i = rows.lowerBound
-        while i + 2 <= rows.upperBound {
+        // With 16 registers, blocks of 4 rows × 1 column (4 accumulators, each `b` vector used
+        // 4 times): the 4×4 and 2×4 blocks would spill.
+        while !wideRegisterFile && i + 4 <= rows.upperBound {
+            for j in columns { dotsRows4x1(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            i += 4
+        }
+        while wideRegisterFile && i + 2 <= rows.upperBound {
             let block = i + 4 <= rows.upperBound ? 4 : 2
             var j = columns.lowerBound
             while j + 4 <= columns.upperBound {
@@ -219,6 +289,28 @@ enum CPULayers {
             store(2, a2, s20, s21, s22, s23)
             store(3, a3, s30, s31, s32, s33)
         }
+    }
+
+    /// Rows `i..<i+4` × column `j` of `rowDots`, for 16 vector registers: the same chain of fused
+    /// operations per element as in `rowDots1`.
+    @inline(__always) private static func dotsRows4x1(
+        _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
+    ) {
+        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, bj = b + j * bRow
+        var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16()
+        var n = 0
+        while n < wide {
+            let y = bj.vec16(n)
+            s0 = fma(a0.vec16(n), y, s0); s1 = fma(a1.vec16(n), y, s1)
+            s2 = fma(a2.vec16(n), y, s2); s3 = fma(a3.vec16(n), y, s3)
+            n += 16
+        }
+        let sums = pcnn_totals4(
+            withTail(s0, a0, bj, wide, length), withTail(s1, a1, bj, wide, length),
+            withTail(s2, a2, bj, wide, length), withTail(s3, a3, bj, wide, length))
+        for r in 0..<4 { put(sums[r] + (bias?[i + r] ?? 0), c + (i + r) * cRow + j, accumulate) }
     }
 
     /// `target = value`, or `target += value` when accumulating.

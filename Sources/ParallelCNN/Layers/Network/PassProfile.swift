@@ -200,6 +200,42 @@ public enum PassProfile {
         return (size, seconds)
     }
 
+    /// Where a block's time goes: each pass of `CPUNetwork` timed over whole blocks of its size
+    /// (the batch strategies' unit), as seconds per sample, best of three rounds over `samples`
+    /// samples (at least one block). The generic layers only; `pcnn bench net --passes` prints it.
+    public static func blockPasses(
+        _ architecture: Architecture, data: Dataset, samples: Int, parameters: Parameters, recipe: Recipe
+    ) -> [(name: String, seconds: Double)] {
+        precondition(!architecture.isPaper, "the paper's network runs its specialised kernels, one sample at a time")
+        let state = ParameterState(parameters, architecture: architecture)
+        let network = CPUNetwork(architecture)
+        let all = network.forwardPasses + network.backwardPasses
+        let size = network.blockCapacity, blocks = max(1, samples / size)
+        let order = (0..<(blocks * size)).map { Int32($0 % data.count) }
+        let p = UnsafePointer(state.values)
+        var best = [Double](repeating: .infinity, count: all.count)
+        data.withImagePixels { images in
+            order.withUnsafeBufferPointer { order in
+                for round in 0..<4 {  // round 0 warms the caches
+                    var spent = [Double](repeating: 0, count: all.count)
+                    for b in 0..<(round == 0 ? 1 : blocks) {
+                        let samples = UnsafeBufferPointer(rebasing: order[(b * size)..<((b + 1) * size)])
+                        _ = network.trainBlock(images, samples: samples, label: { Int(data.labels[Int(samples[$0])]) }, recipe: recipe) {
+                            passes, first in
+                            for (i, pass) in passes.enumerated() {
+                                let t = now()
+                                pass.run(p, 0..<pass.items)
+                                spent[first + i] += now() - t
+                            }
+                        }
+                    }
+                    if round > 0 { for i in best.indices { best[i] = min(best[i], spent[i] / Double(blocks * size)) } }
+                }
+            }
+        }
+        return zip(all, best).map { ($0.name, $1) }
+    }
+
     private static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     /// Seconds of one `now()`, best of three rounds of 10,000.
