@@ -117,20 +117,38 @@ struct BenchNet: ParsableCommand {
         }
     }
 
-    /// The `--passes` table: the passes of full blocks, then Adam's update shared by a batch.
+    /// The `--passes` table: each pass in whole blocks (the batch strategies) and for one sample
+    /// at a time (batch 1), then Adam's update, shared by a batch or paid by every sample.
     private func printPasses(_ architecture: Architecture, data: Dataset, samples: Int) {
-        note("Timing each pass over whole blocks of the batch strategies...")
+        note("Timing each pass over whole blocks of the batch strategies, then one sample at a time...")
         let parameters = Initialization.seeded(1).makeParameters(for: architecture)
-        let passes = PassProfile.blockPasses(architecture, data: data, samples: samples, parameters: parameters, recipe: .modern)
-        let update = PassProfile.measure(architecture, data: data, samples: 8, parameters: parameters, rule: UpdateRule(recipe: .modern))
-            .updateSeconds
-        let total = passes.reduce(0) { $0 + $1.seconds } + update / Double(batch)
-        print("pass                          µs/sample  share")
-        for (name, seconds) in passes + [("update (Adam) / batch \(batch)", update / Double(batch))] {
+        let blocks = PassProfile.blockPasses(architecture, data: data, samples: samples, parameters: parameters, recipe: .modern)
+        let single = PassProfile.measure(
+            architecture, data: data, samples: min(samples, 1_000), parameters: parameters, rule: UpdateRule(recipe: .modern))
+        let update = single.updateSeconds
+        // The two lists differ where a block has passes of its own (the gathers of dense inputs):
+        // merged in running order, a pass missing from one list counted as 0 there.
+        var rows: [(String, Double, Double)] = []
+        var next = single.passes[...]
+        for pass in blocks {
+            while let first = next.first, !blocks.contains(where: { $0.name == first.name }) {
+                rows.append((first.name, 0, first.seconds))
+                next = next.dropFirst()
+            }
+            let one = next.first?.name == pass.name ? next.popFirst()!.seconds : 0
+            rows.append((pass.name, pass.seconds, one))
+        }
+        rows += next.map { ($0.name, 0, $0.seconds) }
+        rows += [("update (Adam)", update / Double(batch), update), ("rest of the sample", 0, single.otherSeconds)]
+        let totals = rows.reduce((0.0, 0.0)) { ($0.0 + $1.1, $0.1 + $1.2) }
+        print("pass                        µs/sample at batch \(batch)  share   µs/sample at batch 1  share")
+        for (name, batched, one) in rows + [("total", totals.0, totals.1)] {
             print(
                 name.padding(toLength: 28, withPad: " ", startingAt: 0)
-                    + String(format: "  %9.2f  %4.1f%%", seconds * 1e6, 100 * seconds / total))
+                    + String(
+                        format: "  %21.2f  %4.1f%%  %20.2f  %4.1f%%", batched * 1e6, 100 * batched / totals.0, one * 1e6,
+                        100 * one / totals.1))
         }
-        print(String(format: "%@  %9.2f\n", "total".padding(toLength: 28, withPad: " ", startingAt: 0), total * 1e6))
+        print("")
     }
 }

@@ -6,7 +6,7 @@ import _CPUVector
 /// Determinism: every output element is computed by one call, in one fixed order of fused
 /// multiply-adds, whatever range of rows or columns a call is given. Splitting a pass's items
 /// across threads or ranks therefore gives bit-identical results.
-enum CPULayers {
+package enum CPULayers {
     /// `a · b + c` rounded as the vector kernels round it (one fused operation where the target
     /// has FMA, a multiply and an add otherwise), for the scalar tails.
     @inline(__always) static func fused(_ a: Float, _ b: Float, _ c: Float) -> Float {
@@ -24,29 +24,20 @@ enum CPULayers {
     /// accumulators with 32 registers, 6 (4, 2) rows × 16 columns with 16, each `b` row loaded
     /// once for the rows. Column blocks are the outer loop, so a block's `depth × 32` (16) slice
     /// of `b` is read from memory once and from L1 for the other rows.
-    static func matrixMultiply(
+    package static func matrixMultiply(
         rows: Range<Int>, columns: Range<Int>, depth: Int,
         a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
         b: UnsafePointer<Float>, bRow: Int,
         c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>?
     ) {
         var j = columns.lowerBound
-        while !wideRegisterFile && j + 16 <= columns.upperBound {
-            var i = rows.lowerBound
-            while i + 6 <= rows.upperBound {
-                blockRowsx16(6, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                i += 6
+        if rows.count == 1 {
+            // One row (a dense layer's input error for one sample): 4 vectors of columns at once,
+            // so that 4 chains of fused operations are in flight instead of one.
+            while j + 64 <= columns.upperBound {
+                row1x64(rows.lowerBound, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                j += 64
             }
-            if i + 4 <= rows.upperBound {
-                blockRowsx16(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                i += 4
-            }
-            if i + 2 <= rows.upperBound {
-                blockRowsx16(2, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                i += 2
-            }
-            if i < rows.upperBound { block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
-            j += 16
         }
         while wideRegisterFile && j + 32 <= columns.upperBound {
             var i = rows.lowerBound
@@ -64,24 +55,66 @@ enum CPULayers {
             }
             j += 32
         }
+        while j + 16 <= columns.upperBound {
+            rowBlocksx16(rows, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            j += 16
+        }
+        // The last columns as one more block of 16 that overlaps the previous one: an element
+        // computed twice gets the same value both times (same fused operations in the same order).
+        if j < columns.upperBound, columns.count >= 16 {
+            rowBlocksx16(rows, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            j = columns.upperBound
+        }
         for i in rows {
-            var jj = j
-            while jj + 16 <= columns.upperBound {
-                block1x16(i, jj, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                jj += 16
-            }
-            // The last columns as one more block of 16 that overlaps the previous one: an element
-            // computed twice gets the same value both times (same fused operations in the same order).
-            if jj < columns.upperBound, columns.count >= 16 {
-                block1x16(i, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                jj = columns.upperBound
-            }
-            for jt in jj..<columns.upperBound {
+            for jt in j..<columns.upperBound {
                 var sum = bias?[i] ?? 0
                 for k in 0..<depth { sum = fused(a[i * aRow + k * aColumn], b[k * bRow + jt], sum) }
                 c[i * cRow + jt] = sum
             }
         }
+    }
+
+    /// The columns `j..<j+16` of every row of `rows`, in blocks of 6, 4, 2 and 1 rows.
+    @inline(__always) private static func rowBlocksx16(
+        _ rows: Range<Int>, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        var i = rows.lowerBound
+        while i + 6 <= rows.upperBound {
+            blockRowsx16(6, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            i += 6
+        }
+        if i + 4 <= rows.upperBound {
+            blockRowsx16(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            i += 4
+        }
+        if i + 2 <= rows.upperBound {
+            blockRowsx16(2, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            i += 2
+        }
+        if i < rows.upperBound { block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
+    }
+
+    /// Row `i` × columns `j..<j+64` of `matrixMultiply`: 4 accumulators, one `a` broadcast each step.
+    @inline(__always) private static func row1x64(
+        _ i: Int, _ j: Int, _ depth: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
+        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
+    ) {
+        var s0 = Vec16(repeating: bias?[i] ?? 0), s1 = s0, s2 = s0, s3 = s0
+        var ak = a + i * aRow, bk = b + j
+        for _ in 0..<depth {
+            let x = Vec16(repeating: ak[0])
+            s0 = fma(x, bk.vec16(0), s0); s1 = fma(x, bk.vec16(16), s1)
+            s2 = fma(x, bk.vec16(32), s2); s3 = fma(x, bk.vec16(48), s3)
+            ak += aColumn
+            bk += bRow
+        }
+        let out = c + i * cRow + j
+        out.store(s0, at: 0); out.store(s1, at: 16); out.store(s2, at: 32); out.store(s3, at: 48)
     }
 
     /// `rows` (4 or 2, a constant where it is inlined, so the unused accumulators fold away) ×
@@ -181,7 +214,7 @@ enum CPULayers {
     /// lanes added, then the tail in order. Register-blocked: 4 rows × 4 columns of lane sums,
     /// each loaded vector used 4 times (the long rows of a block's weight gradient come from L2);
     /// 4 rows × 1 column with 16 registers.
-    static func rowDots(
+    package static func rowDots(
         rows: Range<Int>, columns: Range<Int>, length: Int,
         a: UnsafePointer<Float>, aRow: Int, b: UnsafePointer<Float>, bRow: Int,
         c: UnsafeMutablePointer<Float>, cRow: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false
@@ -205,7 +238,13 @@ enum CPULayers {
                 }
                 j += 4
             }
-            for r in i..<(i + block) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            // The last columns (all of them for a dense layer's single sample) 4 rows at a time:
+            // 4 chains in flight rather than one.
+            if block == 4 {
+                for jj in j..<columns.upperBound { dotsRows4x1(i, jj, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            } else {
+                for r in i..<(i + block) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            }
             i += block
         }
         for r in i..<rows.upperBound { rowDots1(r, columns, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
@@ -332,7 +371,7 @@ enum CPULayers {
     }
 
     /// Floats a buffer read by `rowDots` must have after its last value.
-    static let readSlack = 16
+    package static let readSlack = 16
 
     /// `Σ_n x[n]` over `length` values, 16 lanes at a time, then the tail.
     @inline(__always) static func sum(_ x: UnsafePointer<Float>, length: Int) -> Float {
