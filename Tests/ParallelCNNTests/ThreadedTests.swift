@@ -71,6 +71,15 @@ struct ThreadsSplittingTests {
         #expect(slowSplit.trials == (0..<(2 * trials)).map { $0 % 2 == 1 })
         #expect(!slowSplit.after)
         #expect(fastSplit.after)
+
+        // A decision holds for `decisionRuns` runs, then both ways are timed again.
+        var choice = PassSplitChoice()
+        for k in 0..<(2 * trials) { choice.record(seconds: k % 2 == 1 ? 1e-6 : 9e-6, samples: 1) }
+        #expect(choice.decided && choice.splits)
+        for _ in 0..<(PassSplitChoice.decisionRuns - 1) { choice.record(seconds: 0, samples: 1) }
+        #expect(choice.decided && choice.splits)
+        choice.record(seconds: 0, samples: 1)
+        #expect(!choice.decided && !choice.splits)
     }
 
     @Test("a pool's threads update slices of the parameters exactly as one thread does", arguments: Optimizer.allCases)

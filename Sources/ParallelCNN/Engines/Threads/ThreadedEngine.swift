@@ -117,7 +117,7 @@ public final class ThreadedEngine: ParameterStateEngine {
             } else {
                 pass.run(p, 0..<pass.items)
             }
-            if !choice.decided { passChoices[index].record(seconds: Trainer.now() - began, samples: samples) }
+            passChoices[index].record(seconds: choice.decided ? 0 : Trainer.now() - began, samples: samples)
         }
     }
 
@@ -190,12 +190,16 @@ public final class ThreadedEngine: ParameterStateEngine {
 /// takes less than the fork-join it would need, so the pass's first `2·trials` runs alternate
 /// between the calling thread and a split, each timed per sample (alternating, so that both
 /// meet the same caches and the same state of the other threads), and from then on it runs
-/// the faster way. Either way computes every element with the same operations, so the choice
-/// changes the speed only, never a result.
+/// the faster way, until `decisionRuns` runs later the two ways are timed again: a machine's
+/// load changes, and one noisy moment must not fix a slow choice for good (`pcnn bench net`
+/// measured LeNet-5's layer strategy at 78 µs per sample in one run and 168 in the next).
+/// Either way computes every element with the same operations, so the choice changes the
+/// speed only, never a result.
 package struct PassSplitChoice {
-    package static let trials = 3
+    package static let trials = 6
+    package static let decisionRuns = 30_000
     private var serialSeconds = Double.infinity, splitSeconds = Double.infinity
-    private var runs = 0
+    private var runs = 0, decidedRuns = 0
 
     package init() {}
 
@@ -206,8 +210,13 @@ package struct PassSplitChoice {
     package var splits: Bool { decided ? splitSeconds < serialSeconds : runs % 2 == 1 }
 
     /// Records a timed run (the way `splits` chose) of a block of `samples` samples.
+    /// After the decision only the runs are counted (`seconds` is not read).
     package mutating func record(seconds: Double, samples: Int) {
-        guard !decided else { return }
+        guard !decided else {
+            decidedRuns += 1
+            if decidedRuns >= Self.decisionRuns { self = PassSplitChoice() }
+            return
+        }
         let perSample = seconds / Double(max(1, samples))
         if runs % 2 == 0 {
             serialSeconds = min(serialSeconds, perSample)
