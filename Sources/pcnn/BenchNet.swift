@@ -60,6 +60,10 @@ struct BenchNet: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
+        if passes, architecture.isPaper {
+            throw fail(
+                "--passes: the paper's network runs its specialised kernels, one sample at a time; `pcnn bench` times its layers (Table 4)")
+        }
         note("Measuring the cores' peak...")
         let peak = PeakFLOPS.measure()
         let count = min(samples, data.train.count)
@@ -76,7 +80,7 @@ struct BenchNet: ParsableCommand {
                     architecture, backend: gpu, data: data.train, samples: count, batch: batch, progress: note)
             } catch { throw fail("--gpu \(gpu.rawValue): \(error)") }
         }
-        if passes, !architecture.isPaper { printPasses(architecture, data: data.train, samples: count) }
+        if passes { printPasses(architecture, data: data.train, samples: count) }
         if json {
             let objects: [[String: Any]] = rows.map {
                 [

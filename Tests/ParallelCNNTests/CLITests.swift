@@ -83,12 +83,34 @@ struct CLITests {
             (["bench", "sweep", "--repeats", "0"], "--repeats"),
             (["bench", "sweep", "--batch", "0"], "--batch"),
             (["bench", "sweep", "--seconds", "-1"], "--seconds"),
-            (["bench", "sweep", "--workers", "0"], "--workers")
+            (["bench", "sweep", "--workers", "0"], "--workers"),
+            (["bench", "net", "--passes"], "--passes")
         ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])
         #expect(result.status != 0)
         #expect(result.output.contains(mention), "\(result.output)")
+    }
+
+    @Test("bench net --passes: a row per pass of the network at batch 64 and 1, the update and the total")
+    func benchPasses() throws {
+        let result = try CLI.run([
+            "bench", "net", "--data", try TestData.requireMNISTDirectory(), "--net", "conv 2 3x3 relu; maxpool 2x2; dense 10",
+            "--samples", "16", "--threads", "2", "--passes"
+        ])
+        #expect(result.status == 0, "\(result.output)")
+        let rows = result.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        for name in [
+            "conv1 unfold", "conv1 forward", "relu1 forward", "maxpool1 forward", "dense1 forward", "output backward", "dense1 backward",
+            "maxpool1 backward", "relu1 backward", "conv1 backward", "update (Adam)", "total"
+        ] {
+            let words = name.split(separator: " ")
+            let row = rows.first { Array($0.prefix(words.count)) == words }
+            // Both columns are times: numbers, the total's above zero.
+            let figures = row.map { $0.dropFirst(words.count).compactMap { Double($0.replacingOccurrences(of: "%", with: "")) } } ?? []
+            #expect(figures.count == 4 && figures.allSatisfy { $0 >= 0 }, "\(name): \(result.output)")
+            if name == "total" { #expect(figures.first ?? 0 > 0) }
+        }
     }
 
     @Test("a corrupt checkpoint is refused, naming the file")
