@@ -10,6 +10,12 @@ package typealias Vec = SIMD8<Float>
 /// `Vec` per instruction, on double-pumping ones (Zen 4) the same.
 package typealias Vec16 = SIMD16<Float>
 
+/// Whether the target has 32 vector registers (AVX-512). With 16 (AVX2, where a `Vec16` takes
+/// two) the register-blocked kernels, the paper's c1 and the generic matrix products alike, keep
+/// half as many accumulators instead of spilling them to the stack on every step; every output
+/// is summed in the same order either way.
+let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
+
 /// The float vectors the kernels use, for kernels written once for both widths.
 protocol FloatVector: SIMD where Scalar == Float {
     /// `a · b + c`, fused where the target has FMA.

@@ -60,11 +60,6 @@ package final class SampleWorkspace {
     /// s1's weighted rows before the sums over groups of four columns, [36 pairs][24].
     let s1Rows: UnsafeMutablePointer<Float>
 
-    /// Whether the target has 32 vector registers (AVX-512): the c1 kernels then keep 12-15
-    /// accumulators; with 16 (AVX2) they take blocks half as large instead of spilling. Either
-    /// way every output is summed in the same order.
-    static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
-
     /// Floats in a parameter-shaped buffer, rounded up to whole vectors (2344: 146 of 16 lanes
     /// and one of 8).
     static let paddedParameterCount = (Parameters.count + 7) / 8 * 8
@@ -140,7 +135,7 @@ package final class SampleWorkspace {
     package func convForward(_ p: UnsafePointer<Float>, rows: Range<Int>) {
         var s = rows.lowerBound * H1
         let end = rows.upperBound * H1
-        while Self.wideRegisterFile && s + 32 <= end {
+        while wideRegisterFile && s + 32 <= end {
             c1ForwardPair(p, at: s)
             s += 32
         }
@@ -448,7 +443,7 @@ package final class SampleWorkspace {
             var c = max(0, (items.lowerBound - kr + K1 - 1) / K1)
             let last = (items.upperBound - 1 - kr) >= 0 ? (items.upperBound - 1 - kr) / K1 : -1
             while c <= last {
-                let count = Self.wideRegisterFile ? min(3, last - c + 1) : 1
+                let count = wideRegisterFile ? min(3, last - c + 1) : 1
                 if count == 1 {
                     c1WeightGradientItem(kr: kr, channel: c)
                 } else {

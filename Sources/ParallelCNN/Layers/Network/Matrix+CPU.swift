@@ -13,11 +13,6 @@ package enum CPULayers {
         pcnn_fma16(Vec16(repeating: a), Vec16(repeating: b), Vec16(repeating: c))[0]
     }
 
-    /// Whether the target has 32 vector registers (AVX-512). With 16 (AVX2, where a 16-float
-    /// vector takes two) the kernels below keep half as many accumulators instead of spilling
-    /// them to the stack on every step; each element is summed in the same order either way.
-    static let wideRegisterFile = PCNN_VECTOR_REGISTERS >= 32
-
     /// `c[i][j] = bias[i] + Σ_k A(i, k) · b[k][j]` for `i` in `rows`, `j` in `columns`, the sum
     /// over `k = 0..<depth` in order, where `A(i, k) = a[i·aRow + k·aColumn]` (so `a` may be read
     /// transposed); `bias` nil starts from 0. Register-blocked: 4 (or 2) rows × 32 columns of
