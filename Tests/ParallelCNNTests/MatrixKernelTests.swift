@@ -70,7 +70,7 @@ struct MatrixKernelTests {
         }
     }
 
-    @Test("rowDots: each element as computed alone, for whole and split ranges", arguments: [1, 2, 3, 4, 5, 9])
+    @Test("rowDots: each element as computed alone, for whole and split ranges", arguments: [1, 2, 3, 4, 5, 6, 9, 10, 16])
     func rowDots(rows: Int) {
         for columns in [1, 3, 4, 5, 9] {
             for length in [1, 15, 16, 17, 40, 100] {

@@ -216,10 +216,16 @@ package enum CPULayers {
     ) {
         let wide = length / 16 * 16
         var i = rows.lowerBound
-        // With 16 registers, blocks of 4 rows × 1 column (4 accumulators, each `b` vector used
-        // 4 times): the 4×4 and 2×4 blocks would spill.
-        while !wideRegisterFile && i + 4 <= rows.upperBound {
-            for j in columns { dotsRows4x1(i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+        // With 16 registers, blocks of 6 (then 4) rows × 1 column: 6 accumulators, each `b`
+        // vector used 6 times and the `a` vectors taken from memory by the fused operations (the
+        // 4×4 and 2×4 blocks would spill). 6 rows read a convolution's unfolded input once for
+        // 6 filters (LeNet-5's conv1 has 6), where blocks of 4 read it twice.
+        while !wideRegisterFile && i + 6 <= rows.upperBound {
+            for j in columns { dotsRowsx1(6, i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+            i += 6
+        }
+        if !wideRegisterFile && i + 4 <= rows.upperBound {
+            for j in columns { dotsRowsx1(4, i, j, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
             i += 4
         }
         while wideRegisterFile && i + 2 <= rows.upperBound {
@@ -236,7 +242,7 @@ package enum CPULayers {
             // The last columns (all of them for a dense layer's single sample) 4 rows at a time:
             // 4 chains in flight rather than one.
             if block == 4 {
-                for jj in j..<columns.upperBound { dotsRows4x1(i, jj, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
+                for jj in j..<columns.upperBound { dotsRowsx1(4, i, jj, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
             } else {
                 for r in i..<(i + block) { rowDots1(r, j..<columns.upperBound, wide, length, a, aRow, b, bRow, c, cRow, bias, accumulate) }
             }
@@ -325,26 +331,33 @@ package enum CPULayers {
         }
     }
 
-    /// Rows `i..<i+4` × column `j` of `rowDots`, for 16 vector registers: the same chain of fused
-    /// operations per element as in `rowDots1`.
-    @inline(__always) private static func dotsRows4x1(
-        _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
+    /// Rows `i..<i+rows` (6 or 4, a constant where it is inlined) × column `j` of `rowDots`, for
+    /// 16 vector registers: the same chain of fused operations per element as in `rowDots1`.
+    @inline(__always) private static func dotsRowsx1(
+        _ rows: Int, _ i: Int, _ j: Int, _ wide: Int, _ length: Int,
         _ a: UnsafePointer<Float>, _ aRow: Int, _ b: UnsafePointer<Float>, _ bRow: Int,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?, _ accumulate: Bool
     ) {
-        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, bj = b + j * bRow
-        var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16()
+        let six = rows == 6
+        let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
+        let a4 = six ? a3 + aRow : a0, a5 = six ? a4 + aRow : a0, bj = b + j * bRow
+        var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16(), s4 = Vec16(), s5 = Vec16()
         var n = 0
         while n < wide {
             let y = bj.vec16(n)
             s0 = fma(a0.vec16(n), y, s0); s1 = fma(a1.vec16(n), y, s1)
             s2 = fma(a2.vec16(n), y, s2); s3 = fma(a3.vec16(n), y, s3)
+            if six { s4 = fma(a4.vec16(n), y, s4); s5 = fma(a5.vec16(n), y, s5) }
             n += 16
         }
         let sums = pcnn_totals4(
             withTail(s0, a0, bj, wide, length), withTail(s1, a1, bj, wide, length),
             withTail(s2, a2, bj, wide, length), withTail(s3, a3, bj, wide, length))
         for r in 0..<4 { put(sums[r] + (bias?[i + r] ?? 0), c + (i + r) * cRow + j, accumulate) }
+        if six {
+            put(withTail(s4, a4, bj, wide, length).total + (bias?[i + 4] ?? 0), c + (i + 4) * cRow + j, accumulate)
+            put(withTail(s5, a5, bj, wide, length).total + (bias?[i + 5] ?? 0), c + (i + 5) * cRow + j, accumulate)
+        }
     }
 
     /// `target = value`, or `target += value` when accumulating.
