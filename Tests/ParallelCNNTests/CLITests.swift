@@ -95,13 +95,15 @@ struct CLITests {
     @Test("bench net --passes: a row per pass of the network at batch 64 and 1, the update and the total")
     func benchPasses() throws {
         let result = try CLI.run([
-            "bench", "net", "--data", try TestData.requireMNISTDirectory(), "--net", "conv 2 3x3 relu; maxpool 2x2; dense 10",
+            "bench", "net", "--data", try TestData.requireMNISTDirectory(), "--net",
+            "conv 2 3x3 relu; maxpool 2x2; conv 3 3x3; dense 10",
             "--samples", "16", "--threads", "2", "--passes"
         ])
         #expect(result.status == 0, "\(result.output)")
         let rows = result.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
         for name in [
-            "conv1 unfold", "conv1 forward", "relu1 forward", "maxpool1 forward", "dense1 forward", "output backward", "dense1 backward",
+            "conv1 forward", "conv2 unfold", "conv2 forward", "relu1 forward", "maxpool1 forward", "dense1 forward", "output backward",
+            "dense1 backward",
             "maxpool1 backward", "relu1 backward", "conv1 backward", "update (Adam)", "total"
         ] {
             let words = name.split(separator: " ")

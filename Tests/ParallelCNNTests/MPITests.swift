@@ -103,8 +103,13 @@ struct MPITests {
         }
         // The modern recipe reshuffles, so the data strategy is compared with the original
         // recipe's file order, where the ranks' shards cover the same batches as one process.
+        // The sums differ in rounding only, which a smooth network keeps at that size: under
+        // relu and max pooling a near-tie can flip with the rounding and send a step's error
+        // elsewhere (LeNet-5 on 2 ranks at batch 8 once moved 0.2 away from the reference by
+        // the 32nd step, where its tanh and average-pooling twin stays within 1e-7).
+        let smooth = net == "lenet5" ? "lenet5-tanh" : net
         try TestData.withTemporaryDirectory { dir in
-            let original = ["train", "--data", data, "--json", "--net", net, "--recipe", "original", "--limit", "256", "--batch", "8"]
+            let original = ["train", "--data", data, "--json", "--net", smooth, "--recipe", "original", "--limit", "256", "--batch", "8"]
             let threadsModel = dir.appendingPathComponent("threads.safetensors").path
             let mpiModel = dir.appendingPathComponent("mpi.safetensors").path
             let threads = try CLI.run(original + ["--engine", "threads", "--strategy", "data", "--threads", "2", "--save", threadsModel])
@@ -114,7 +119,7 @@ struct MPITests {
             #expect(a.architecture == b.architecture && !a.architecture.isPaper)
             // Same samples per step, summed in another order (MPI_Allreduce).
             let worst = zip(a.parameters.values, b.parameters.values).map { abs($0 - $1) }.max() ?? .infinity
-            #expect(worst < 1e-4, "\(net): largest parameter difference \(worst)")
+            #expect(worst < 1e-4, "\(smooth): largest parameter difference \(worst)")
         }
     }
 

@@ -307,6 +307,41 @@ struct GenericEngineTests {
         try expectFollowReference(engines, data: data, plan: plan, from: p, "lenet5")
     }
 
+    @Test("convolutions that read their input in place (stride 1, rows of 16 or more) follow the reference")
+    func inPlaceConvolutionsAgree() throws {
+        // conv1: padded, 2 channels, 7 filters (blocks of 6 and 1), rows of 20; conv2: unpadded,
+        // 7 channels with an input error, 5 filters (4 and 1), rows of 18 (a vector and a part).
+        let input = ImageShape(channels: 2, height: 20, width: 20)
+        let architecture = SmallNetworks.architecture("conv 7 3x3 pad=1 relu; conv 5 3x3 tanh; maxpool 2x2; dense 10", input)
+        #expect(architecture.layers.filter(CPULayers.readsInputInPlace).count == 2)
+        let data = SmallNetworks.data(input, count: 24, seed: 5)
+        let p = SmallNetworks.parameters(architecture, seed: 8)
+        let reference = ReferenceEngine(parameters: p, architecture: architecture)
+        let sequential = SequentialEngine(parameters: p, architecture: architecture)
+        for sample in 0..<3 {
+            let a = reference.layerOutputs(of: data, sample: sample, recipe: .modern)
+            let b = sequential.layerOutputs(of: data, sample: sample, recipe: .modern)
+            for l in a.indices { expectClose(b[l], a[l], absolute: 1e-5, relative: 1e-4, "layer \(l + 1) output, sample \(sample)") }
+            let ga = reference.gradient(of: data, sample: sample, recipe: .modern)
+            let gb = sequential.gradient(of: data, sample: sample, recipe: .modern)
+            expectClose(gb.gradient.values, ga.gradient.values, absolute: 1e-5, relative: 1e-3, "gradient, sample \(sample)")
+        }
+        // 12: blocks of 8 and 4 samples.
+        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: 12)
+        rule.step = 1
+        let plan = EpochPlan(order: (0..<24).map(Int32.init), batchSize: 12, rule: rule)
+        let engines: [any Engine] = [
+            ReferenceEngine(parameters: p, architecture: architecture),
+            SequentialEngine(parameters: p, architecture: architecture),
+            ThreadedEngine(parameters: p, threads: 2, strategy: .layer, architecture: architecture),
+            ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture)
+        ]
+        try expectFollowReference(engines, data: data, plan: plan, from: p, "in-place convolutions")
+        // The layer strategy splits the filters across threads: the same bits as sequential.
+        let values = try engines[1...].map { try $0.currentParameters().values.map(\.bitPattern) }
+        #expect(values[1] == values[0] && values[2] == values[0])
+    }
+
     /// Trains an epoch of `plan` on each engine (the first the reference) and expects every
     /// other engine's parameters within float tolerance of the reference's, which moved.
     private func expectFollowReference(

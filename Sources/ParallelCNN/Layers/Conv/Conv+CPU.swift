@@ -147,6 +147,143 @@ extension CPULayers {
         }
     }
 
+    /// Whether the convolution reads its input in place (`convForwardInPlace`,
+    /// `convBackwardInPlace`) instead of unfolding it: stride 1 and output rows of at least 16
+    /// (LeNet-5's conv1, 28). Its `col` (627 KB for LeNet-5's conv1 at 8 samples, larger than
+    /// the L2) is then neither written nor read.
+    package static func readsInputInPlace(_ layer: ArchitectureLayer) -> Bool {
+        guard case .conv(_, _, let S, _) = layer.spec else { return false }
+        return S == 1 && layer.output.width >= 16
+    }
+
+    /// The input the in-place passes read, `[C][n][H][W]`: the zero-bordered copy where the
+    /// layer pads, the input itself otherwise.
+    @inline(__always) private static func borderedInput(_ b: LayerBuffers) -> (x: UnsafePointer<Float>, height: Int, width: Int) {
+        guard case .conv(_, _, _, let P) = b.layer.spec else { preconditionFailure() }
+        let (H, W) = (b.layer.input.height, b.layer.input.width)
+        return b.padded.map { (UnsafePointer($0), H + 2 * P, W + 2 * P) } ?? (UnsafePointer(b.x), H, W)
+    }
+
+    /// Where tap `d` of an output position reads, relative to the position's top-left input
+    /// value, in the bordered input of a block of `n` samples.
+    @inline(__always) private static func tapOffsets(
+        _ offsets: UnsafeMutableBufferPointer<Int>, K: Int, n: Int, height: Int, width: Int
+    ) {
+        for d in offsets.indices { offsets[d] = d / (K * K) * n * height * width + d / K % K * width + d % K }
+    }
+
+    /// `y[f][s][oy][ox] = b[f] + Σ_d w[f][d] · x[c][s][oy+ky][ox+kx]` for the filters `filters`,
+    /// for a convolution that `readsInputInPlace`: the product over `col` with each tap's row of
+    /// 16 columns read straight from the input (`TapRows`), an output row 16 columns at a time,
+    /// the last 16 overlapping the ones before. Every value gets the fused operations of the
+    /// product over `col`, in the same order, so the same bits.
+    static func convForwardInPlace(_ b: LayerBuffers, _ p: UnsafePointer<Float>, filters: Range<Int>) {
+        let (x, height, width) = borderedInput(b)
+        guard case .conv(_, let K, _, _) = b.layer.spec else { preconditionFailure() }
+        let n = b.block.samples, D = b.layer.fanIn
+        let (OH, OW) = (b.layer.output.height, b.layer.output.width), M = OH * OW
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: D) { offsets in
+            tapOffsets(offsets, K: K, n: n, height: height, width: width)
+            let taps = UnsafePointer(offsets.baseAddress!)
+            for s in 0..<n {
+                for oy in 0..<OH {
+                    let source = x + s * height * width + oy * width, target = b.y + s * M + oy * OW
+                    var ox = 0
+                    while ox < OW {
+                        let start = min(ox, OW - 16)
+                        rowBlocksx16(
+                            filters, 0, D, p + b.layer.weightOffset, D, 1, TapRows(base: source + start, offsets: taps),
+                            target + start, n * M, p + b.layer.biasOffset)
+                        ox += 16
+                    }
+                }
+            }
+        }
+    }
+
+    /// The weight and bias gradients of the filters `filters` for a convolution that
+    /// `readsInputInPlace`: `dw[f][d] = Σ_s Σ_(oy,ox) dy[f][s][oy][ox] · x[c][s][oy+ky][ox+kx]`,
+    /// each sample's sum in 16 lanes (lane `l` of a row's `v`-th vector takes `ox = 16v + l`) over
+    /// its rows in order, the lanes added, then the samples' sums added in order; the bias as in
+    /// `convBackward`. Each sample's error rows are first copied to `errorRows`, rows of
+    /// `paddedWidth` (the columns past `OW` stay 0), so that every load is a whole aligned vector
+    /// (rows of 28 floats would split most loads across cache lines), and they stay in L1 for
+    /// all the taps.
+    static func convBackwardInPlace(_ b: LayerBuffers, filters: Range<Int>) {
+        let (x, height, width) = borderedInput(b)
+        let n = b.block.samples, M = b.layer.output.planeSize, OW = b.layer.output.width, OH = b.layer.output.height
+        let rows = b.col!, stride = paddedWidth(OW)
+        for s in 0..<n {
+            for f in filters {
+                for oy in 0..<OH {
+                    copyShort(from: b.dy + (f * n + s) * M + oy * OW, to: rows + (f * OH + oy) * stride, count: OW)
+                }
+            }
+            let plane = x + s * height * width
+            var f = filters.lowerBound
+            while f + 6 <= filters.upperBound {
+                weightGradientRows(6, f, s, plane, height, width, b)
+                f += 6
+            }
+            if f + 4 <= filters.upperBound {
+                weightGradientRows(4, f, s, plane, height, width, b)
+                f += 4
+            }
+            if f + 2 <= filters.upperBound {
+                weightGradientRows(2, f, s, plane, height, width, b)
+                f += 2
+            }
+            if f < filters.upperBound { weightGradientRows(1, f, s, plane, height, width, b) }
+        }
+        for f in filters { b.grad[b.layer.biasOffset + f] = sum(b.dy + f * n * M, length: n * M) }
+    }
+
+    /// `width` rounded up to whole 16-float vectors: the rows of `convBackwardInPlace`'s copy of
+    /// a sample's errors, `[F][OH][paddedWidth]`, kept in the layer's `col`.
+    static func paddedWidth(_ width: Int) -> Int { (width + 15) / 16 * 16 }
+
+    /// Sample `s`'s share of `convBackwardInPlace` for the filters `f..<f+rows` (6, 4, 2 or 1,
+    /// a constant where it is inlined) and every tap.
+    @inline(__always) private static func weightGradientRows(
+        _ rows: Int, _ f: Int, _ s: Int, _ plane: UnsafePointer<Float>, _ height: Int, _ width: Int, _ b: LayerBuffers
+    ) {
+        guard case .conv(_, let K, _, _) = b.layer.spec else { preconditionFailure() }
+        let n = b.block.samples, D = b.layer.fanIn, OH = b.layer.output.height, stride = paddedWidth(b.layer.output.width)
+        let rowStride = OH * stride, errors = UnsafePointer(b.col!) + f * rowStride
+        let dw = b.grad + b.layer.weightOffset + f * D
+        for d in 0..<D {
+            var s0 = Vec16(), s1 = Vec16(), s2 = Vec16(), s3 = Vec16(), s4 = Vec16(), s5 = Vec16()
+            // Lanes past the row's end read the next values of the input (inside the arena),
+            // multiplied by the copy's zeros.
+            var input = plane + d / (K * K) * n * height * width + d / K % K * width + d % K, error = errors
+            for _ in 0..<OH {
+                var ox = 0
+                repeat {
+                    let v = input.vec16(ox)
+                    s0 = fma(error.vec16(ox), v, s0)
+                    if rows > 1 { s1 = fma(error.vec16(rowStride + ox), v, s1) }
+                    if rows > 2 {
+                        s2 = fma(error.vec16(2 * rowStride + ox), v, s2)
+                        s3 = fma(error.vec16(3 * rowStride + ox), v, s3)
+                    }
+                    if rows > 4 {
+                        s4 = fma(error.vec16(4 * rowStride + ox), v, s4)
+                        s5 = fma(error.vec16(5 * rowStride + ox), v, s5)
+                    }
+                    ox += 16
+                } while ox < stride
+                input += width
+                error += stride
+            }
+            // The lane sums four at a time (`pcnn_totals4` adds in the order of `total`).
+            let low = pcnn_totals4(s0, s1, s2, s3), high = pcnn_totals4(s4, s5, s4, s5), first = s == 0
+            for r in 0..<rows {
+                let total = r < 4 ? low[r] : high[r - 4]
+                dw[r * D + d] = first ? total : dw[r * D + d] + total
+            }
+        }
+    }
+
     /// `y[f] = b[f] + w[f] · col` for the filters `filters`, over every position of every sample.
     static func convForward(_ b: LayerBuffers, _ p: UnsafePointer<Float>, filters: Range<Int>) {
         let nM = b.block.samples * b.layer.output.planeSize, D = b.layer.fanIn
@@ -266,15 +403,19 @@ extension CPULayers {
             let count = b.layer.input.count
             forward.append(LayerPass(name: "\(b.layer.name) pad", items: 1, replicated: true, writes: count) { _, _ in convPad(b) })
         }
-        forward += [
-            LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true, writes: D * M) { _, taps in convUnfold(b, taps: taps) },
+        let inPlace = readsInputInPlace(b.layer)
+        if !inPlace {
+            forward.append(
+                LayerPass(name: "\(b.layer.name) unfold", items: D, replicated: true, writes: D * M) { _, taps in convUnfold(b, taps: taps)
+                })
+        }
+        forward.append(
             LayerPass(
                 name: "\(b.layer.name) forward", items: F,
                 produced: { [BufferSegment(b.y, $0.lowerBound * block.samples * M, $0.count * block.samples * M)] }
-            ) {
-                p, filters in convForward(b, p, filters: filters)
-            }
-        ]
+            ) { p, filters in
+                if inPlace { convForwardInPlace(b, p, filters: filters) } else { convForward(b, p, filters: filters) }
+            })
         var backward = [
             LayerPass(
                 name: "\(b.layer.name) backward", items: F,
@@ -284,7 +425,9 @@ extension CPULayers {
                         BufferSegment(b.grad, b.layer.biasOffset + f.lowerBound, f.count)
                     ]
                 }
-            ) { _, filters in convBackward(b, filters: filters) }
+            ) { _, filters in
+                if inPlace { convBackwardInPlace(b, filters: filters) } else { convBackward(b, filters: filters) }
+            }
         ]
         if let dx = b.dx {
             let plane = b.layer.input.planeSize

@@ -45,19 +45,20 @@ package enum CPULayers {
                 i += 2
             }
             if i < rows.upperBound {
-                block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
-                block1x16(i, j + 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+                block1x16(i, j, depth, a, aRow, aColumn, StridedRows(base: b, stride: bRow), c, cRow, bias)
+                block1x16(i, j + 16, depth, a, aRow, aColumn, StridedRows(base: b, stride: bRow), c, cRow, bias)
             }
             j += 32
         }
+        let bRows = StridedRows(base: b, stride: bRow)
         while j + 16 <= columns.upperBound {
-            rowBlocksx16(rows, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            rowBlocksx16(rows, j, depth, a, aRow, aColumn, bRows, c, cRow, bias)
             j += 16
         }
         // The last columns as one more block of 16 that overlaps the previous one: an element
         // computed twice gets the same value both times (same fused operations in the same order).
         if j < columns.upperBound, columns.count >= 16 {
-            rowBlocksx16(rows, columns.upperBound - 16, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            rowBlocksx16(rows, columns.upperBound - 16, depth, a, aRow, aColumn, bRows, c, cRow, bias)
             j = columns.upperBound
         }
         for i in rows {
@@ -69,27 +70,27 @@ package enum CPULayers {
         }
     }
 
-    /// The columns `j..<j+16` of every row of `rows`, in blocks of 6, 4, 2 and 1 rows.
-    @inline(__always) private static func rowBlocksx16(
+    /// The columns `j..<j+16` of every row of `rows`, in blocks of 6, 4, 2 and 1 rows; row `k`
+    /// of `b` is `b.row(k)` (a matrix's, or a convolution's input read in place, `TapRows`).
+    @inline(__always) static func rowBlocksx16<B: MatrixRows>(
         _ rows: Range<Int>, _ j: Int, _ depth: Int,
-        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int, _ b: B,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
     ) {
         var i = rows.lowerBound
         while i + 6 <= rows.upperBound {
-            blockRowsx16(6, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            blockRowsx16(6, i, j, depth, a, aRow, aColumn, b, c, cRow, bias)
             i += 6
         }
         if i + 4 <= rows.upperBound {
-            blockRowsx16(4, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            blockRowsx16(4, i, j, depth, a, aRow, aColumn, b, c, cRow, bias)
             i += 4
         }
         if i + 2 <= rows.upperBound {
-            blockRowsx16(2, i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias)
+            blockRowsx16(2, i, j, depth, a, aRow, aColumn, b, c, cRow, bias)
             i += 2
         }
-        if i < rows.upperBound { block1x16(i, j, depth, a, aRow, aColumn, b, bRow, c, cRow, bias) }
+        if i < rows.upperBound { block1x16(i, j, depth, a, aRow, aColumn, b, c, cRow, bias) }
     }
 
     /// Row `i` × columns `j..<j+64` of `matrixMultiply`: 4 accumulators, one `a` broadcast each step.
@@ -150,18 +151,17 @@ package enum CPULayers {
 
     /// `rows` (6, 4 or 2, a constant where it is inlined) × 16 columns of `matrixMultiply`, for
     /// 16 vector registers: 6 accumulators, the `b` vector and a broadcast take 15 of them.
-    @inline(__always) private static func blockRowsx16(
+    @inline(__always) private static func blockRowsx16<B: MatrixRows>(
         _ rows: Int, _ i: Int, _ j: Int, _ depth: Int,
-        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int, _ b: B,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
     ) {
         var s0 = Vec16(repeating: bias?[i] ?? 0), s1 = Vec16(repeating: bias?[i + 1] ?? 0)
         var s2 = Vec16(repeating: rows > 2 ? bias?[i + 2] ?? 0 : 0), s3 = Vec16(repeating: rows > 2 ? bias?[i + 3] ?? 0 : 0)
         var s4 = Vec16(repeating: rows > 4 ? bias?[i + 4] ?? 0 : 0), s5 = Vec16(repeating: rows > 4 ? bias?[i + 5] ?? 0 : 0)
-        var ak = a + i * aRow, bk = b + j
-        for _ in 0..<depth {
-            let bv = bk.vec16(0)
+        var ak = a + i * aRow
+        for k in 0..<depth {
+            let bv = b.row(k).vec16(j)
             s0 = fma(Vec16(repeating: ak[0]), bv, s0)
             s1 = fma(Vec16(repeating: ak[aRow]), bv, s1)
             if rows > 2 {
@@ -173,7 +173,6 @@ package enum CPULayers {
                 s5 = fma(Vec16(repeating: ak[5 * aRow]), bv, s5)
             }
             ak += aColumn
-            bk += bRow
         }
         let out = c + i * cRow + j
         out.store(s0, at: 0)
@@ -188,18 +187,16 @@ package enum CPULayers {
         }
     }
 
-    @inline(__always) private static func block1x16(
+    @inline(__always) private static func block1x16<B: MatrixRows>(
         _ i: Int, _ j: Int, _ depth: Int,
-        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int,
-        _ b: UnsafePointer<Float>, _ bRow: Int,
+        _ a: UnsafePointer<Float>, _ aRow: Int, _ aColumn: Int, _ b: B,
         _ c: UnsafeMutablePointer<Float>, _ cRow: Int, _ bias: UnsafePointer<Float>?
     ) {
         var s = Vec16(repeating: bias?[i] ?? 0)
-        var ak = a + i * aRow, bk = b + j
-        for _ in 0..<depth {
-            s = fma(Vec16(repeating: ak[0]), bk.vec16(0), s)
+        var ak = a + i * aRow
+        for k in 0..<depth {
+            s = fma(Vec16(repeating: ak[0]), b.row(k).vec16(j), s)
             ak += aColumn
-            bk += bRow
         }
         (c + i * cRow + j).store(s, at: 0)
     }
@@ -394,4 +391,24 @@ package enum CPULayers {
         for n in wide..<length { total += x[n] }
         return total
     }
+}
+
+/// Where row `k` of a matrix product's right operand starts (`CPULayers.rowBlocksx16`).
+protocol MatrixRows {
+    func row(_ k: Int) -> UnsafePointer<Float>
+}
+
+/// A matrix's rows, `stride` floats apart.
+struct StridedRows: MatrixRows {
+    let base: UnsafePointer<Float>
+    let stride: Int
+    @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { base + k * stride }
+}
+
+/// A stride-1 convolution's unfolded input read in place: row `k` (tap `k`) of the columns of
+/// one output row starts at `base + offsets[k]` in the input.
+struct TapRows: MatrixRows {
+    let base: UnsafePointer<Float>
+    let offsets: UnsafePointer<Int>
+    @inline(__always) func row(_ k: Int) -> UnsafePointer<Float> { base + offsets[k] }
 }

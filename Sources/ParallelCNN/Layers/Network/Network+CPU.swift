@@ -86,7 +86,10 @@ final class CPUNetwork: SampleTrainer {
         for (l, layer) in architecture.layers.enumerated() {
             sizes += [padded(n * layer.output.count), padded(n * layer.output.count)]
             if case .conv(_, _, let S, let P) = layer.spec {
-                sizes.append(padded(n * layer.fanIn * layer.output.planeSize))
+                sizes.append(
+                    CPULayers.readsInputInPlace(layer)
+                        ? padded(layer.output.channels * layer.output.height * CPULayers.paddedWidth(layer.output.width))
+                        : padded(n * layer.fanIn * layer.output.planeSize))
                 if l > 0 { sizes.append(padded(n * layer.fanIn * layer.output.planeSize)) }
                 if S == 1, P > 0 {
                     sizes.append(padded(n * layer.input.channels * (layer.input.height + 2 * P) * (layer.input.width + 2 * P)))
