@@ -27,11 +27,53 @@ package final class DataParallelTeam {
         parameters p: UnsafePointer<Float>, recipe: Recipe
     ) -> (UnsafePointer<Float>, StepStatistics) {
         let batch = indices.count
+        if trainBlocks(images: images, labels: labels, indices: indices, parameters: p, recipe: recipe),
+            sums.blockCount(batch: batch) > 1
+        {
+            let vectors = (sums.count + 15) / 16, sums = self.sums, pool = self.pool
+            pool.run { member in
+                let share = pool.share(of: vectors, member: member)
+                sums.fold(batch: batch, floats: (share.lowerBound * 16)..<min(sums.count, share.upperBound * 16))
+            }
+        }
+        return sums.foldedSum(batch: batch)
+    }
+
+    /// Trains the samples `indices` as `gradient` does and applies their update to `state`.
+    /// Where `gradient` would fold large block sums by slices after the blocks, the update
+    /// folds them instead, each slice as it updates it (`ParameterState.apply(blockSums:)`):
+    /// the same sums, without writing the batch's sum and reading it back, and one fork-join
+    /// fewer.
+    func train(
+        images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
+        state: ParameterState, rule: UpdateRule
+    ) -> StepStatistics {
+        let batch = indices.count
+        let foldLater = trainBlocks(
+            images: images, labels: labels, indices: indices, parameters: UnsafePointer(state.values), recipe: rule.recipe)
+        if foldLater, sums.blockCount(batch: batch) > 1 {
+            state.apply(
+                blockSums: sums.blockSum(0), blocks: sums.blockCount(batch: batch), stride: sums.count, batchSize: batch, rule: rule,
+                on: pool)
+            return sums.statistics(batch: batch)
+        }
+        let (gradient, statistics) = sums.foldedSum(batch: batch)
+        state.apply(gradientSum: gradient, batchSize: batch, rule: rule, on: pool)
+        return statistics
+    }
+
+    /// Trains the blocks of a batch into the block sums, claimed by the threads. Small
+    /// gradients are folded by the first thread out of blocks while the others finish theirs;
+    /// returns whether the sums are large enough to be folded by slices on all threads
+    /// afterwards instead (a serial fold of 8 blocks of LeNet-5's 62k floats took a tenth of a
+    /// step).
+    private func trainBlocks(
+        images: ImagePixels, labels: UnsafeBufferPointer<UInt8>, indices: UnsafeBufferPointer<Int32>,
+        parameters p: UnsafePointer<Float>, recipe: Recipe
+    ) -> Bool {
+        let batch = indices.count
         sums.beginRound(batch: batch)
         let sums = self.sums, workspaces = self.workspaces, pool = self.pool
-        // Large gradients are folded by all the threads, each a slice of the floats, after the
-        // blocks (a serial fold of 8 blocks of LeNet-5's 62k floats took a tenth of a step);
-        // small ones by the first thread out of blocks while the others finish theirs.
         let foldTogether = sums.count >= Self.sliceFoldFloats && pool.size > 1
         pool.runClaiming(
             items: sums.blockCount(batch: batch),
@@ -47,14 +89,7 @@ package final class DataParallelTeam {
                 // finish their last blocks.
                 if !foldTogether { sums.foldInOrder(batch: batch) }
             })
-        if foldTogether, sums.blockCount(batch: batch) > 1 {
-            let vectors = (sums.count + 15) / 16
-            pool.run { member in
-                let share = pool.share(of: vectors, member: member)
-                sums.fold(batch: batch, floats: (share.lowerBound * 16)..<min(sums.count, share.upperBound * 16))
-            }
-        }
-        return sums.foldedSum(batch: batch)
+        return foldTogether
     }
 
     /// Predicted classes of `range`'s samples, split across the threads.

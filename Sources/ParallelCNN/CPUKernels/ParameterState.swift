@@ -95,6 +95,18 @@ public final class ParameterState {
     /// whole vectors each: every parameter goes through the same vector code, so the result is
     /// the same bit for bit.
     package func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule, on pool: WorkerPool? = nil) {
+        apply(SummedGradient(sum: gradientSum), batchSize: batchSize, rule: rule, on: pool)
+    }
+
+    /// `apply` for a batch whose ascent is still `blocks` block sums, `stride` floats apart
+    /// (`BatchGradient`): each slice adds its part of the sums in block order, the additions of
+    /// `BatchGradient.sum(batch:)`, and updates it at once, so the batch's sum is never written
+    /// and read back, and one fork-join does both.
+    func apply(blockSums: UnsafePointer<Float>, blocks: Int, stride: Int, batchSize: Int, rule: UpdateRule, on pool: WorkerPool?) {
+        apply(BlockGradients(first: blockSums, blocks: blocks, stride: stride), batchSize: batchSize, rule: rule, on: pool)
+    }
+
+    private func apply<G: GradientSource>(_ gradient: G, batchSize: Int, rule: UpdateRule, on pool: WorkerPool?) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
             architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize).withUnsafeBufferPointer {
                 scale.update(from: $0.baseAddress!, count: parameterCount)
@@ -109,13 +121,13 @@ public final class ParameterState {
             pool.run { member in
                 let share = pool.share(of: vectors, member: member)
                 self.update(
-                    gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: share.lowerBound * 16,
+                    gradient, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: share.lowerBound * 16,
                     to: share.upperBound * 16, Vec16.self)
             }
         } else {
-            update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: 0, to: wideCount, Vec16.self)
+            update(gradient, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: 0, to: wideCount, Vec16.self)
         }
-        update(gradientSum, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: wideCount, to: count, Vec.self)
+        update(gradient, batchSize: batchSize, rule: rule, adamFactors: adamFactors, from: wideCount, to: count, Vec.self)
         if rule.usesVelocity { hasVelocity = true }
         if rule.usesSecondMoment { hasSecondMoment = true }
     }
@@ -125,8 +137,8 @@ public final class ParameterState {
     package static let slicedUpdateFloats = 16_384
 
     /// The update of parameters `start..<end`, `V.scalarCount` at a time.
-    @inline(__always) private func update<V: FloatVector>(
-        _ gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule,
+    @inline(__always) private func update<V: FloatVector, G: GradientSource>(
+        _ gradientSum: G, batchSize: Int, rule: UpdateRule,
         adamFactors: (stepSize: Float, secondMomentFactor: Float),
         from start: Int, to end: Int, _: V.Type
     ) {
@@ -140,7 +152,7 @@ public final class ParameterState {
             let epsilon = V(repeating: UpdateRule.adamEpsilon)
             let a = V(repeating: adamFactors.stepSize), c = V(repeating: adamFactors.secondMomentFactor)
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
                 let m = V.flushed(beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g, below: tiny)
                 let s = V.flushed(beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g, below: tiny)
                 velocity.store(m, at: i)
@@ -150,17 +162,40 @@ public final class ParameterState {
         } else if rule.usesVelocity {
             let mu = V(repeating: rule.momentum)
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
                 let v = V.flushed(mu * UnsafePointer(velocity).load(i, as: V.self) + g, below: tiny)
                 velocity.store(v, at: i)
                 values.store(UnsafePointer(values).load(i, as: V.self) + lr * v, at: i)
             }
         } else {
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, as: V.self) * inverseBatch
+                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
                 values.store(UnsafePointer(values).load(i, as: V.self) + lr * g, at: i)
             }
         }
+    }
+}
+
+/// Where `ParameterState.update` reads a batch's summed ascent.
+private protocol GradientSource {
+    func load<V: FloatVector>(_ i: Int, _: V.Type) -> V
+}
+
+/// The sum, in one buffer.
+private struct SummedGradient: GradientSource {
+    let sum: UnsafePointer<Float>
+    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { sum.load(i, as: V.self) }
+}
+
+/// The block sums, added here in block order.
+private struct BlockGradients: GradientSource {
+    let first: UnsafePointer<Float>
+    let blocks: Int
+    let stride: Int
+    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V {
+        var sum = first.load(i, as: V.self)
+        for block in 1..<blocks { sum = sum + (first + block * stride).load(i, as: V.self) }
+        return sum
     }
 }
 
@@ -227,6 +262,14 @@ final class BatchGradient {
     }
 
     func blockSum(_ block: Int) -> UnsafeMutablePointer<Float> { blockSums + block * count }
+
+    /// The statistics of a batch whose block sums are complete, without folding the sums (see
+    /// `ParameterState.apply(blockSums:)`).
+    func statistics(batch: Int) -> StepStatistics {
+        var statistics = blockStatistics[0]
+        for block in 1..<max(1, blockCount(batch: batch)) { statistics += blockStatistics[block] }
+        return statistics
+    }
 
     /// Trains block `block` of a batch of `batch` on `trainer` into the block's sums:
     /// `train(positions)` trains the batch positions `positions` (a whole block, or one sample for
@@ -321,10 +364,7 @@ final class BatchGradient {
     /// The batch's gradient sum and statistics once its block sums are folded (`sum(batch:)` or
     /// `foldInOrder`); a batch of one block is its own sum.
     func foldedSum(batch: Int) -> (gradient: UnsafePointer<Float>, statistics: StepStatistics) {
-        let blocks = blockCount(batch: batch)
-        var statistics = blockStatistics[0]
-        for block in 1..<max(1, blocks) { statistics += blockStatistics[block] }
-        return (blocks == 1 ? UnsafePointer(blockSums) : UnsafePointer(total), statistics)
+        (blockCount(batch: batch) == 1 ? UnsafePointer(blockSums) : UnsafePointer(total), statistics(batch: batch))
     }
 }
 

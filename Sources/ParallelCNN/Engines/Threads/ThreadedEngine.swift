@@ -46,11 +46,7 @@ public final class ThreadedEngine: ParameterStateEngine {
         _ indices: UnsafeBufferPointer<Int32>, _ rule: UpdateRule
     ) -> StepStatistics {
         guard indices.count > 0 else { return StepStatistics() }
-        let (gradient, stats) = team.gradient(
-            images: images, labels: labels, indices: indices,
-            parameters: UnsafePointer(state.values), recipe: rule.recipe)
-        state.apply(gradientSum: gradient, batchSize: indices.count, rule: rule, on: pool)
-        return stats
+        return team.train(images: images, labels: labels, indices: indices, state: state, rule: rule)
     }
 
     // MARK: Layer strategy
