@@ -96,7 +96,7 @@ struct CLITests {
     func benchPasses() throws {
         let result = try CLI.run([
             "bench", "net", "--data", try TestData.requireMNISTDirectory(), "--net",
-            "conv 2 3x3 relu; maxpool 2x2; conv 3 3x3; dense 10",
+            "conv 2 5x5 pad=2 relu; maxpool 2x2; conv 3 3x3; dense 10",
             "--samples", "16", "--threads", "2", "--passes"
         ])
         #expect(result.status == 0, "\(result.output)")

@@ -307,11 +307,15 @@ struct GenericEngineTests {
         try expectFollowReference(engines, data: data, plan: plan, from: p, "lenet5")
     }
 
-    @Test("convolutions that read their input in place (stride 1, rows of 16 or more) follow the reference")
+    @Test("convolutions that read their input in place (stride 1, few filters, rows filling the vectors) follow the reference")
     func inPlaceConvolutionsAgree() throws {
-        // conv1: padded, 2 channels, 7 filters (blocks of 6 and 1), rows of 20; conv2: unpadded,
-        // 7 channels with an input error, 5 filters (4 and 1), rows of 18 (a vector and a part).
-        let input = ImageShape(channels: 2, height: 20, width: 20)
+        let lenet = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
+        #expect(lenet.layers.filter(CPULayers.readsInputInPlace).map(\.name) == ["conv1"])
+        let wide = try Architecture(NetworkDescription.named("paper-c64"), input: .mnist)
+        #expect(wide.layers.filter(CPULayers.readsInputInPlace).isEmpty)
+        // conv1: padded, 2 channels, 7 filters (blocks of 6 and 1), rows of 30; conv2: unpadded,
+        // 7 channels with an input error, 5 filters (4 and 1), rows of 28 (a vector and a part).
+        let input = ImageShape(channels: 2, height: 30, width: 30)
         let architecture = SmallNetworks.architecture("conv 7 3x3 pad=1 relu; conv 5 3x3 tanh; maxpool 2x2; dense 10", input)
         #expect(architecture.layers.filter(CPULayers.readsInputInPlace).count == 2)
         let data = SmallNetworks.data(input, count: 24, seed: 5)

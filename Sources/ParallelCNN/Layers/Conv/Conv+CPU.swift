@@ -148,12 +148,17 @@ extension CPULayers {
     }
 
     /// Whether the convolution reads its input in place (`convForwardInPlace`,
-    /// `convBackwardInPlace`) instead of unfolding it: stride 1 and output rows of at least 16
-    /// (LeNet-5's conv1, 28). Its `col` (627 KB for LeNet-5's conv1 at 8 samples, larger than
-    /// the L2) is then neither written nor read.
+    /// `convBackwardInPlace`) instead of unfolding it: stride 1, at most 8 filters, and output
+    /// rows that fill whole 16-lane vectors to at least 7/8 (LeNet-5's conv1: 6 filters, rows
+    /// of 28). Its `col` (627 KB for LeNet-5's conv1 at 8 samples, larger than the L2) is then
+    /// neither written nor read. The in-place weight gradient runs at a lower fraction of the
+    /// peak than the product over `col` (AMD EPYC: LeNet-5's conv1 5.2 against 3.7 µs per
+    /// sample), so it pays only where the unfold costs as much as a few filters' products: with
+    /// 64 filters and rows of 24 (paper-c64, 75% of the lanes) it took 60 against 40 µs.
     package static func readsInputInPlace(_ layer: ArchitectureLayer) -> Bool {
-        guard case .conv(_, _, let S, _) = layer.spec else { return false }
-        return S == 1 && layer.output.width >= 16
+        guard case .conv(let F, _, let S, _) = layer.spec else { return false }
+        let width = layer.output.width
+        return S == 1 && F <= 8 && width >= 16 && 8 * width >= 7 * paddedWidth(width)
     }
 
     /// The input the in-place passes read, `[C][n][H][W]`: the zero-bordered copy where the
