@@ -210,10 +210,9 @@ extension CPULayers {
     /// `readsInputInPlace`: `dw[f][d] = Σ_s Σ_(oy,ox) dy[f][s][oy][ox] · x[c][s][oy+ky][ox+kx]`,
     /// each sample's sum in 16 lanes (lane `l` of a row's `v`-th vector takes `ox = 16v + l`) over
     /// its rows in order, the lanes added, then the samples' sums added in order; the bias as in
-    /// `convBackward`. Each sample's error rows are first copied to `errorRows`, rows of
-    /// `paddedWidth` (the columns past `OW` stay 0), so that every load is a whole aligned vector
-    /// (rows of 28 floats would split most loads across cache lines), and they stay in L1 for
-    /// all the taps.
+    /// `convBackward`. Each sample's error rows are first copied into the layer's `col`, rows of
+    /// `paddedWidth` whose columns past `OW` stay 0, so that a row's last vector needs no mask
+    /// and every load of the errors is aligned; the copy stays in L1 for all the taps.
     static func convBackwardInPlace(_ b: LayerBuffers, filters: Range<Int>) {
         let (x, height, width) = borderedInput(b)
         let n = b.block.samples, M = b.layer.output.planeSize, OW = b.layer.output.width, OH = b.layer.output.height

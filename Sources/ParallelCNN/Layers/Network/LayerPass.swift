@@ -77,8 +77,9 @@ struct LayerBuffers {
     let dx: UnsafeMutablePointer<Float>?
     /// The block's gradient sum, canonical order.
     let grad: UnsafeMutablePointer<Float>
-    /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]`; subsampling: its
-    /// unfolded windows, `[K·K][C·n·OH·OW]`.
+    /// Convolution: the unfolded input and its error, `[C·K·K][n·OH·OW]` (for one that reads
+    /// its input in place, `col` holds a sample's errors instead: `convBackwardInPlace`);
+    /// subsampling: its unfolded windows, `[K·K][C·n·OH·OW]`.
     let col: UnsafeMutablePointer<Float>?
     let dCol: UnsafeMutablePointer<Float>?
     /// Convolution with stride 1 and padding: the input with its zero border, `[C][n][H+2P][W+2P]`
