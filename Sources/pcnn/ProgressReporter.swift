@@ -20,7 +20,7 @@ final class ProgressReporter {
         let loss = s.samples > 0 ? s.lossSum / Double(s.samples) : 0
         let figures = String(
             format: "%7.0f samples/s  train error %5.2f%%  %@ %.4f  ETA %.1f s",
-            rate, errorPercent, recipe == .original ? "error" : "loss", loss, eta)
+            rate, errorPercent, recipe == .original ? "SPEC error" : "loss", loss, eta)
         let header = "epoch \(p.epoch + 1)/\(p.epochs)"
         if isTerminal {
             let width = 30

@@ -160,7 +160,7 @@ struct Train: ParsableCommand {
             note(
                 String(
                     format: "epoch %d: %.3f s, train %@ %.6f, train error %.2f%%, test error %.2f%% (%d/%d), hash %@",
-                    report.epoch, report.seconds, options.recipe == .original ? "error" : "loss", report.meanLoss,
+                    report.epoch, report.seconds, options.recipe == .original ? "SPEC error" : "loss", report.meanLoss,
                     report.trainErrorPercent, report.testErrorPercent, report.testErrors, report.testCount,
                     Parameters.hexString(report.parameterHash)))
         }
