@@ -248,10 +248,18 @@ struct GenericEngineTests {
         let architecture = SmallNetworks.random(seed: seed, input: input)
         let data = SmallNetworks.data(input)
         let p = SmallNetworks.parameters(architecture, seed: seed)
+        expectSequentialAgrees(architecture, data: data, parameters: p, recipes: Recipe.allCases, samples: 0..<4)
+    }
+
+    /// Each layer's output, the gradient and the loss of `sequential` within float tolerance of
+    /// the reference's, for each sample of `samples` under each recipe.
+    private func expectSequentialAgrees(
+        _ architecture: Architecture, data: Dataset, parameters p: Parameters, recipes: [Recipe], samples: Range<Int>
+    ) {
         let reference = ReferenceEngine(parameters: p, architecture: architecture)
         let sequential = SequentialEngine(parameters: p, architecture: architecture)
-        for recipe in Recipe.allCases {
-            for sample in 0..<4 {
+        for recipe in recipes {
+            for sample in samples {
                 let a = reference.layerOutputs(of: data, sample: sample, recipe: recipe)
                 let b = sequential.layerOutputs(of: data, sample: sample, recipe: recipe)
                 for l in a.indices {
@@ -295,16 +303,13 @@ struct GenericEngineTests {
         let architecture = try Architecture(NetworkDescription.named("lenet5"), input: .mnist)
         let data = SmallNetworks.data(.mnist, count: 40, seed: 4)
         let p = Initialization.seeded(6).makeParameters(for: architecture)
-        // 20: blocks of 8, 8 and 4 samples.
-        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: 20)
-        rule.step = 1
-        let plan = EpochPlan(order: (0..<40).map(Int32.init), batchSize: 20, rule: rule)
         let engines: [any Engine] = [
             ReferenceEngine(parameters: p, architecture: architecture),
             SequentialEngine(parameters: p, architecture: architecture),
             ThreadedEngine(parameters: p, threads: 2, strategy: .data, architecture: architecture)
         ]
-        try expectFollowReference(engines, data: data, plan: plan, from: p, "lenet5")
+        // 20: blocks of 8, 8 and 4 samples.
+        try expectFollowReference(engines, data: data, plan: Self.adamPlan(samples: 40, batch: 20), from: p, "lenet5")
     }
 
     @Test("convolutions that read their input in place (stride 1, few filters, rows filling the vectors) follow the reference")
@@ -320,30 +325,26 @@ struct GenericEngineTests {
         #expect(architecture.layers.filter(CPULayers.readsInputInPlace).count == 2)
         let data = SmallNetworks.data(input, count: 24, seed: 5)
         let p = SmallNetworks.parameters(architecture, seed: 8)
-        let reference = ReferenceEngine(parameters: p, architecture: architecture)
-        let sequential = SequentialEngine(parameters: p, architecture: architecture)
-        for sample in 0..<3 {
-            let a = reference.layerOutputs(of: data, sample: sample, recipe: .modern)
-            let b = sequential.layerOutputs(of: data, sample: sample, recipe: .modern)
-            for l in a.indices { expectClose(b[l], a[l], absolute: 1e-5, relative: 1e-4, "layer \(l + 1) output, sample \(sample)") }
-            let ga = reference.gradient(of: data, sample: sample, recipe: .modern)
-            let gb = sequential.gradient(of: data, sample: sample, recipe: .modern)
-            expectClose(gb.gradient.values, ga.gradient.values, absolute: 1e-5, relative: 1e-3, "gradient, sample \(sample)")
-        }
-        // 12: blocks of 8 and 4 samples.
-        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: 12)
-        rule.step = 1
-        let plan = EpochPlan(order: (0..<24).map(Int32.init), batchSize: 12, rule: rule)
+        expectSequentialAgrees(architecture, data: data, parameters: p, recipes: [.modern], samples: 0..<3)
         let engines: [any Engine] = [
             ReferenceEngine(parameters: p, architecture: architecture),
             SequentialEngine(parameters: p, architecture: architecture),
             ThreadedEngine(parameters: p, threads: 2, strategy: .layer, architecture: architecture),
             ThreadedEngine(parameters: p, threads: 3, strategy: .data, architecture: architecture)
         ]
-        try expectFollowReference(engines, data: data, plan: plan, from: p, "in-place convolutions")
+        // 12: blocks of 8 and 4 samples.
+        try expectFollowReference(engines, data: data, plan: Self.adamPlan(samples: 24, batch: 12), from: p, "in-place convolutions")
         // The layer strategy splits the filters across threads: the same bits as sequential.
         let values = try engines[1...].map { try $0.currentParameters().values.map(\.bitPattern) }
         #expect(values[1] == values[0] && values[2] == values[0])
+    }
+
+    /// An epoch of the first `samples` samples in order, in batches of `batch`, under Adam (the
+    /// modern recipe) from its first step.
+    private static func adamPlan(samples: Int, batch: Int) -> EpochPlan {
+        var rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.003, batchSize: batch)
+        rule.step = 1
+        return EpochPlan(order: (0..<samples).map(Int32.init), batchSize: batch, rule: rule)
     }
 
     /// Trains an epoch of `plan` on each engine (the first the reference) and expects every
