@@ -12,8 +12,10 @@ struct BenchNet: ParsableCommand {
             Trains the modern recipe (Adam) on the first --samples training samples: sequential per \
             sample and at --batch, the threads engine's layer strategy per sample and its data \
             strategy at --batch, each against sequential at the same batch in the same run. They are \
-            timed in 3 rounds of one pass each, in turn, and each keeps its fastest pass (a shared \
-            machine's speed drifts; rounds make the drift hit every row alike). \
+            timed in --rounds rounds of one pass each, in turn, and each keeps its fastest pass (a \
+            shared machine's speed drifts; rounds make the drift hit every row alike, and more of \
+            them let every row, the ones that need all cores quiet at once included, catch a quiet \
+            spell). \
             GFLOP/s counts the network's FLOPs per training sample (`pcnn nets`); peak is measured here \
             first, per core, with a fused multiply-add loop.
             """)
@@ -31,6 +33,9 @@ struct BenchNet: ParsableCommand {
     @Option(help: "Batch of the batched rows.")
     var batch: Int = 64
 
+    @Option(help: "Rounds of one pass per configuration; each configuration keeps its fastest pass.")
+    var rounds: Int = 5
+
     @Option(help: "Also time a GPU engine (opencl or cuda): its strategies per sample and at --batch, with kernel launches per epoch.")
     var gpu: DeviceBackend?
 
@@ -45,6 +50,7 @@ struct BenchNet: ParsableCommand {
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
+        guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 100") }
         guard threads.allSatisfy({ (1...EngineOptions.maximumThreads).contains($0) }) else {
             throw ValidationError("--threads values must be between 1 and \(EngineOptions.maximumThreads)")
         }
@@ -72,7 +78,7 @@ struct BenchNet: ParsableCommand {
         )
         var rows = try NetworkBenchmark.run(
             architecture, data: data.train, samples: count, batch: batch, threads: threads,
-            peak: peak, progress: note)
+            peak: peak, repeats: rounds, progress: note)
         if let gpu {
             if case .unavailable(let remedy) = gpu.availability() { throw fail("--gpu \(gpu.rawValue): \(remedy)") }
             do {

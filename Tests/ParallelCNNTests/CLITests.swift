@@ -84,7 +84,8 @@ struct CLITests {
             (["bench", "sweep", "--batch", "0"], "--batch"),
             (["bench", "sweep", "--seconds", "-1"], "--seconds"),
             (["bench", "sweep", "--workers", "0"], "--workers"),
-            (["bench", "net", "--passes"], "--passes")
+            (["bench", "net", "--passes"], "--passes"),
+            (["bench", "net", "--rounds", "0"], "--rounds")
         ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])
