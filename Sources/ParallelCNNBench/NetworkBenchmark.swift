@@ -18,7 +18,8 @@ public struct NetworkBenchmarkRow: Sendable {
 
 /// The bench for any network: sequential per sample and at a batch, the threads engine's layer
 /// strategy per sample and its data strategy at the batch, all on the same samples in one run,
-/// with the rate of work against the measured peak of the cores used.
+/// with the rate of work against the measured peak of the cores used. The modern recipe trains,
+/// with `optimizer` at its default learning rate.
 ///
 /// The configurations are timed in `repeats` rounds, each round one pass of every configuration
 /// in turn, and each keeps its fastest pass: a shared machine's speed drifts over seconds, and
@@ -26,7 +27,7 @@ public struct NetworkBenchmarkRow: Sendable {
 public enum NetworkBenchmark {
     public static func run(
         _ architecture: Architecture, data: Dataset, samples: Int, batch: Int, threads: [Int],
-        peak: PeakFLOPS, repeats: Int = 3, progress: (String) -> Void = { _ in }
+        peak: PeakFLOPS, optimizer: Optimizer = .adam, repeats: Int = 3, progress: (String) -> Void = { _ in }
     ) throws -> [NetworkBenchmarkRow] {
         let start = Initialization.seeded(1).makeParameters(for: architecture)
         let count = min(samples, data.count)
@@ -62,7 +63,7 @@ public enum NetworkBenchmark {
         for round in 0..<max(1, repeats) {
             for k in configurations.indices {
                 let c = configurations[k]
-                let rule = UpdateRule(recipe: .modern, optimizer: .adam, learningRate: 0.001, batchSize: c.batch)
+                let rule = UpdateRule(recipe: .modern, optimizer: optimizer, batchSize: c.batch)
                 let s =
                     try Benchmark.time(c.engine, data: data, samples: count, batch: c.batch, repeats: 1, start: start, rule: rule)
                     / Double(count)

@@ -9,7 +9,8 @@ struct BenchNet: ParsableCommand {
         abstract:
             "Any network (--net): sequential, threads layer and threads data, with GFLOP/s and the fraction of the cores' measured peak.",
         discussion: """
-            Trains the modern recipe (Adam) on the first --samples training samples: sequential per \
+            Trains the modern recipe (Adam, or --optimizer sgd) on the first --samples training \
+            samples: sequential per \
             sample and at --batch, the threads engine's layer strategy per sample and its data \
             strategy at --batch, each against sequential at the same batch in the same run. They are \
             timed in --rounds rounds of one pass each, in turn, and each keeps its fastest pass (a \
@@ -32,6 +33,12 @@ struct BenchNet: ParsableCommand {
 
     @Option(help: "Batch of the batched rows.")
     var batch: Int = 64
+
+    @Option(
+        help:
+            "Optimizer of the modern recipe: adam, or sgd (momentum SGD). Per sample, Adam's square root and division of every parameter are most of the update."
+    )
+    var optimizer: Optimizer = .adam
 
     @Option(help: "Rounds of one pass per configuration; each configuration keeps its fastest pass.")
     var rounds: Int = 5
@@ -78,7 +85,7 @@ struct BenchNet: ParsableCommand {
         )
         var rows = try NetworkBenchmark.run(
             architecture, data: data.train, samples: count, batch: batch, threads: threads,
-            peak: peak, repeats: rounds, progress: note)
+            peak: peak, optimizer: optimizer, repeats: rounds, progress: note)
         if let gpu {
             if case .unavailable(let remedy) = gpu.availability() { throw fail("--gpu \(gpu.rawValue): \(remedy)") }
             do {
@@ -97,7 +104,7 @@ struct BenchNet: ParsableCommand {
                 ]
             }
             let report: [String: Any] = [
-                "network": architecture.network.text, "samples": count, "rows": objects,
+                "network": architecture.network.text, "samples": count, "rows": objects, "optimizer": optimizer.rawValue,
                 "peak_gflops_per_core": peak.perCoreGFLOPS,
                 "flops_per_training_sample": architecture.flopsPerTrainingSample
             ]
@@ -105,7 +112,7 @@ struct BenchNet: ParsableCommand {
             return
         }
         print(
-            "\(architecture.network) on \(architecture.input), \(count) samples, modern recipe (Adam), \(EngineRegistry.availableCores) cores, peak \(String(format: "%.1f", peak.perCoreGFLOPS)) GFLOP/s per core (\(peak.method))"
+            "\(architecture.network) on \(architecture.input), \(count) samples, modern recipe (\(optimizerName)), \(EngineRegistry.availableCores) cores, peak \(String(format: "%.1f", peak.perCoreGFLOPS)) GFLOP/s per core (\(peak.method))"
         )
         print("engine      strategy  threads  batch  µs/sample  s/epoch(60k)  speed-up  GFLOP/s  of peak")
         for r in rows {
@@ -127,14 +134,18 @@ struct BenchNet: ParsableCommand {
         }
     }
 
+    /// The optimizer as the tables name it.
+    private var optimizerName: String { optimizer == .adam ? "Adam" : "momentum SGD" }
+
     /// The `--passes` table: each pass in whole blocks (the batch strategies) and for one sample
-    /// at a time (batch 1), then Adam's update, shared by a batch or paid by every sample.
+    /// at a time (batch 1), then the optimizer's update, shared by a batch or paid by every sample.
     private func printPasses(_ architecture: Architecture, data: Dataset, samples: Int) {
         note("Timing each pass over whole blocks of the batch strategies, then one sample at a time...")
         let parameters = Initialization.seeded(1).makeParameters(for: architecture)
         let blocks = PassProfile.blockPasses(architecture, data: data, samples: samples, parameters: parameters, recipe: .modern)
         let single = PassProfile.measure(
-            architecture, data: data, samples: min(samples, 1_000), parameters: parameters, rule: UpdateRule(recipe: .modern))
+            architecture, data: data, samples: min(samples, 1_000), parameters: parameters,
+            rule: UpdateRule(recipe: .modern, optimizer: optimizer))
         let update = single.updateSeconds
         // The two lists differ where a block has passes of its own (the gathers of dense inputs):
         // merged in running order, a pass missing from one list counted as 0 there.
@@ -149,7 +160,7 @@ struct BenchNet: ParsableCommand {
             rows.append((pass.name, pass.seconds, one))
         }
         rows += next.map { ($0.name, 0, $0.seconds) }
-        rows += [("update (Adam)", update / Double(batch), update), ("rest of the sample", 0, single.otherSeconds)]
+        rows += [("update (\(optimizerName))", update / Double(batch), update), ("rest of the sample", 0, single.otherSeconds)]
         let totals = rows.reduce((0.0, 0.0)) { ($0.0 + $1.1, $0.1 + $1.2) }
         print("pass                        µs/sample at batch \(batch)  share   µs/sample at batch 1  share")
         for (name, batched, one) in rows + [("total", totals.0, totals.1)] {

@@ -116,6 +116,36 @@ struct CLITests {
         }
     }
 
+    @Test("bench net --json: a row per configuration, its figures consistent with each other and the optimizer asked for")
+    func benchNetJSON() throws {
+        let net = "conv 2 5x5 pad=2 relu; maxpool 2x2; dense 10"
+        let result = try CLI.run([
+            "bench", "net", "--data", try TestData.requireMNISTDirectory(), "--net", net, "--samples", "64", "--threads", "2",
+            "--batch", "8", "--rounds", "2", "--optimizer", "sgd", "--json"
+        ])
+        #expect(result.status == 0, "\(result.output)")
+        let line = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("{") })
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(report["optimizer"] as? String == "sgd")
+        let flops = try #require(report["flops_per_training_sample"] as? Double)
+        let rows = try #require(report["rows"] as? [[String: Any]])
+        let configurations = rows.map { "\($0["engine"] ?? "") \($0["strategy"] ?? "") \($0["threads"] ?? 0) \($0["batch"] ?? 0)" }
+        #expect(configurations == ["sequential - 1 1", "threads layer 2 1", "sequential - 1 8", "threads data 2 8"])
+        for row in rows {
+            let seconds = try #require(row["seconds_per_sample"] as? Double)
+            #expect(seconds > 0)
+            #expect(abs((row["seconds_per_epoch_60000"] as? Double ?? 0) - 60_000 * seconds) <= 1e-9 * 60_000)
+            #expect(abs((row["gflops"] as? Double ?? 0) - flops / seconds / 1e9) <= 1e-6 * flops / seconds / 1e9)
+            #expect((row["peak_fraction"] as? Double ?? 0) > 0)
+        }
+        // Each speed-up is its baseline's time over the row's: sequential rows are their own baseline.
+        let seconds = rows.map { $0["seconds_per_sample"] as? Double ?? 0 }
+        let speedups = rows.map { $0["speedup"] as? Double ?? 0 }
+        #expect(speedups[0] == 1 && speedups[2] == 1)
+        #expect(abs(speedups[1] - seconds[0] / seconds[1]) <= 1e-9 * speedups[1])
+        #expect(abs(speedups[3] - seconds[2] / seconds[3]) <= 1e-9 * speedups[3])
+    }
+
     @Test("a corrupt checkpoint is refused, naming the file")
     func corruptCheckpoint() throws {
         try TestData.withTemporaryDirectory { dir in
