@@ -20,6 +20,10 @@ public final class ParameterState {
     let secondMoment: UnsafeMutablePointer<Float>
     private(set) var hasSecondMoment = false
     private let scale: UnsafeMutablePointer<Float>
+    /// `scale`'s one value where every parameter has the same (the modern recipe's): the update
+    /// then multiplies by a constant instead of streaming `scale`, one array fewer of the seven
+    /// or eight it passes over per step.
+    private var uniformScale: Float?
     /// The recipe and configured batch size `scale` was built for.
     private var scaleRecipe: Recipe?
     private var scaleBatchSize = 0
@@ -108,9 +112,9 @@ public final class ParameterState {
 
     private func apply<G: GradientSource>(_ gradient: G, batchSize: Int, rule: UpdateRule, on pool: WorkerPool?) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
-            architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize).withUnsafeBufferPointer {
-                scale.update(from: $0.baseAddress!, count: parameterCount)
-            }
+            let vector = architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize)
+            vector.withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: parameterCount) }
+            uniformScale = vector.allSatisfy { $0 == vector[0] } ? vector[0] : nil
             scaleRecipe = rule.recipe
             scaleBatchSize = rule.batchSize
         }
@@ -136,23 +140,42 @@ public final class ParameterState {
     /// step is about 30 µs on one core; the paper's 2,343 parameters take well under a fork-join).
     package static let slicedUpdateFloats = 16_384
 
-    /// The update of parameters `start..<end`, `V.scalarCount` at a time.
+    /// The update of parameters `start..<end`, `V.scalarCount` at a time: with a uniform scale,
+    /// the whole vectors of parameters by the constant, the padded rest by `scale` (whose padding
+    /// is 0).
     @inline(__always) private func update<V: FloatVector, G: GradientSource>(
         _ gradientSum: G, batchSize: Int, rule: UpdateRule,
         adamFactors: (stepSize: Float, secondMomentFactor: Float),
         from start: Int, to end: Int, _: V.Type
     ) {
+        var split = start
+        if let uniformScale {
+            split = min(end, max(start, parameterCount / V.scalarCount * V.scalarCount))
+            update(
+                gradientSum, scale: UniformScale(value: uniformScale), batchSize: batchSize, rule: rule, adamFactors: adamFactors,
+                from: start, to: split, V.self)
+        }
+        update(
+            gradientSum, scale: ScaleVector(values: UnsafePointer(scale)), batchSize: batchSize, rule: rule,
+            adamFactors: adamFactors, from: split, to: end, V.self)
+    }
+
+    @inline(__always) private func update<V: FloatVector, G: GradientSource, S: ScaleSource>(
+        _ gradientSum: G, scale: S, batchSize: Int, rule: UpdateRule,
+        adamFactors: (stepSize: Float, secondMomentFactor: Float),
+        from start: Int, to end: Int, _: V.Type
+    ) {
+        guard start < end else { return }
         let lr = V(repeating: rule.learningRate)
         let inverseBatch = V(repeating: 1 / Float(batchSize))
         let tiny = UpdateRule.bufferFlushThreshold
-        let scale = UnsafePointer(self.scale)
         if rule.optimizer == .adam {
             let beta1 = V(repeating: rule.momentum), oneMinusBeta1 = V(repeating: 1 - rule.momentum)
             let beta2 = V(repeating: UpdateRule.adamBeta2), oneMinusBeta2 = V(repeating: 1 - UpdateRule.adamBeta2)
             let epsilon = V(repeating: UpdateRule.adamEpsilon)
             let a = V(repeating: adamFactors.stepSize), c = V(repeating: adamFactors.secondMomentFactor)
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
+                let g = scale.load(i, V.self) * gradientSum.load(i, V.self) * inverseBatch
                 let m = V.flushed(beta1 * UnsafePointer(velocity).load(i, as: V.self) + oneMinusBeta1 * g, below: tiny)
                 let s = V.flushed(beta2 * UnsafePointer(secondMoment).load(i, as: V.self) + oneMinusBeta2 * g * g, below: tiny)
                 velocity.store(m, at: i)
@@ -162,18 +185,35 @@ public final class ParameterState {
         } else if rule.usesVelocity {
             let mu = V(repeating: rule.momentum)
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
+                let g = scale.load(i, V.self) * gradientSum.load(i, V.self) * inverseBatch
                 let v = V.flushed(mu * UnsafePointer(velocity).load(i, as: V.self) + g, below: tiny)
                 velocity.store(v, at: i)
                 values.store(UnsafePointer(values).load(i, as: V.self) + lr * v, at: i)
             }
         } else {
             for i in stride(from: start, to: end, by: V.scalarCount) {
-                let g = scale.load(i, as: V.self) * gradientSum.load(i, V.self) * inverseBatch
+                let g = scale.load(i, V.self) * gradientSum.load(i, V.self) * inverseBatch
                 values.store(UnsafePointer(values).load(i, as: V.self) + lr * g, at: i)
             }
         }
     }
+}
+
+/// Where `ParameterState.update` reads the recipe's per-parameter factor.
+private protocol ScaleSource {
+    func load<V: FloatVector>(_ i: Int, _: V.Type) -> V
+}
+
+/// One factor for every parameter.
+private struct UniformScale: ScaleSource {
+    let value: Float
+    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { V(repeating: value) }
+}
+
+/// A factor per parameter.
+private struct ScaleVector: ScaleSource {
+    let values: UnsafePointer<Float>
+    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { values.load(i, as: V.self) }
 }
 
 /// Where `ParameterState.update` reads a batch's summed ascent.
