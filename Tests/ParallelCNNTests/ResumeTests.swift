@@ -84,6 +84,37 @@ struct ResumeTests {
         #expect(throws: TrainingRecordError.self) { try noVelocity.trainingRecord(path: "v") }
     }
 
+    @Test("a training checkpoint records its tensors' hashes: a value changed in any group is refused, naming its hash")
+    func damagedTensorsAreRefused() throws {
+        let record = TrainingRecord(
+            options: TrainingOptions(recipe: .modern, batchSize: 16), position: TrainingPosition(epoch: 1),
+            dataset: .mnist, trainSamples: 1000)
+        let state = OptimizerState(
+            velocity: Parameters(values: (0..<Parameters.count).map { Float($0) * 1e-3 }),
+            secondMoment: Parameters(values: (0..<Parameters.count).map { Float($0) * 1e-6 }))
+        let intact = Checkpoint(parameters: Parameters(), optimizerState: state, record: record, engine: "test")
+        #expect(try Checkpoint.decode(intact.encoded()) == intact)
+        for key in [Checkpoint.parameterHashKey, Checkpoint.velocityHashKey, Checkpoint.secondMomentHashKey] {
+            var damaged = intact
+            switch key {
+            case Checkpoint.parameterHashKey: damaged.parameters.values[100] = damaged.parameters.values[100].nextUp
+            case Checkpoint.velocityHashKey: damaged.velocity!.values[2342] = -1
+            default: damaged.secondMoment!.values[0] = 1
+            }
+            do {
+                _ = try Checkpoint.decode(damaged.encoded(), path: "damaged.safetensors")
+                Issue.record("a damaged \(key) was read")
+            } catch let error as CheckpointError {
+                guard case .hashMismatch(let path, let named, let recorded, _) = error else {
+                    Issue.record("\(error)")
+                    continue
+                }
+                #expect(path == "damaged.safetensors" && named == key && recorded == intact.metadata[key])
+                #expect(error.description.contains("damaged"))
+            }
+        }
+    }
+
     @Test("original recipe: interrupted mid-epoch", arguments: [1, 999, 1500])
     func original(stopAfter: Int) throws {
         let options = TrainingOptions(recipe: .original, epochs: 2)

@@ -22,7 +22,9 @@ import Foundation
 /// Guarantees: `read(from:)` of a file written by `write(to:)` returns a checkpoint with the same
 /// metadata and bit-identical parameters and optimizer buffers, provided they are finite (a NaN or infinity
 /// is written as it is, for inspection, but refused when read); writing is atomic and
-/// deterministic (equal checkpoints give identical files).
+/// deterministic (equal checkpoints give identical files). A file whose metadata records the
+/// hashes of its tensors (`parameterHashKey`, as every trainer's checkpoint does) is refused when
+/// its tensors no longer give them.
 public struct Checkpoint: Equatable, Sendable {
     /// The network's parameters.
     public var parameters: Parameters
@@ -44,6 +46,11 @@ public struct Checkpoint: Equatable, Sendable {
     public static let versionKey = "version"
     /// The format version written, and the only one read.
     public static let formatVersion = "1"
+    /// Metadata keys of the hashes (`Parameters.hashString`) of the parameters and of the
+    /// optimizer's buffers, checked when a file that records them is read.
+    public static let parameterHashKey = "param_hash"
+    public static let velocityHashKey = "momentum_hash"
+    public static let secondMomentHashKey = "second_moment_hash"
     /// Prefix of the tensor names holding `velocity`.
     public static let velocityPrefix = "momentum."
     /// Prefix of the tensor names holding `secondMoment`.
@@ -185,6 +192,13 @@ public struct Checkpoint: Equatable, Sendable {
         parameters = try Self.parameters(from: byName, prefix: "", path: path, layout: layout, architecture)
         velocity = try optional(Self.velocityPrefix)
         secondMoment = try optional(Self.secondMomentPrefix)
+        for (key, tensors) in [
+            (Self.parameterHashKey, parameters), (Self.velocityHashKey, velocity), (Self.secondMomentHashKey, secondMoment)
+        ] {
+            if let recorded = file.metadata[key], let tensors, recorded != tensors.hashString {
+                throw CheckpointError.hashMismatch(path: path, key: key, recorded: recorded, computed: tensors.hashString)
+            }
+        }
         let reserved = [Self.formatKey, Self.versionKey, Architecture.networkKey, Architecture.inputKey]
         metadata = file.metadata.filter { !reserved.contains($0.key) }
     }

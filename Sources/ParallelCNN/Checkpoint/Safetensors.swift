@@ -50,6 +50,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case unsupportedVersion(path: String, version: String)
     /// The metadata to be written is invalid (it uses a key reserved for the format).
     case invalidMetadata(path: String, reason: String)
+    /// A tensor group's values do not give the hash the metadata records for them (`key`): the
+    /// file changed after it was written.
+    case hashMismatch(path: String, key: String, recorded: String, computed: String)
 
     /// The file the error is about.
     public var path: String {
@@ -59,7 +62,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             .unsupportedDtype(let path, _, _), .invalidTensor(let path, _, _),
             .invalidOffsets(let path, _), .missingTensor(let path, _), .unexpectedTensor(let path, _),
             .wrongShape(let path, _, _, _), .nonFiniteValue(let path, _, _, _, _), .notACheckpoint(let path, _),
-            .unsupportedVersion(let path, _), .invalidMetadata(let path, _):
+            .unsupportedVersion(let path, _), .invalidMetadata(let path, _), .hashMismatch(let path, _, _, _):
             path
         }
     }
@@ -100,6 +103,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
                 + "(this build reads version \(Checkpoint.formatVersion))"
         case .invalidMetadata(_, let reason):
             "invalid metadata: \(reason)"
+        case .hashMismatch(_, let key, let recorded, let computed):
+            "the file is damaged: its tensors hash to \(computed), but its metadata records \(key) \(recorded) "
+                + "(changed after it was written; use an intact copy, or an earlier checkpoint)"
         }
     }
 

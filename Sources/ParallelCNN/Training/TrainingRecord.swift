@@ -23,7 +23,8 @@ public struct TrainingRecordError: Error, CustomStringConvertible, Sendable {
 }
 
 extension Checkpoint {
-    /// A checkpoint of `parameters` and the optimizer's buffers recording `record` in its metadata.
+    /// A checkpoint of `parameters` and the optimizer's buffers recording `record` in its metadata,
+    /// with the hash of each group of tensors, which reading checks.
     public init(
         parameters: Parameters, optimizerState: OptimizerState, record: TrainingRecord, engine: String,
         architecture: Architecture = .paper
@@ -34,9 +35,12 @@ extension Checkpoint {
             case .original: "original"
             case .seeded(let seed): "seeded:\(seed)"
             }
+        var hashes = [Checkpoint.parameterHashKey: parameters.hashString]
+        if let velocity = optimizerState.velocity { hashes[Checkpoint.velocityHashKey] = velocity.hashString }
+        if let secondMoment = optimizerState.secondMoment { hashes[Checkpoint.secondMomentHashKey] = secondMoment.hashString }
         self.init(
             parameters: parameters, velocity: optimizerState.velocity, secondMoment: optimizerState.secondMoment,
-            metadata: [
+            metadata: hashes.merging([
                 "recipe": o.recipe.rawValue,
                 "optimizer": o.rule.optimizer.rawValue,
                 "epoch": String(record.position.epoch),
@@ -50,9 +54,8 @@ extension Checkpoint {
                 "init": initialization,
                 "dataset": record.dataset.rawValue,
                 "train_samples": String(record.trainSamples),
-                "engine": engine,
-                "param_hash": parameters.hashString
-            ], architecture: architecture)
+                "engine": engine
+            ]) { hash, _ in hash }, architecture: architecture)
     }
 
     /// Reads the training state back; `path` names the file in errors.
