@@ -93,7 +93,8 @@ struct BenchNet: ParsableCommand {
                     architecture, backend: gpu, data: data.train, samples: count, batch: batch, progress: note)
             } catch { throw fail("--gpu \(gpu.rawValue): \(error)") }
         }
-        if passes { printPasses(architecture, data: data.train, samples: count) }
+        // With --json, standard output holds the JSON alone.
+        if passes { printPasses(architecture, data: data.train, samples: count, output: json ? note : { print($0) }) }
         if json {
             let objects: [[String: Any]] = rows.map {
                 [
@@ -139,7 +140,7 @@ struct BenchNet: ParsableCommand {
 
     /// The `--passes` table: each pass in whole blocks (the batch strategies) and for one sample
     /// at a time (batch 1), then the optimizer's update, shared by a batch or paid by every sample.
-    private func printPasses(_ architecture: Architecture, data: Dataset, samples: Int) {
+    private func printPasses(_ architecture: Architecture, data: Dataset, samples: Int, output print: (String) -> Void) {
         note("Timing each pass over whole blocks of the batch strategies, then one sample at a time...")
         let parameters = Initialization.seeded(1).makeParameters(for: architecture)
         let blocks = PassProfile.blockPasses(architecture, data: data, samples: samples, parameters: parameters, recipe: .modern)

@@ -7,14 +7,14 @@ struct DataOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Directory holding the four IDX files (raw or .gz). Default: $MNIST_DIR, then ./data/mnist.",
+            "Directory holding the data set's files: MNIST's or Fashion-MNIST's four IDX files (raw or .gz), or CIFAR-10's binary batches. Default: $MNIST_DIR, then ./data/mnist ($FASHION_MNIST_DIR, then ./data/fashion-mnist and /usr/share/datasets/fashion-mnist; $CIFAR10_DIR, then ./data/cifar-10-batches-bin and ./data/cifar10).",
             valueName: "dir"))
     var data: String?
 
     @Option(
         name: .long,
         help:
-            "Data set: mnist or fashion-mnist (same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist)."
+            "Data set: mnist, fashion-mnist (the same format; Debian's dataset-fashion-mnist installs it in /usr/share/datasets/fashion-mnist) or cifar10 (3x32x32 colour images, the binary version's data_batch_1.bin to data_batch_5.bin and test_batch.bin)."
     )
     var dataset: DatasetKind = .mnist
 

@@ -88,7 +88,7 @@ struct NetworkOption: ParsableArguments {
     @Option(
         name: .customLong("net"),
         help: ArgumentHelp(
-            "The network: a preset (\(NetworkDescription.presets.compactMap(\.presetName).joined(separator: ", ")); `pcnn nets` lists them) or a description such as \"conv 6 5x5 pad=2 relu; maxpool 2x2; dense 10\" (layers conv F KxK [stride=S] [pad=P], subsample KxK, avgpool KxK [stride=S], maxpool KxK [stride=S], dense N, each optionally followed by sigmoid, tanh or relu; the last layer is dense 10). Default: paper, or the checkpoint's with --resume.",
+            "The network: a preset (\(NetworkDescription.presets.compactMap(\.presetName).joined(separator: ", ")); `pcnn nets` lists them) or a description such as \"conv 6 5x5 pad=2 relu; maxpool 2x2; dense 10\" (layers conv F KxK [stride=S] [pad=P], subsample KxK, avgpool KxK [stride=S], maxpool KxK [stride=S], dense N, each optionally followed by sigmoid, tanh or relu; the last layer is dense 10). Default: paper (for `pcnn train --resume`, the checkpoint's).",
             valueName: "name|description"))
     var net: String?
 

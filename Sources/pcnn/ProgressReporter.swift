@@ -46,12 +46,12 @@ final class ProgressReporter {
     }
 }
 
-/// Set by SIGINT/SIGTERM; the trainer stops at the next batch and a checkpoint is written.
-/// A second signal kills the process as usual.
+/// Set by SIGINT, SIGTERM or SIGHUP (a closed terminal); the trainer stops at the next batch and a
+/// checkpoint is written. A second signal kills the process as usual.
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
 func installStopHandlers() {
-    for sig in [SIGINT, SIGTERM] {
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
         signal(sig) { received in
             stopRequested = 1
             signal(received, SIG_DFL)

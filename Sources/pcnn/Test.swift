@@ -15,6 +15,11 @@ struct ModelOptions: ParsableArguments {
         let checkpoint = try Checkpoint.read(from: model)
         let record = try checkpoint.trainingRecord(path: model)
         let data = try source.load(download: true, log: note)
+        if record.dataset != source.dataset, data.test.shape == checkpoint.architecture.input {
+            note(
+                "warning: \(model) was trained on \(record.dataset.rawValue), and is evaluated on \(source.dataset.rawValue) (--dataset \(record.dataset.rawValue) evaluates it on its own data set)"
+            )
+        }
         guard data.test.shape == checkpoint.architecture.input else {
             throw ValidationError(
                 "\(model) holds a network for \(checkpoint.architecture.input) images, but \(source.dataset.rawValue) has \(data.test.shape) images; pass the --dataset it was trained on (\(record.dataset.rawValue))"
@@ -43,12 +48,17 @@ struct Test: ParsableCommand {
             let instance = try engine.makeEngine(parameters: checkpoint.parameters, architecture: checkpoint.architecture)
             let errors = try instance.countErrors(on: data.test, recipe: record.options.recipe)
             let percent = 100 * Double(errors) / Double(data.test.count)
-            note(
-                String(
-                    format: "%@: %@, %@ recipe, %d epoch(s); test error %.2f%% (%d/%d), parameter hash %@",
-                    model, checkpoint.architecture.network.description, record.options.recipe.rawValue, record.position.epoch, percent,
-                    errors,
-                    data.test.count, checkpoint.parameters.hashString))
+            let position = record.position
+            let trained =
+                position.position == 0
+                ? "\(position.epoch) epoch(s)"
+                : "\(position.epoch) epoch(s) and \(position.position) samples of epoch \(position.epoch + 1)"
+            let summary = String(
+                format: "%@: %@, %@ recipe, %@; test error %.2f%% (%d/%d), parameter hash %@",
+                model, checkpoint.architecture.network.description, record.options.recipe.rawValue, trained, percent,
+                errors, data.test.count, checkpoint.parameters.hashString)
+            // The result is the command's output: on standard output, unless JSON takes it.
+            if json { note(summary) } else if !silent { print(summary) }
             if json && !silent {
                 let object: [String: Any] = [
                     "model": model, "network": checkpoint.architecture.network.text, "recipe": record.options.recipe.rawValue,
@@ -67,7 +77,7 @@ struct Test: ParsableCommand {
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show one test digit as text with the network's prediction and scores.")
+        abstract: "Show one test image as text with the network's prediction and scores.")
 
     @OptionGroup var options: ModelOptions
 
@@ -97,13 +107,15 @@ struct Predict: ParsableCommand {
             guard !silent else { return }
             print(DigitArt.render(data.test.image(index), shape: data.test.shape))
             let label = Int(data.test.labels[index])
+            let names = options.source.dataset.classNames
+            func named(_ c: Int) -> String { names.map { "\(c) (\($0[c]))" } ?? "\(c)" }
             print(
-                "test image \(index): label \(label), predicted \(best) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")"
+                "test image \(index): label \(named(label)), predicted \(named(best)) by \(instance.description) \(best == label ? "(correct)" : "(WRONG)")"
             )
             print(recipe == .original ? "sigmoid outputs:" : "softmax probabilities:")
             for (o, score) in scores.enumerated() {
                 let bar = String(repeating: "#", count: Int((max(0, min(1, score)) * 40).rounded()))
-                print(String(format: "  %d %@ %.4f %@", o, o == best ? ">" : " ", score, bar))
+                print(String(format: "  %d %@ %.4f %@%@", o, o == best ? ">" : " ", score, bar, names.map { " \($0[o])" } ?? ""))
             }
         } catch let error as ValidationError {
             throw error

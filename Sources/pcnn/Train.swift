@@ -13,8 +13,9 @@ struct Train: ParsableCommand {
             default and the c1 step multiplied by min(4B, 576): batch 64 reaches 8.8% after one epoch \
             (plain averaging: 20.3%). --lr and --momentum override the defaults.
               modern    softmax cross-entropy with true gradients, minibatches (default --batch 32) \
-            reshuffled every epoch from --seed, with Adam by default (--lr 0.03 \
-            --momentum 0.9 --lr-decay 0.4 at every batch size): batch 64 reaches 2.4% in 3 epochs. \
+            reshuffled every epoch from --seed, with Adam by default (--lr 0.03 on the paper's \
+            network and 0.003 on any other, --momentum 0.9 --lr-decay 0.4 at every batch size): \
+            batch 64 reaches 2.4% in 3 epochs. \
             --optimizer sgd takes momentum SGD instead (--lr 0.05 --momentum 0.9 --lr-decay 0.5; \
             above batch 32 lr 0.05·B/32, at most 0.1, and lr-decay 0.5^(32/B)): batch 64 reaches 4.4% \
             in 3 epochs.
@@ -32,9 +33,9 @@ struct Train: ParsableCommand {
             A non-finite loss or parameter stops training with an error naming the epoch and step; \
             the checkpoint then still holds the last good model.
 
-            A checkpoint is written after every epoch, every 60 s within an epoch (--checkpoint-interval), and on Ctrl-C \
-            (the first Ctrl-C stops cleanly, a second one kills). --resume FILE continues the run it \
-            holds to the same final parameters as an uninterrupted run.
+            A checkpoint is written after every epoch, every 60 s within an epoch (--checkpoint-interval), and on Ctrl-C, \
+            SIGTERM or SIGHUP (the first stops cleanly, a second one kills). --resume FILE continues the run it \
+            holds to the same final parameters as an uninterrupted run, saving back into FILE unless --save says otherwise.
             """)
 
     @OptionGroup var source: DataOptions
@@ -43,27 +44,32 @@ struct Train: ParsableCommand {
 
     @OptionGroup var network: NetworkOption
 
-    @Option(help: "Training rule: original or modern.")
+    @Option(help: "Training rule: original (the default, SPEC.md's) or modern.")
     var recipe: Recipe?
 
-    @Option(help: "Epochs to complete (with --resume: in total).")
+    @Option(parsing: .unconditional, help: "Epochs to complete (with --resume: in total).")
     var epochs: Int = 1
 
     @Option(help: "Optimizer: sgd (momentum SGD) or adam (default: sgd for original, adam for modern).")
     var optimizer: Optimizer?
 
-    @Option(help: "Samples per optimizer step (default: 1 for original, 32 for modern).")
+    @Option(parsing: .unconditional, help: "Samples per optimizer step (default: 1 for original, 32 for modern).")
     var batch: Int?
 
     @Option(
-        help: "Learning rate (default: 0.1 for original; 0.03 for adam; 0.05 for sgd on modern, times B/32 above batch 32, at most 0.1).")
+        parsing: .unconditional,
+        help:
+            "Learning rate (default: 0.1 for original; for adam 0.03 on the paper's network, 0.003 on any other; 0.05 for sgd on modern, times B/32 above batch 32, at most 0.1)."
+    )
     var lr: Float?
 
-    @Option(help: "Momentum, or beta1 of adam (default: 0 for original at batch 1, 0.8 at larger batches; 0.9 for modern).")
+    @Option(
+        parsing: .unconditional,
+        help: "Momentum, or beta1 of adam (default: 0 for original at batch 1, 0.8 at larger batches; 0.9 for modern).")
     var momentum: Float?
 
     @Option(
-        name: .customLong("lr-decay"),
+        name: .customLong("lr-decay"), parsing: .unconditional,
         help: "Learning-rate factor per epoch (default: 1 for original; 0.4 for adam; 0.5 for sgd on modern, 0.5^(32/B) above batch 32).")
     var lrDecay: Float?
 
@@ -72,19 +78,22 @@ struct Train: ParsableCommand {
         help: "Initial weights: original (glibc rand(), as the paper's program) or seeded (portable, from --seed).")
     var initChoice: InitChoice = .original
 
-    @Option(help: "Seed of --init seeded and of the modern recipe's shuffles.")
+    @Option(parsing: .unconditional, help: "Seed of --init seeded and of the modern recipe's shuffles.")
     var seed: UInt64 = 1
 
-    @Option(help: "Train on the first N training samples only.")
+    @Option(parsing: .unconditional, help: "Train on the first N training samples only.")
     var limit: Int?
 
-    @Option(help: "Checkpoint file (safetensors).")
-    var save: String = "pcnn-model.safetensors"
+    @Option(
+        help: "Checkpoint file (safetensors). Default: the --resume file when resuming, else \(Self.defaultCheckpoint).")
+    var save: String?
+
+    static let defaultCheckpoint = "pcnn-model.safetensors"
 
     @Flag(help: "Do not write a checkpoint.")
     var noSave = false
 
-    @Option(name: .customLong("checkpoint-interval"), help: "Seconds between checkpoints within an epoch.")
+    @Option(name: .customLong("checkpoint-interval"), parsing: .unconditional, help: "Seconds between checkpoints within an epoch.")
     var checkpointInterval: Double = 60
 
     @Option(help: "Continue the run saved in this checkpoint.")
@@ -94,7 +103,28 @@ struct Train: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if noSave, save != nil { throw ValidationError("--save and --no-save contradict each other; give one") }
         do { try request.validate() } catch { throw ValidationError(error.message) }
+    }
+
+    /// Where checkpoints go: --save, else the checkpoint resumed from, else the default; a
+    /// symbolic link's target, which the atomic write would otherwise replace by a file.
+    private var checkpointPath: String? {
+        guard !noSave else { return nil }
+        return Self.followingLinks(save ?? resume ?? Self.defaultCheckpoint)
+    }
+
+    /// `path`, or where the symbolic link at `path` leads (through up to 16 links, dangling or not).
+    static func followingLinks(_ path: String) -> String {
+        var current = path
+        for _ in 0..<16 {
+            guard (try? FileManager.default.attributesOfItem(atPath: current)[.type] as? FileAttributeType) == .typeSymbolicLink,
+                let target = try? FileManager.default.destinationOfSymbolicLink(atPath: current)
+            else { break }
+            let directory = (current as NSString).deletingLastPathComponent
+            current = target.hasPrefix("/") || directory.isEmpty ? target : directory + "/" + target
+        }
+        return current
     }
 
     func run() throws {
@@ -117,7 +147,7 @@ struct Train: ParsableCommand {
     private var request: TrainingRequest {
         var request = TrainingRequest(
             engine: engine.engine, engineOptions: engine.options, epochs: epochs, recipe: recipe,
-            checkpoint: noSave ? nil : save, resume: resume)
+            checkpoint: checkpointPath, resume: resume)
         request.dataset = source.dataset
         request.network = try? network.description()
         request.optimizer = optimizer
@@ -133,9 +163,17 @@ struct Train: ParsableCommand {
     }
 
     private func train() throws {
+        // From the start: a stop asked for while the data loads must not be lost.
+        installStopHandlers()
         // Ranks of a job do not download: several processes would write the same files.
         let group = try engine.processGroup()
+        if group.rank == 0, let path = checkpointPath { try Self.checkWritable(checkpoint: path) }
         let session = try TrainingSession(request) { try source.load(download: group.size == 1, log: note) }
+        // One process stops here; the ranks of a job stop together, at their first step.
+        if stopRequested != 0, group.size == 1 {
+            note("Stopped before training began; nothing was trained or written.")
+            throw ExitCode(130)
+        }
         let record = session.record, options = record.options
         if let resume {
             note(
@@ -165,7 +203,6 @@ struct Train: ParsableCommand {
                     Parameters.hexString(report.parameterHash)))
         }
         session.stopRequested = { stopRequested != 0 }
-        installStopHandlers()
         let result: TrainingResult
         do {
             result = try session.run()
@@ -184,7 +221,7 @@ struct Train: ParsableCommand {
         if case .interrupted(let position) = result.outcome {
             note(
                 "Stopped at epoch \(position.epoch + 1), sample \(position.position)"
-                    + (result.checkpoint.map { "; resume with: pcnn train --resume \($0) --epochs \(options.epochs)" }
+                    + (result.checkpoint.map { "; resume with: \(resumeCommand(checkpoint: $0, epochs: options.epochs))" }
                         ?? " (no checkpoint: --no-save)"))
             throw ExitCode(130)
         }
@@ -197,5 +234,39 @@ struct Train: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result.jsonObject, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
+    }
+
+    /// The command that continues an interrupted run: the checkpoint, the epochs, and where the
+    /// data is (resuming writes back into the checkpoint).
+    private func resumeCommand(checkpoint: String, epochs: Int) -> String {
+        var words = ["pcnn", "train", "--resume", checkpoint, "--epochs", String(epochs)]
+        if source.dataset != .mnist { words += ["--dataset", source.dataset.rawValue] }
+        if let data = source.data { words += ["--data", data] }
+        return words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+    }
+
+    /// Refuses, before any training, a checkpoint path that cannot be written: a directory, a
+    /// device or other special file (an atomic write would replace it), or a directory without
+    /// write permission.
+    static func checkWritable(checkpoint path: String) throws {
+        let target = URL(fileURLWithPath: path).path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
+            let type = (try? FileManager.default.attributesOfItem(atPath: target)[.type] as? FileAttributeType) ?? nil
+            guard !isDirectory.boolValue, type == .typeRegular else {
+                throw CheckpointPathError(path: path, fault: "not a regular file; name a file to write the checkpoint to (or --no-save)")
+            }
+        }
+        let directory = URL(fileURLWithPath: target).deletingLastPathComponent().path
+        guard FileManager.default.isWritableFile(atPath: directory) else {
+            throw CheckpointPathError(
+                path: path,
+                fault: "cannot create files in \(directory) (missing, or no write permission); choose another --save path (or --no-save)")
+        }
+    }
+
+    struct CheckpointPathError: Error, CustomStringConvertible {
+        let path: String, fault: String
+        var description: String { "--save \(path): \(fault)" }
     }
 }

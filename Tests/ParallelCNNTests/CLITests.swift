@@ -85,7 +85,10 @@ struct CLITests {
             (["bench", "sweep", "--seconds", "-1"], "--seconds"),
             (["bench", "sweep", "--workers", "0"], "--workers"),
             (["bench", "net", "--passes"], "--passes"),
-            (["bench", "net", "--rounds", "0"], "--rounds")
+            (["bench", "net", "--rounds", "0"], "--rounds"),
+            (["train", "--no-save", "--save", "x.safetensors"], "--no-save"),
+            (["train", "--save", "/"], "not a regular file"),
+            (["train", "--save", "/nonexistent-directory/m.safetensors"], "cannot create files")
         ])
     func badArguments(arguments: [String], mention: String) throws {
         let result = try CLI.run(arguments + ["--data", try TestData.requireMNISTDirectory()])
@@ -144,6 +147,28 @@ struct CLITests {
         #expect(speedups[0] == 1 && speedups[2] == 1)
         #expect(abs(speedups[1] - seconds[0] / seconds[1]) <= 1e-9 * speedups[1])
         #expect(abs(speedups[3] - seconds[2] / seconds[3]) <= 1e-9 * speedups[3])
+    }
+
+    @Test("a resumed run saves back into its checkpoint; --save through a symbolic link writes the link's target")
+    func checkpointPaths() throws {
+        let data = try TestData.requireMNISTDirectory()
+        try TestData.withTemporaryDirectory { dir in
+            let common = ["--data", data, "--limit", "200", "--recipe", "modern", "--batch", "8"]
+            let first = try CLI.run(["train", "--save", "m.safetensors"] + common, in: dir)
+            #expect(first.status == 0, "\(first.output)")
+            let resumed = try CLI.run(["train", "--data", data, "--resume", "m.safetensors", "--epochs", "2"], in: dir)
+            #expect(resumed.status == 0, "\(resumed.output)")
+            let checkpoint = try Checkpoint.read(from: dir.appendingPathComponent("m.safetensors").path)
+            #expect(checkpoint.metadata["epoch"] == "2")
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("pcnn-model.safetensors").path))
+
+            try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link").path, withDestinationPath: "target")
+            let linked = try CLI.run(["train", "--save", "link"] + common, in: dir)
+            #expect(linked.status == 0, "\(linked.output)")
+            let link = try FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("link").path)
+            #expect(link[.type] as? FileAttributeType == .typeSymbolicLink)
+            #expect(try Checkpoint.read(from: dir.appendingPathComponent("target").path).metadata["epoch"] == "1")
+        }
     }
 
     @Test("a corrupt checkpoint is refused, naming the file")

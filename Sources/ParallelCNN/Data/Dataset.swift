@@ -183,6 +183,15 @@ public enum DatasetKind: String, CaseIterable, Sendable {
         }
     }
 
+    /// The name of each class, by label, where the labels are not simply digits.
+    public var classNames: [String]? {
+        switch self {
+        case .mnist: nil
+        case .fashionMNIST: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+        case .cifar10: ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        }
+    }
+
     /// The environment variable naming a directory that holds the files.
     public var directoryEnvironmentVariable: String {
         switch self {
