@@ -48,7 +48,7 @@ struct EngineOptionGroup: ParsableArguments {
 
     @Option(
         help:
-            "How the engine splits the work: data (each batch's samples), layer (each layer of a sample: the paper's OpenMP, MPI and CUDA designs) or fused (GPU engines: one persistent kernel). Default: the engine's first."
+            "How the engine splits the work: data (each batch's samples), layer (each layer of a sample: the paper's OpenMP, MPI and CUDA designs) or fused (GPU engines: one persistent kernel). Default: data for threads and mpi (layer at batch 1, where a batch has nothing to split), fused for opencl and cuda."
     )
     var strategy: EngineStrategy?
 

@@ -220,7 +220,6 @@ struct DownloadTests {
             }
             #expect(message.contains("--data DIR"))
             #expect(message.contains("$MNIST_DIR"))
-            #expect(message.contains("../shared/datasets/mnist"))
             #expect(message.contains(Downloader.mirrorsEnvironmentVariable))
             #expect(Self.contents(of: target).isEmpty)
         }

@@ -113,7 +113,11 @@ struct NetworkDescriptionTests {
             ("conv 6 5x5 pad=-1; dense 10", "at least 0", "-1", 16),
             ("conv 6 5x5 bias=1; dense 10", "unknown option \"bias\"", "bias", 12),
             ("maxpool 2x2 relu; dense 10", "takes no activation", "maxpool", 1),
-            ("dense 10 relu sigmoid", "unexpected value", "relu", 10),
+            ("dense 10 relu sigmoid", "one activation", "sigmoid", 15),
+            ("conv 8 5x5 relu banana; dense 10", "unexpected value", "banana", 17),
+            ("conv 6 5x5 pad=2 relu maxpool 2x2; dense 10", "starts another layer", "maxpool", 23),
+            ("conv 8 5x5 pad=100; dense 10", "smaller than the kernel", "100", 16),
+            ("conv 8 99999x99999; dense 10", "limit of", "99999", 8),
             ("", "no layers", nil, nil)
         ] as [(String, String, String?, Int?)])
     func syntaxErrors(text: String, message: String, token: String?, column: Int?) {
@@ -508,11 +512,12 @@ struct CIFAR10Tests {
         try TestData.withTemporaryDirectory { dir in
             let path = dir.appendingPathComponent("b.bin").path
             try Self.batch(records: 2).prefix(3073 + 100).write(to: URL(fileURLWithPath: path))
-            #expect(throws: DataError.truncated(path: path, expectedBytes: 2 * 3073, gotBytes: 3173)) { try CIFAR10.readBatch(at: path) }
+            #expect(throws: DataError.partialRecord(path: path, recordBytes: 3073, gotBytes: 3173)) { try CIFAR10.readBatch(at: path) }
+            #expect(DataError.partialRecord(path: path, recordBytes: 3073, gotBytes: 3173).description.contains("100 bytes into record 2"))
             try Self.batch(records: 3) { $0 == 2 ? 10 : 1 }.write(to: URL(fileURLWithPath: path))
             #expect(throws: DataError.badLabel(path: path, index: 2, value: 10)) { try CIFAR10.readBatch(at: path) }
             try Data().write(to: URL(fileURLWithPath: path))
-            #expect(throws: DataError.self) { try CIFAR10.readBatch(at: path) }
+            #expect(throws: DataError.partialRecord(path: path, recordBytes: 3073, gotBytes: 0)) { try CIFAR10.readBatch(at: path) }
             #expect(throws: DataError.fileNotFound(path: path + "x")) { try CIFAR10.readBatch(at: path + "x") }
             // A directory missing batches names them all.
             try Self.batch(records: 1).write(to: dir.appendingPathComponent("data_batch_1.bin"))

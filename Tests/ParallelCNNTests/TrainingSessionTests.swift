@@ -14,6 +14,20 @@ struct TrainingSessionTests {
         return request
     }
 
+    @Test("threads and mpi split batches by default, and each layer at batch 1, where a batch has nothing to split")
+    func defaultStrategy() throws {
+        for (batch, strategy) in [(1, "layer"), (8, "data")] {
+            var request = Self.request(nil, engine: .threads)
+            request.batchSize = batch
+            request.engineOptions = EngineOptions(threads: 2)
+            let session = try TrainingSession(request) { try TestData.mnist() }
+            #expect(session.engine.description.contains(strategy), "batch \(batch): \(session.engine.description)")
+        }
+        #expect(try EngineRegistry.descriptor(.mpi).defaultStrategy(batchSize: 1) == .layer)
+        #expect(try EngineRegistry.descriptor(.mpi).defaultStrategy(batchSize: 2) == .data)
+        #expect(try EngineRegistry.descriptor(.opencl).defaultStrategy(batchSize: 1) == .fused)
+    }
+
     @Test("stopped mid-epoch, then resumed from its checkpoint, a session ends where an uninterrupted one does")
     func stopAndResume() throws {
         try TestData.withTemporaryDirectory { dir in

@@ -17,7 +17,7 @@ public enum CIFAR10 {
     public static let testFile = "test_batch.bin"
 
     /// Reads one batch file: its pixel bytes and labels.
-    /// - Throws: `DataError.fileNotFound`, `.unreadable`, `.truncated` when the size is not a
+    /// - Throws: `DataError.fileNotFound`, `.unreadable`, `.partialRecord` when the size is not a
     ///   whole number of records (or the file is empty), `.trailingData` when it holds more than
     ///   `recordsPerFile` records, `.badLabel` for a label of 10 or more.
     public static func readBatch(at path: String) throws(DataError) -> (pixels: [UInt8], labels: [UInt8]) {
@@ -29,8 +29,7 @@ public enum CIFAR10 {
             throw .unreadable(path: path, reason: error.localizedDescription)
         }
         guard !data.isEmpty, data.count % recordBytes == 0 else {
-            let whole = max(1, (data.count + recordBytes - 1) / recordBytes)
-            throw .truncated(path: path, expectedBytes: whole * recordBytes, gotBytes: data.count)
+            throw .partialRecord(path: path, recordBytes: recordBytes, gotBytes: data.count)
         }
         let records = data.count / recordBytes
         guard records <= recordsPerFile else { throw .trailingData(path: path, expectedBytes: recordsPerFile * recordBytes) }

@@ -49,7 +49,7 @@ public enum DownloadError: Error, CustomStringConvertible, Equatable, Sendable {
 
     private static func localFilesHint(_ kind: DatasetKind) -> String {
         "If you already have the files, pass --data DIR (or set $\(kind.directoryEnvironmentVariable)) "
-            + "to the directory holding them, e.g. --data ../shared/datasets/\(kind.rawValue). "
+            + "to the directory holding them. "
             + "Other mirrors can be given as comma-separated base URLs (http, https or file) in "
             + "\(Downloader.mirrorsEnvironmentVariable)."
     }

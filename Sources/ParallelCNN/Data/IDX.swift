@@ -24,6 +24,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The (decompressed) file ends early: its header announces `expectedBytes` in all (header
     /// included), only `gotBytes` are there.
     case truncated(path: String, expectedBytes: Int, gotBytes: Int)
+    /// A file of fixed-size records without a header (CIFAR-10's batches) is empty or ends
+    /// inside a record.
+    case partialRecord(path: String, recordBytes: Int, gotBytes: Int)
     /// The header announces more samples than any sane data set holds (a lying or corrupt header).
     case countTooLarge(path: String, count: UInt32, limit: Int)
     /// The file holds more bytes than its header announces (a lying header).
@@ -43,7 +46,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .fileNotFound(let path), .unreadable(let path, _), .notGzip(let path, _),
             .corruptGzip(let path, _), .badMagic(let path, _, _), .truncated(let path, _, _),
-            .countTooLarge(let path, _, _), .trailingData(let path, _), .badDimensions(let path, _, _),
+            .partialRecord(let path, _, _), .countTooLarge(let path, _, _), .trailingData(let path, _), .badDimensions(let path, _, _),
             .badLabel(let path, _, _), .countMismatch(let path, _, _, _), .missingFiles(let path, _, _):
             path
         }
@@ -65,6 +68,10 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
                 + "found \(found) (\(Self.magicName(found)))"
         case .truncated(let path, let expected, let got):
             "\(path): truncated: expected \(expected) bytes (as its header announces, header included), got \(got)"
+        case .partialRecord(let path, let recordBytes, let got):
+            got == 0
+                ? "\(path): empty file (expected records of \(recordBytes) bytes)"
+                : "\(path): truncated: \(got) bytes is not a whole number of \(recordBytes)-byte records (it ends \(got % recordBytes) bytes into record \(got / recordBytes + 1))"
         case .countTooLarge(let path, let count, let limit):
             "\(path): the header announces \(count) samples, more than the limit of \(limit) "
                 + "(corrupt or lying header)"
@@ -78,8 +85,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case .countMismatch(let imagesPath, let images, let labelsPath, let labels):
             "\(imagesPath) holds \(images) images but \(labelsPath) holds \(labels) labels"
         case .missingFiles(let directory, let origin, let missing):
-            "data directory \(directory) (\(origin)) lacks \(missing.joined(separator: ", ")) "
-                + "(each may also be stored uncompressed, without .gz)"
+            "data directory \(directory) (\(origin)) lacks \(missing.joined(separator: ", "))"
+                + (missing.allSatisfy { $0.hasSuffix(".gz") } ? " (each may also be stored uncompressed, without .gz)" : "")
         }
     }
 

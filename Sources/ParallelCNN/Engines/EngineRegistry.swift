@@ -104,6 +104,14 @@ public struct EngineDescriptor: Sendable {
         self.make = make
     }
 
+    /// The strategy a run at `batchSize` gets when it names none: the first, except that an engine
+    /// that splits batches first runs its layer strategy at batch 1, where a batch has nothing to
+    /// split (threads data at batch 1 took 0.064 s per epoch of 2,000 paper samples against
+    /// 0.023 s sequential).
+    public func defaultStrategy(batchSize: Int) -> EngineStrategy? {
+        batchSize == 1 && strategies.first == .data && strategies.contains(.layer) ? .layer : strategies.first
+    }
+
     /// `options` checked against what this engine takes and filled with its defaults.
     public func resolve(_ options: EngineOptions) throws(EngineError) -> EngineSettings {
         let name = kind.rawValue

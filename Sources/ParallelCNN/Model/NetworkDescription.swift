@@ -198,11 +198,15 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
                 let t = token ?? head
                 return NetworkDescriptionError(message: message, layer: layerNumber, token: t.text, column: t.column)
             }
-            // A trailing activation word applies to the layer.
+            // An activation word after the layer's values applies to the layer (written last; found
+            // anywhere, so that a stray token after it is the one an error points at).
             var activation: Activation?
-            if tokens.count >= 1, let a = Activation(rawValue: tokens.last!.text) {
-                activation = a
-                tokens.removeLast()
+            if let i = tokens.firstIndex(where: { Activation(rawValue: $0.text) != nil }) {
+                activation = Activation(rawValue: tokens[i].text)
+                tokens.remove(at: i)
+                if let again = tokens.first(where: { Activation(rawValue: $0.text) != nil }) {
+                    throw fail("a layer takes one activation", again)
+                }
             }
             var positional: [Token] = []
             var options: [String: Token] = [:]
@@ -221,7 +225,9 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
             func integer(_ token: Token, _ what: String, minimum: Int) throws(NetworkDescriptionError) -> Int {
                 guard let n = Int(token.text) else { throw fail("\(what) must be a whole number", token) }
                 guard n >= minimum else { throw fail("\(what) must be at least \(minimum), got \(n)", token) }
-                guard n <= Self.maximumSide * 16 else { throw fail("\(what) \(n) is larger than allowed", token) }
+                guard n <= Self.maximumSide * 16 else {
+                    throw fail("\(what) \(n) is larger than the limit of \(Self.maximumSide * 16)", token)
+                }
                 return n
             }
             func square(_ token: Token, _ what: String) throws(NetworkDescriptionError) -> Int {
@@ -235,7 +241,13 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
                 return side
             }
             func expectPositional(_ count: Int, _ usage: String) throws(NetworkDescriptionError) {
-                if positional.count > count { throw fail("unexpected value; usage: \(usage)", positional[count]) }
+                if positional.count > count {
+                    let extra = positional[count]
+                    let isLayer = ["conv", "subsample", "avgpool", "maxpool", "dense"].contains(extra.text)
+                    throw fail(
+                        isLayer ? "\"\(extra.text)\" starts another layer: end this one with \";\"" : "unexpected value; usage: \(usage)",
+                        extra)
+                }
                 if positional.count < count { throw fail("missing value; usage: \(usage)") }
             }
             func option(_ key: String, default value: Int, minimum: Int) throws(NetworkDescriptionError) -> Int {
@@ -256,8 +268,9 @@ public struct NetworkDescription: Equatable, Sendable, CustomStringConvertible {
                 let filters = try integer(positional[0], "the number of filters", minimum: 1)
                 let kernel = try square(positional[1], "the kernel size")
                 let stride = try option("stride", default: 1, minimum: 1)
+                let padToken = options["pad"]
                 let padding = try option("pad", default: 0, minimum: 0)
-                guard padding < kernel else { throw fail("pad=\(padding) must be smaller than the kernel (\(kernel))") }
+                guard padding < kernel else { throw fail("pad=\(padding) must be smaller than the kernel (\(kernel))", padToken) }
                 layer = .conv(filters: filters, kernel: kernel, stride: stride, padding: padding)
             case "subsample":
                 try expectPositional(1, "subsample KxK [sigmoid|tanh|relu]")

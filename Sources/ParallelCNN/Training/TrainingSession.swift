@@ -248,6 +248,7 @@ public final class TrainingSession {
         let data = DatasetPair(train: all.train.prefix(record.trainSamples), test: all.test)
         var engineOptions = request.engineOptions
         engineOptions.architecture = architecture
+        if engineOptions.strategy == nil { engineOptions.strategy = descriptor.defaultStrategy(batchSize: record.options.batchSize) }
         let settings = try descriptor.resolve(engineOptions)
         try MemoryBudget.require(
             MemoryBudget.trainingBytes(

@@ -26,11 +26,13 @@ public final class CUDADevice: ComputeDevice {
         switch CUDADriverAPI.shared {
         case .failure: return .unavailable(remedy: "no NVIDIA driver (libcuda.so.1 not found): " + CUDADriverAPI.remedy)
         case .success(let api):
+            let count: Int
             do {
-                if try api.devices().isEmpty { return .unavailable(remedy: "the CUDA driver reports no device: " + CUDADriverAPI.remedy) }
+                count = try api.devices().count
+                if count == 0 { return .unavailable(remedy: "the CUDA driver reports no device: " + CUDADriverAPI.remedy) }
             } catch { return .unavailable(remedy: "\(error)") }
             if case .failure = NVRTC.shared { return .unavailable(remedy: "NVRTC not found. " + NVRTC.remedy) }
-            return .available(detail: "see pcnn devices")
+            return .available(detail: "\(count) device(s)")
         }
     }
 

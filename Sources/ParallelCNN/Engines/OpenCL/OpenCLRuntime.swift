@@ -26,7 +26,7 @@ public final class OpenCLDevice: ComputeDevice {
             let found = (try? api.devices()) ?? []
             return found.isEmpty
                 ? .unavailable(remedy: "the OpenCL loader found no platform or device. " + OpenCLAPI.remedy)
-                : .available(detail: "see pcnn devices")
+                : .available(detail: "\(found.count) device(s)")
         }
     }
 
