@@ -357,6 +357,7 @@ struct BenchAll: ParsableCommand {
         if let referenceSamples { guard referenceSamples >= 1 else { throw ValidationError("--reference-samples must be at least 1") } }
         if let repeats { guard (1...100).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 100") } }
         guard TrainingRequest.batchSizes.contains(batch) else { throw ValidationError(TrainingRequest.batchSizeMessage(batch)) }
+        if quick, !sweep { throw ValidationError("--quick applies to --sweep; the tables are quick unless --full") }
     }
 
     func run() throws {

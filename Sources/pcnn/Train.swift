@@ -191,6 +191,9 @@ struct Train: ParsableCommand {
             "Training \(session.engine.description) engine, \(options.recipe.rawValue) recipe, \(options.rule.optimizer.rawValue), batch \(options.batchSize), lr \(options.rule.learningRate), momentum \(options.rule.momentum), \(record.trainSamples) samples per epoch, initial hash \(session.initialParameters.hashString)"
         )
 
+        if options.batchSize > record.trainSamples {
+            note("warning: --batch \(options.batchSize) is larger than the \(record.trainSamples) samples of an epoch: one step per epoch")
+        }
         let progress = ProgressReporter(recipe: options.recipe)
         session.onProgress = { progress.update($0) }
         session.onEpoch = { report in

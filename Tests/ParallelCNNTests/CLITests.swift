@@ -87,6 +87,7 @@ struct CLITests {
             (["bench", "net", "--passes"], "--passes"),
             (["bench", "net", "--rounds", "0"], "--rounds"),
             (["train", "--no-save", "--save", "x.safetensors"], "--no-save"),
+            (["bench", "--quick"], "--quick applies to --sweep"),
             (["train", "--save", "/"], "not a regular file"),
             (["train", "--save", "/nonexistent-directory/m.safetensors"], "cannot create files")
         ])
