@@ -68,7 +68,8 @@ struct Test: ParsableCommand {
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
             }
         } catch let error as ValidationError {
-            throw error
+            // Found while running, not in the arguments' syntax: an error, without the usage.
+            throw fail(error.message)
         } catch {
             throw fail("\(error)")
         }
@@ -118,7 +119,8 @@ struct Predict: ParsableCommand {
                 print(String(format: "  %d %@ %.4f %@%@", o, o == best ? ">" : " ", score, bar, names.map { " \($0[o])" } ?? ""))
             }
         } catch let error as ValidationError {
-            throw error
+            // Found while running, not in the arguments' syntax: an error, without the usage.
+            throw fail(error.message)
         } catch {
             throw fail("\(error)")
         }

@@ -133,7 +133,8 @@ struct Train: ParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch let error as ValidationError {
-            throw error
+            // Found while running, not in the arguments' syntax: an error, without the usage.
+            throw fail(error.message)
         } catch is OtherRankFailed {
             throw ExitCode.failure
         } catch let error as RankError {
