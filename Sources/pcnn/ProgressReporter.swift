@@ -51,10 +51,16 @@ final class ProgressReporter {
 nonisolated(unsafe) var stopRequested: sig_atomic_t = 0
 
 func installStopHandlers() {
+    var handled = sigset_t()
+    sigemptyset(&handled)
     for sig in [SIGINT, SIGTERM, SIGHUP] {
         signal(sig) { received in
             stopRequested = 1
             signal(received, SIG_DFL)
         }
+        sigaddset(&handled, sig)
     }
+    // A child inherits its parent's blocked signals (a test runner's, a supervisor's thread's):
+    // blocked, a Ctrl-C would never arrive.
+    pthread_sigmask(SIG_UNBLOCK, &handled, nil)
 }

@@ -221,6 +221,10 @@ struct Train: ParsableCommand {
             throw error
         }
         progress.finishLine()
+        if json && session.isReporter {
+            let data = try JSONSerialization.data(withJSONObject: result.jsonObject, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
 
         if case .interrupted(let position) = result.outcome {
             note(
@@ -234,10 +238,6 @@ struct Train: ParsableCommand {
                 format: "done: %d epoch(s) in this run, %.3f s per epoch, test error %.2f%%, parameter hash %@%@",
                 result.epochs.count, result.meanEpochSeconds, result.testErrorPercent ?? 0, result.finalHash,
                 result.checkpoint.map { ", checkpoint \($0)" } ?? ""))
-        if json && session.isReporter {
-            let data = try JSONSerialization.data(withJSONObject: result.jsonObject, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        }
     }
 
     /// The command that continues an interrupted run: the checkpoint, the epochs, and where the

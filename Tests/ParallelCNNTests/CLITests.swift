@@ -172,6 +172,46 @@ struct CLITests {
         }
     }
 
+    @Test("Ctrl-C stops a run cleanly: rc 130, a readable checkpoint, the JSON record of an interrupted run, a resume command")
+    func interrupt() throws {
+        let data = try TestData.requireMNISTDirectory()
+        let binary = try #require(CLI.binary, "pcnn was not built next to the tests")
+        try TestData.withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
+            for file in [out, err] { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
+            let process = Process()
+            process.executableURL = binary
+            // The reference engine: an epoch takes tens of seconds, so the stop lands mid-epoch.
+            process.arguments = ["train", "--data", data, "--engine", "reference", "--save", model, "--json"]
+            process.standardOutput = try FileHandle(forWritingTo: out)
+            process.standardError = try FileHandle(forWritingTo: err)
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            // Once training reports progress, interrupt it.
+            var training = false
+            for _ in 0..<600 where !training {
+                usleep(100_000)
+                training = (try? String(contentsOf: err, encoding: .utf8))?.contains("samples/s") ?? false
+            }
+            #expect(training, "no progress within a minute: \((try? String(contentsOf: err, encoding: .utf8)) ?? "")")
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            let errors = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+            #expect(process.terminationStatus == 130, "\(errors)")
+            #expect(errors.contains("resume with: pcnn train --resume \(model) --epochs 1 --data \(data)"), "\(errors)")
+            let checkpoint = try Checkpoint.read(from: model)
+            let record = try checkpoint.trainingRecord(path: model)
+            #expect(record.position.epoch == 0 && record.position.position > 0)
+            let line = try #require(String(contentsOf: out, encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("{") })
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(object["outcome"] as? String == "interrupted")
+            #expect((object["stopped_at"] as? [String: Int])?["sample"] == record.position.position)
+            #expect(object["param_hash"] as? String == checkpoint.parameters.hashString)
+        }
+    }
+
     @Test("a corrupt checkpoint is refused, naming the file")
     func corruptCheckpoint() throws {
         try TestData.withTemporaryDirectory { dir in

@@ -109,10 +109,15 @@ public struct TrainingResult {
         epochs.isEmpty ? 0 : epochs.map(\.seconds).reduce(0, +) / Double(epochs.count)
     }
 
-    /// The run record (`pcnn train --json`): a JSON-serialisable dictionary.
+    /// The run record (`pcnn train --json`): a JSON-serialisable dictionary. `outcome` is
+    /// "finished" or "interrupted", with `stopped_at` (1-based epoch, sample) for the latter.
     public var jsonObject: [String: Any] {
         let options = record.options
+        var stoppedAt: Any = NSNull()
+        if case .interrupted(let position) = outcome { stoppedAt = ["epoch": position.epoch + 1, "sample": position.position] }
         return [
+            "outcome": outcome == .finished ? "finished" : "interrupted",
+            "stopped_at": stoppedAt,
             "engine": engine,
             "ranks": ranks,
             "recipe": options.recipe.rawValue,
