@@ -7,11 +7,14 @@ struct Train: ParsableCommand {
         abstract: "Train the network, report the test error, write a checkpoint.",
         discussion: """
             Recipes:
-              original  SPEC.md exactly: sigmoid outputs, error without output derivative, c1 gradients \
+              original  the paper's training rule exactly, as the project's specification (SPEC.md) \
+            fixes it; docs/recipes.md tells why: sigmoid outputs, error without output derivative, c1 gradients \
             /576, s1 bias /216, SGD with dt = 0.1, one sample per step in file order. With --batch B > 1 \
             the B per-sample updates (all from the same parameters) are averaged, with momentum 0.8 by \
             default and the c1 step multiplied by min(4B, 576): batch 64 reaches 8.8% after one epoch \
-            (plain averaging: 20.3%). --lr and --momentum override the defaults.
+            (plain averaging: 20.3%). --lr and --momentum override the defaults. Its progress shows the \
+            paper's error function as "SPEC error": the mean over samples of sqrt(Σ (target - output)²) \
+            over the ten sigmoid outputs.
               modern    softmax cross-entropy with true gradients, minibatches (default --batch 32) \
             reshuffled every epoch from --seed, with Adam by default (--lr 0.03 on the paper's \
             network and 0.003 on any other, --momentum 0.9 --lr-decay 0.4 at every batch size): \
@@ -44,7 +47,7 @@ struct Train: ParsableCommand {
 
     @OptionGroup var network: NetworkOption
 
-    @Option(help: "Training rule: original (the default, SPEC.md's) or modern.")
+    @Option(help: "Training rule: original (the default: the paper's, see below) or modern.")
     var recipe: Recipe?
 
     @Option(parsing: .unconditional, help: "Epochs to complete (with --resume: in total).")
