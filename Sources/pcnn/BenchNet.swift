@@ -10,8 +10,7 @@ struct BenchNet: ParsableCommand {
             "Any network (--net): sequential, threads layer and threads data, with GFLOP/s and the fraction of the cores' measured peak.",
         discussion: """
             Trains the modern recipe (Adam, or --optimizer sgd) on the first --samples training \
-            samples: sequential per \
-            sample and at --batch, the threads engine's layer strategy per sample and its data \
+            samples: sequential per sample and at --batch, the threads engine's layer strategy per sample and its data \
             strategy at --batch, each against sequential at the same batch in the same run. They are \
             timed in --rounds rounds of one pass each, in turn, and each keeps its fastest pass (a \
             shared machine's speed drifts; rounds make the drift hit every row alike, and more of \

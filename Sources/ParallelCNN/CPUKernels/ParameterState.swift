@@ -99,7 +99,7 @@ public final class ParameterState {
     /// whole vectors each: every parameter goes through the same vector code, so the result is
     /// the same bit for bit.
     package func apply(gradientSum: UnsafePointer<Float>, batchSize: Int, rule: UpdateRule, on pool: WorkerPool? = nil) {
-        apply(SummedGradient(sum: gradientSum), batchSize: batchSize, rule: rule, on: pool)
+        apply(VectorBuffer(values: gradientSum), batchSize: batchSize, rule: rule, on: pool)
     }
 
     /// `apply` for a batch whose ascent is still `blocks` block sums, `stride` floats apart
@@ -110,7 +110,7 @@ public final class ParameterState {
         apply(BlockGradients(first: blockSums, blocks: blocks, stride: stride), batchSize: batchSize, rule: rule, on: pool)
     }
 
-    private func apply<G: GradientSource>(_ gradient: G, batchSize: Int, rule: UpdateRule, on pool: WorkerPool?) {
+    private func apply<G: VectorSource>(_ gradient: G, batchSize: Int, rule: UpdateRule, on pool: WorkerPool?) {
         if scaleRecipe != rule.recipe || scaleBatchSize != rule.batchSize {
             let vector = architecture.scaleVector(recipe: rule.recipe, batchSize: rule.batchSize)
             vector.withUnsafeBufferPointer { scale.update(from: $0.baseAddress!, count: parameterCount) }
@@ -143,7 +143,7 @@ public final class ParameterState {
     /// The update of parameters `start..<end`, `V.scalarCount` at a time: with a uniform scale,
     /// the whole vectors of parameters by the constant, the padded rest by `scale` (whose padding
     /// is 0).
-    @inline(__always) private func update<V: FloatVector, G: GradientSource>(
+    @inline(__always) private func update<V: FloatVector, G: VectorSource>(
         _ gradientSum: G, batchSize: Int, rule: UpdateRule,
         adamFactors: (stepSize: Float, secondMomentFactor: Float),
         from start: Int, to end: Int, _: V.Type
@@ -152,15 +152,15 @@ public final class ParameterState {
         if let uniformScale {
             split = min(end, max(start, parameterCount / V.scalarCount * V.scalarCount))
             update(
-                gradientSum, scale: UniformScale(value: uniformScale), batchSize: batchSize, rule: rule, adamFactors: adamFactors,
+                gradientSum, scale: UniformValue(value: uniformScale), batchSize: batchSize, rule: rule, adamFactors: adamFactors,
                 from: start, to: split, V.self)
         }
         update(
-            gradientSum, scale: ScaleVector(values: UnsafePointer(scale)), batchSize: batchSize, rule: rule,
+            gradientSum, scale: VectorBuffer(values: UnsafePointer(scale)), batchSize: batchSize, rule: rule,
             adamFactors: adamFactors, from: split, to: end, V.self)
     }
 
-    @inline(__always) private func update<V: FloatVector, G: GradientSource, S: ScaleSource>(
+    @inline(__always) private func update<V: FloatVector, G: VectorSource, S: VectorSource>(
         _ gradientSum: G, scale: S, batchSize: Int, rule: UpdateRule,
         adamFactors: (stepSize: Float, secondMomentFactor: Float),
         from start: Int, to end: Int, _: V.Type
@@ -199,36 +199,26 @@ public final class ParameterState {
     }
 }
 
-/// Where `ParameterState.update` reads the recipe's per-parameter factor.
-private protocol ScaleSource {
+/// Where `ParameterState.update` reads a value per parameter, a vector at a time: the batch's
+/// summed ascent, and the recipe's per-parameter factor.
+private protocol VectorSource {
     func load<V: FloatVector>(_ i: Int, _: V.Type) -> V
 }
 
-/// One factor for every parameter.
-private struct UniformScale: ScaleSource {
-    let value: Float
-    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { V(repeating: value) }
-}
-
-/// A factor per parameter.
-private struct ScaleVector: ScaleSource {
+/// One buffer of values.
+private struct VectorBuffer: VectorSource {
     let values: UnsafePointer<Float>
     @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { values.load(i, as: V.self) }
 }
 
-/// Where `ParameterState.update` reads a batch's summed ascent.
-private protocol GradientSource {
-    func load<V: FloatVector>(_ i: Int, _: V.Type) -> V
-}
-
-/// The sum, in one buffer.
-private struct SummedGradient: GradientSource {
-    let sum: UnsafePointer<Float>
-    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { sum.load(i, as: V.self) }
+/// The same value for every parameter.
+private struct UniformValue: VectorSource {
+    let value: Float
+    @inline(__always) func load<V: FloatVector>(_ i: Int, _: V.Type) -> V { V(repeating: value) }
 }
 
 /// The block sums, added here in block order.
-private struct BlockGradients: GradientSource {
+private struct BlockGradients: VectorSource {
     let first: UnsafePointer<Float>
     let blocks: Int
     let stride: Int

@@ -35,27 +35,28 @@ extension Checkpoint {
             case .original: "original"
             case .seeded(let seed): "seeded:\(seed)"
             }
-        var hashes = [Checkpoint.parameterHashKey: parameters.hashString]
-        if let velocity = optimizerState.velocity { hashes[Checkpoint.velocityHashKey] = velocity.hashString }
-        if let secondMoment = optimizerState.secondMoment { hashes[Checkpoint.secondMomentHashKey] = secondMoment.hashString }
+        var metadata = [
+            "recipe": o.recipe.rawValue,
+            "optimizer": o.rule.optimizer.rawValue,
+            "epoch": String(record.position.epoch),
+            "position": String(record.position.position),
+            "epochs": String(o.epochs),
+            "batch": String(o.batchSize),
+            "learning_rate": String(o.rule.learningRate),
+            "momentum": String(o.rule.momentum),
+            "lr_decay": String(o.learningRateDecay),
+            "seed": String(o.seed),
+            "init": initialization,
+            "dataset": record.dataset.rawValue,
+            "train_samples": String(record.trainSamples),
+            "engine": engine,
+            Checkpoint.parameterHashKey: parameters.hashString
+        ]
+        metadata[Checkpoint.velocityHashKey] = optimizerState.velocity?.hashString
+        metadata[Checkpoint.secondMomentHashKey] = optimizerState.secondMoment?.hashString
         self.init(
             parameters: parameters, velocity: optimizerState.velocity, secondMoment: optimizerState.secondMoment,
-            metadata: hashes.merging([
-                "recipe": o.recipe.rawValue,
-                "optimizer": o.rule.optimizer.rawValue,
-                "epoch": String(record.position.epoch),
-                "position": String(record.position.position),
-                "epochs": String(o.epochs),
-                "batch": String(o.batchSize),
-                "learning_rate": String(o.rule.learningRate),
-                "momentum": String(o.rule.momentum),
-                "lr_decay": String(o.learningRateDecay),
-                "seed": String(o.seed),
-                "init": initialization,
-                "dataset": record.dataset.rawValue,
-                "train_samples": String(record.trainSamples),
-                "engine": engine
-            ]) { hash, _ in hash }, architecture: architecture)
+            metadata: metadata, architecture: architecture)
     }
 
     /// Reads the training state back; `path` names the file in errors.
